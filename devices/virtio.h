@@ -1,0 +1,91 @@
+/*
+ * The contract between a virtio device (virtio_balloon.c, ...) and its transport (virtio_pci.c).
+ * The transport knows no device; a device knows no transport (style.md rule 3).
+ * A device struct embeds `struct virtio_dev` as its first member.
+ */
+#ifndef DEVICES_VIRTIO_H
+#define DEVICES_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "virtqueue.h"
+
+struct guest_mem;
+struct virtio_dev;
+
+/* Device hooks; all are called with dev->lock held unless noted. */
+struct virtio_dev_ops {
+	const char *name;	  /* "virtio-balloon" */
+	uint16_t device_id;	  /* VIRTIO_ID_* from <linux/virtio_ids.h> */
+	uint16_t max_queues;	  /* queues the transport exposes (may exceed what features create) */
+	uint16_t max_queue_size;  /* largest queue size offered, a power of two */
+	uint32_t config_size;	  /* bytes of device-specific config space */
+	/* Feature bits offered (VIRTIO_F_VERSION_1 is added by the transport). */
+	uint64_t (*get_features)(struct virtio_dev *dev);
+	/* Device config space access; @off + @len <= config_size is guaranteed by the transport. */
+	void (*config_read)(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len);
+	void (*config_write)(struct virtio_dev *dev, uint32_t off, const void *data, uint32_t len);
+	/* Driver wrote DRIVER_OK: features in dev->driver_features are final. Return 0 or -errno
+	 * (the transport then sets DEVICE_NEEDS_RESET). */
+	int (*activate)(struct virtio_dev *dev);
+	/* Queue @qidx (transport index) was notified. Called from the event-loop thread WITHOUT
+	 * dev->lock held: the device takes it. */
+	void (*queue_notify)(struct virtio_dev *dev, uint16_t qidx);
+	/* Device reset (status 0); the transport has already reset features and queues. */
+	void (*reset)(struct virtio_dev *dev);
+};
+
+/* Transport hooks a device calls to interrupt the driver. */
+struct virtio_transport_ops {
+	/* Raise the used-buffer notification of queue @qidx (MSI-X vector or INTx + ISR bit 0). */
+	void (*signal_used)(struct virtio_dev *dev, uint16_t qidx);
+	/* Raise a configuration-change notification (ISR bit 1); bumps config_generation. */
+	void (*signal_config)(struct virtio_dev *dev);
+};
+
+#define VIRTIO_MAX_QUEUES 8
+
+struct virtio_dev {
+	const struct virtio_dev_ops *ops;
+	const struct virtio_transport_ops *transport;
+	void *transport_priv;
+	struct guest_mem *gm;
+	pthread_mutex_t lock;	  /* device state; held for register access and queue work */
+	uint64_t device_features; /* offered (device's + transport's bits) */
+	uint64_t driver_features; /* accepted by the driver */
+	uint8_t status;		  /* VIRTIO_CONFIG_S_* */
+	uint8_t config_generation;
+	struct virtqueue vqs[VIRTIO_MAX_QUEUES];
+	uint64_t err_count;	   /* guest-caused errors: malformed buffers, bad addresses, ... */
+	uint64_t early_kicks;	   /* notifications before DRIVER_OK, drained and logged */
+};
+
+/**
+ * virtio_dev_init() - initialise the common part of a device before handing it to a transport.
+ * @dev: embedded in the device; @ops: static ops table; @gm: guest RAM used by the queues.
+ */
+void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops,
+		     struct guest_mem *gm);
+
+/** virtio_has_feature() - true when the driver accepted feature bit @bit. */
+static inline bool virtio_has_feature(const struct virtio_dev *dev, unsigned int bit)
+{
+	return bit < 64 && (dev->driver_features & (1ULL << bit));
+}
+
+/**
+ * virtio_dev_reset() - the fixed reset path (style rule 4): clear features, status, queues, then
+ * call the device's reset hook. Caller holds dev->lock.
+ */
+void virtio_dev_reset(struct virtio_dev *dev);
+
+/**
+ * virtio_complete() - put chain @head on queue @qidx's used ring with @len bytes written and
+ * interrupt the driver when the ring's notification suppression (event_idx / flags) asks for it.
+ * Caller holds dev->lock. Returns 0 or -errno from vq_push (ring not in guest RAM).
+ */
+int virtio_complete(struct virtio_dev *dev, uint16_t qidx, uint16_t head, uint32_t len);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * Split virtqueue (virtio 1.2 §2.7): the one validated walker of descriptor chains.
+ * Devices never read struct vring_desc themselves (style.md rule 2).
+ * Ring layouts come from <linux/virtio_ring.h>.
+ */
+#ifndef DEVICES_VIRTQUEUE_H
+#define DEVICES_VIRTQUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct guest_mem;
+
+#define VQ_MAX_SIZE  32768 /* virtio 1.2 §2.7: Queue Size max */
+#define VQ_MAX_BUFS  64    /* buffers one popped chain may hold (longer chains are malformed) */
+
+struct virtqueue {
+	uint16_t size;	       /* entries; power of two, 1..VQ_MAX_SIZE; 0 = not configured */
+	bool ready;	       /* enabled by the driver and validated */
+	uint16_t msix_vector;  /* VIRTIO_MSI_NO_VECTOR when none (owned by the transport) */
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t last_avail;   /* next avail ring slot to consume */
+	uint16_t used_idx;     /* our copy of used->idx */
+	uint16_t signalled_used; /* used_idx at the last interrupt (event_idx) */
+	bool signalled_valid;
+	bool event_idx;	       /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	struct guest_mem *gm;
+};
+
+/* One buffer of a chain: a validated guest range and its host address. */
+struct vq_buf {
+	uint64_t gpa;
+	uint32_t len; /* bytes */
+	void *hva;    /* gm_ptr(gpa, len): valid for len bytes */
+};
+
+/* A popped chain: device-readable buffers first, then device-writable ones (§2.7.4.2). */
+struct vq_chain {
+	uint16_t head;	   /* descriptor index to return in the used ring */
+	uint16_t n_out;	   /* device-readable buffers: bufs[0 .. n_out) */
+	uint16_t n_in;	   /* device-writable buffers: bufs[n_out .. n_out + n_in) */
+	uint32_t out_len;  /* total readable bytes */
+	uint32_t in_len;   /* total writable bytes */
+	struct vq_buf bufs[VQ_MAX_BUFS];
+};
+
+/**
+ * vq_enable() - validate and enable a queue the driver configured: size a power of two
+ * <= VQ_MAX_SIZE and the three rings (alignment per §2.7 and entirely inside guest RAM).
+ * @vq: queue with size and ring GPAs set; @gm: guest RAM; @event_idx: feature negotiated.
+ * Returns 0, or -EINVAL (bad size or alignment) / -EFAULT (ring outside RAM); queue stays off.
+ */
+int vq_enable(struct virtqueue *vq, struct guest_mem *gm, bool event_idx);
+
+/** vq_reset() - forget all state; the queue is unconfigured (size 0, not ready). */
+void vq_reset(struct virtqueue *vq);
+
+/**
+ * vq_pop() - take the next available chain.
+ * Reads avail->idx, then (after a read barrier) the ring slot; follows next/indirect links with
+ * every index < size, a chain no longer than the queue size (or indirect table), no nested
+ * indirect, every buffer inside guest RAM, and no readable buffer after a writable one.
+ * Returns 1 with *@chain filled; 0 when the ring is empty; -EINVAL for a malformed chain,
+ * in which case chain->head is still set (when the head index itself was valid) and the
+ * caller must complete it with length 0 (style rule 5) and count the error; -EIO when avail->idx
+ * is more than size ahead (a broken driver: the caller stops processing the queue).
+ */
+int vq_pop(struct virtqueue *vq, struct vq_chain *chain);
+
+/**
+ * vq_push() - add @head with @len written bytes to the used ring and publish used->idx after a
+ * write barrier. Returns 0, or -EFAULT when the used ring is not in guest RAM.
+ */
+int vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
+
+/**
+ * vq_should_notify() - after pushes: does the driver want an interrupt? Honours
+ * VRING_AVAIL_F_NO_INTERRUPT, or used_event with VIRTIO_RING_F_EVENT_IDX (§2.7.10). Full barrier
+ * before reading the driver's fields.
+ */
+bool vq_should_notify(struct virtqueue *vq);
+
+/**
+ * vq_copy_from_chain() - gather up to @len bytes of the chain's readable buffers into @dst,
+ * starting @off bytes in. Returns the number of bytes copied.
+ */
+uint32_t vq_copy_from_chain(const struct vq_chain *chain, uint32_t off, void *dst, uint32_t len);
+
+/**
+ * vq_copy_to_chain() - scatter @len bytes of @src into the chain's writable buffers.
+ * Returns bytes copied (less than @len when the buffers are smaller).
+ */
+uint32_t vq_copy_to_chain(const struct vq_chain *chain, const void *src, uint32_t len);
+
+#endif

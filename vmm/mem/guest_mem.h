@@ -1,0 +1,106 @@
+/*
+ * Guest RAM: the host mapping, the one bounds-checked accessor, discard and the per-page state map.
+ *
+ * Layout (GPA): RAM from 0 up to min(size, GM_LOW_RAM_MAX); the rest from 4 GiB up. The gap
+ * [GM_LOW_RAM_MAX, 4 GiB) holds the PCI MMIO window, the IOAPIC and the LAPIC. Both regions live
+ * in one private anonymous host mapping (KSM merges only private anonymous memory).
+ * Pages are 4 KiB (GM_PAGE_SIZE) everywhere in this API, whatever the host page size.
+ */
+#ifndef VMM_MEM_GUEST_MEM_H
+#define VMM_MEM_GUEST_MEM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GM_PAGE_SHIFT  12
+#define GM_PAGE_SIZE   (1ULL << GM_PAGE_SHIFT)
+#define GM_LOW_RAM_MAX 0xC0000000ULL /* 3 GiB: RAM below the 32-bit MMIO hole */
+#define GM_HIGH_BASE   0x100000000ULL
+
+/* Where a guest page lives; the single source of truth (design.md, "Guest memory"). */
+enum gm_page_state {
+	GM_PAGE_RESIDENT = 0, /* normal: backed by (possibly not yet faulted) anonymous memory */
+	GM_PAGE_BALLOONED,    /* handed to the host by balloon inflate; discarded */
+	GM_PAGE_REPORTED,     /* free page reported by the guest; discarded */
+	GM_PAGE_COMPRESSED,   /* held by the compressed tier */
+};
+
+struct gm_region {
+	uint64_t gpa;	   /* first guest-physical address */
+	uint64_t size;	   /* bytes */
+	uint8_t *hva;	   /* host address of gpa */
+	uint64_t first_pg; /* index of this region's first page in the state map */
+};
+
+struct guest_mem {
+	struct gm_region regions[2];
+	unsigned int nr_regions;
+	uint8_t *base;	    /* the one host mapping, base of region 0 */
+	uint64_t size;	    /* total RAM bytes (all regions) */
+	uint64_t nr_pages;  /* size / GM_PAGE_SIZE */
+	uint8_t *state;	    /* nr_pages entries of enum gm_page_state */
+	pthread_mutex_t lock; /* protects state[] and the counters below */
+	uint64_t nr_ballooned, nr_reported;
+	uint64_t discard_calls; /* madvise calls made by gm_discard */
+	bool mergeable;		/* MADV_MERGEABLE applied */
+};
+
+/**
+ * gm_init() - map @size bytes of guest RAM (MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, MADV_DONTFORK)
+ * and split it into the regions above.
+ * @gm: caller-owned, zeroed struct; @size: bytes, a multiple of GM_PAGE_SIZE, at least 1 MiB;
+ * @merge: apply MADV_MERGEABLE (KSM). A kernel without KSM only gets a warning.
+ * Returns 0, -EINVAL for a bad size, -ENOMEM when the mapping fails.
+ */
+int gm_init(struct guest_mem *gm, uint64_t size, bool merge);
+
+/** gm_destroy() - unmap guest RAM and free the state map. Safe on a zeroed or failed @gm. */
+void gm_destroy(struct guest_mem *gm);
+
+/**
+ * gm_ptr() - the bounds-checked accessor: host pointer for guest range [@gpa, @gpa + @len).
+ * Both ends are checked with overflow checks; the range must lie inside one RAM region.
+ * @len: bytes, may be 0 (then @gpa must still be inside or at the end of a region).
+ * Returns the host pointer, or NULL when any byte is outside guest RAM (caller reports a device
+ * error; never fatal). Thread-safe (the layout never changes after gm_init).
+ */
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/**
+ * gm_read()/gm_write() - copy @len bytes between guest RAM at @gpa and @buf.
+ * Return 0, or -EFAULT when the range is not entirely guest RAM (nothing is copied then).
+ */
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t len);
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *buf, uint64_t len);
+
+/**
+ * gm_page_index() - state-map index of the 4 KiB page holding @gpa.
+ * Returns 0 and sets *@idx, or -EFAULT when @gpa is not guest RAM.
+ */
+int gm_page_index(const struct guest_mem *gm, uint64_t gpa, uint64_t *idx);
+
+/**
+ * gm_discard() - give the host back guest pages [@pfn, @pfn + @nr_pages) (4 KiB PFNs, GPA >> 12)
+ * with one MADV_DONTNEED per contiguous host range, and set their state to @state
+ * (GM_PAGE_BALLOONED or GM_PAGE_REPORTED). The guest reads zeros if it touches them again.
+ * Returns 0, or -EFAULT when any page of the range is outside guest RAM (nothing discarded),
+ * or -errno from madvise.
+ */
+int gm_discard(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages, enum gm_page_state state);
+
+/**
+ * gm_reclaim_clear() - mark [@pfn, @pfn + @nr_pages) resident again (balloon deflate).
+ * No host call is needed: the next guest touch faults in a zero page.
+ * Returns 0 or -EFAULT as gm_discard().
+ */
+int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages);
+
+/**
+ * gm_resident_bytes() - bytes of guest RAM currently resident in host memory (mincore over the
+ * mapping). Returns bytes, or 0 on failure.
+ */
+uint64_t gm_resident_bytes(const struct guest_mem *gm);
+
+#endif

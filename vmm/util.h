@@ -1,0 +1,74 @@
+/* Logging, fatal errors and small helpers shared by every module. */
+#ifndef VMM_UTIL_H
+#define VMM_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a)	 (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b)	 ((a) < (b) ? (a) : (b))
+#define MAX(a, b)	 ((a) > (b) ? (a) : (b))
+#define ALIGN_UP(x, a)	 (((x) + (a)-1) & ~((typeof(x))(a)-1))
+#define ALIGN_DOWN(x, a) ((x) & ~((typeof(x))(a)-1))
+#define KiB		 (1024ULL)
+#define MiB		 (1024ULL * KiB)
+#define GiB		 (1024ULL * MiB)
+
+enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Current verbosity; messages above it are dropped. Default LOG_WARN, VMM_DEBUG=1 raises it. */
+extern enum log_level log_level;
+
+/**
+ * vmm_log() - print one line "vmm: <level>: ..." to stderr.
+ * @lvl: severity; dropped when above log_level.
+ * @fmt: printf format; a trailing newline is added when missing.
+ */
+void vmm_log(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * die() - print an error and exit(2). Only for failures before the guest runs (style rule 7).
+ */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#define pr_err(...)   vmm_log(LOG_ERR, __VA_ARGS__)
+#define pr_warn(...)  vmm_log(LOG_WARN, __VA_ARGS__)
+#define pr_info(...)  vmm_log(LOG_INFO, __VA_ARGS__)
+#define pr_debug(...) vmm_log(LOG_DEBUG, __VA_ARGS__)
+
+/**
+ * ratelimit_ok() - token bucket for guest-caused messages: at most 10 per second per @state.
+ * @state: caller-owned bucket (zero-initialised static is fine). Returns true when the caller may log.
+ */
+struct ratelimit {
+	uint64_t window_ns;
+	unsigned int count;
+};
+bool ratelimit_ok(struct ratelimit *state);
+
+/* Log at most 10 lines per second from this call site: for anything a guest can trigger. */
+#define pr_err_ratelimited(...)                                                                    \
+	do {                                                                                       \
+		static struct ratelimit _rl;                                                      \
+		if (ratelimit_ok(&_rl))                                                            \
+			pr_err(__VA_ARGS__);                                                       \
+	} while (0)
+#define pr_warn_ratelimited(...)                                                                   \
+	do {                                                                                       \
+		static struct ratelimit _rl;                                                      \
+		if (ratelimit_ok(&_rl))                                                            \
+			pr_warn(__VA_ARGS__);                                                      \
+	} while (0)
+
+/** now_ns() - CLOCK_MONOTONIC in nanoseconds. */
+uint64_t now_ns(void);
+
+/**
+ * parse_size() - parse "512", "64K", "256M", "2G" (binary units, case-insensitive) into bytes.
+ * @s: NUL-terminated text; @out: result in bytes.
+ * Returns 0, or -EINVAL for malformed text, -ERANGE on overflow.
+ */
+int parse_size(const char *s, uint64_t *out);
+
+#endif
