@@ -60,6 +60,7 @@ struct virtio_dev {
 	struct virtqueue vqs[VIRTIO_MAX_QUEUES];
 	uint64_t err_count;	   /* guest-caused errors: malformed buffers, bad addresses, ... */
 	uint64_t early_kicks;	   /* notifications before DRIVER_OK, drained and logged */
+	uint64_t used_signals;	   /* used-buffer notifications raised (counted without transport too) */
 };
 
 /**

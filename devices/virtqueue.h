@@ -13,6 +13,7 @@ struct guest_mem;
 
 #define VQ_MAX_SIZE  32768 /* virtio 1.2 §2.7: Queue Size max */
 #define VQ_MAX_BUFS  64    /* buffers one popped chain may hold (longer chains are malformed) */
+#define VQ_HEAD_NONE 0xffff /* chain->head after vq_pop() found no valid head index */
 
 struct virtqueue {
 	uint16_t size;	       /* entries; power of two, 1..VQ_MAX_SIZE; 0 = not configured */
@@ -61,15 +62,17 @@ void vq_reset(struct virtqueue *vq);
  * every index < size, a chain no longer than the queue size (or indirect table), no nested
  * indirect, every buffer inside guest RAM, and no readable buffer after a writable one.
  * Returns 1 with *@chain filled; 0 when the ring is empty; -EINVAL for a malformed chain,
- * in which case chain->head is still set (when the head index itself was valid) and the
- * caller must complete it with length 0 (style rule 5) and count the error; -EIO when avail->idx
- * is more than size ahead (a broken driver: the caller stops processing the queue).
+ * in which case chain->head is still set (when the head index itself was valid, else it is
+ * VQ_HEAD_NONE) and the caller must complete it with length 0 (style rule 5) and count the
+ * error; -EIO when avail->idx is more than size ahead (a broken driver: the caller stops
+ * processing the queue).
  */
 int vq_pop(struct virtqueue *vq, struct vq_chain *chain);
 
 /**
  * vq_push() - add @head with @len written bytes to the used ring and publish used->idx after a
- * write barrier. Returns 0, or -EFAULT when the used ring is not in guest RAM.
+ * write barrier. Returns 0, -EFAULT when the used ring is not in guest RAM, or -EINVAL when the
+ * queue is not ready or @head >= size (e.g. VQ_HEAD_NONE).
  */
 int vq_push(struct virtqueue *vq, uint16_t head, uint32_t len);
 

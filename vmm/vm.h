@@ -19,6 +19,10 @@ struct pci_bus;
 struct balloon;
 struct control;
 
+/* The 32-bit PCI MMIO window (BARs), reserved in e820; between RAM and the IOAPIC. */
+#define VM_PCI_MMIO_BASE 0xe0000000ULL
+#define VM_PCI_MMIO_SIZE 0x10000000ULL
+
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
 enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
@@ -55,6 +59,9 @@ struct vm {
 	int exit_status;      /* process exit status once stopped */
 	char exit_reason[256];
 	uint64_t start_ns;
+	bool pause_req;	      /* vCPUs park when set */
+	unsigned int parked;  /* vCPUs currently parked */
+	bool guest_panicked;  /* the console showed a kernel panic */
 
 	/* GSI routing: entries 0..23 are the IOAPIC pins, MSI routes follow. */
 	void *routing;	      /* struct kvm_irq_routing with VM_MAX_GSI entries */

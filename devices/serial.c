@@ -1,0 +1,303 @@
+#include "serial.h"
+
+#include <errno.h>
+#include <linux/serial_reg.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "../vmm/loop.h"
+#include "../vmm/util.h"
+#include "../vmm/vm.h"
+
+#define RX_FIFO_SIZE 4096
+#define CTRL_A	     0x01
+#define CTRL_D	     0x04
+#define PANIC_MARK   "Kernel panic - not syncing"
+
+struct serial {
+	struct vm *vm;
+	pthread_mutex_t lock;
+	int out_fd, in_fd;
+	bool in_watched, in_eof, in_is_file, escape, saw_ctrl_a;
+	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
+	bool thr_ipending;
+	int irq_level;
+	uint8_t rx[RX_FIFO_SIZE];
+	unsigned int rx_head, rx_count;
+	char line[160]; /* the current output line, to notice a kernel panic */
+	unsigned int line_len;
+};
+
+static uint8_t pending_iir(struct serial *s)
+{
+	if ((s->ier & UART_IER_RLSI) && (s->lsr & UART_LSR_BRK_ERROR_BITS))
+		return UART_IIR_RLSI;
+	if ((s->ier & UART_IER_RDI) && (s->lsr & UART_LSR_DR))
+		return UART_IIR_RDI;
+	if ((s->ier & UART_IER_THRI) && s->thr_ipending)
+		return UART_IIR_THRI;
+	if ((s->ier & UART_IER_MSI) && (s->msr & UART_MSR_ANY_DELTA))
+		return UART_IIR_MSI;
+	return UART_IIR_NO_INT;
+}
+
+/* The line follows "an interrupt is pending", so every new cause after a clear is an edge. */
+static void update_irq(struct serial *s)
+{
+	int level = pending_iir(s) != UART_IIR_NO_INT;
+
+	if (level != s->irq_level) {
+		s->irq_level = level;
+		vm_irq_line(s->vm, SERIAL_COM1_IRQ, level);
+	}
+}
+
+static void watch_input(struct serial *s, bool on)
+{
+	if (s->in_fd < 0 || s->in_eof || s->in_watched == on)
+		return;
+	s->in_watched = on;
+	loop_mod_fd(s->vm->loop, s->in_fd, on ? EPOLLIN : 0);
+}
+
+static void rx_push(struct serial *s, uint8_t c)
+{
+	if (s->rx_count == RX_FIFO_SIZE)
+		return;
+	s->rx[(s->rx_head + s->rx_count++) % RX_FIFO_SIZE] = c;
+	s->lsr |= UART_LSR_DR;
+}
+
+static uint8_t rx_pop(struct serial *s)
+{
+	uint8_t c;
+
+	if (!s->rx_count)
+		return 0;
+	c = s->rx[s->rx_head];
+	s->rx_head = (s->rx_head + 1) % RX_FIFO_SIZE;
+	if (!--s->rx_count)
+		s->lsr &= ~UART_LSR_DR;
+	return c;
+}
+
+static void note_output(struct serial *s, uint8_t c)
+{
+	if (c == '\n' || s->line_len == sizeof(s->line) - 1) {
+		s->line[s->line_len] = '\0';
+		if (strstr(s->line, PANIC_MARK))
+			s->vm->guest_panicked = true;
+		s->line_len = 0;
+	} else {
+		s->line[s->line_len++] = (char)c;
+	}
+}
+
+static void transmit(struct serial *s, uint8_t c)
+{
+	if (s->mcr & UART_MCR_LOOP) {
+		rx_push(s, c);
+		return;
+	}
+	note_output(s, c);
+	if (s->out_fd >= 0 && write(s->out_fd, &c, 1) < 0 && errno != EAGAIN)
+		s->out_fd = -1; /* the reader went away: keep running, drop output */
+}
+
+/* Regular files and /dev/null cannot be polled: read them as the guest drains the FIFO. */
+static void refill_from_file(struct serial *s)
+{
+	uint8_t buf[256];
+	ssize_t n;
+
+	if (!s->in_is_file || s->in_eof || s->rx_count > RX_FIFO_SIZE - sizeof(buf))
+		return;
+	n = read(s->in_fd, buf, sizeof(buf));
+	if (n <= 0) {
+		rx_push(s, CTRL_D);
+		s->in_eof = true;
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++)
+		rx_push(s, buf[i]);
+}
+
+static uint8_t reg_read(struct serial *s, unsigned int off)
+{
+	uint8_t v;
+
+	switch (off) {
+	case UART_RX:
+		if (s->lcr & UART_LCR_DLAB)
+			return s->dll;
+		v = rx_pop(s);
+		if (s->rx_count < RX_FIFO_SIZE / 2)
+			watch_input(s, true);
+		refill_from_file(s);
+		return v;
+	case UART_IER:
+		return (s->lcr & UART_LCR_DLAB) ? s->dlm : s->ier;
+	case UART_IIR:
+		v = pending_iir(s);
+		if (v == UART_IIR_THRI)
+			s->thr_ipending = false; /* reading IIR clears a THRE interrupt */
+		return v | ((s->fcr & UART_FCR_ENABLE_FIFO) ? 0xc0 : 0);
+	case UART_LCR:
+		return s->lcr;
+	case UART_MCR:
+		return s->mcr;
+	case UART_LSR:
+		v = s->lsr;
+		s->lsr &= ~UART_LSR_BRK_ERROR_BITS;
+		return v;
+	case UART_MSR:
+		if (s->mcr & UART_MCR_LOOP) {
+			/* Loopback wires DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD (8250 probe). */
+			return ((s->mcr & UART_MCR_DTR) ? UART_MSR_DSR : 0) |
+			       ((s->mcr & UART_MCR_RTS) ? UART_MSR_CTS : 0) |
+			       ((s->mcr & UART_MCR_OUT1) ? UART_MSR_RI : 0) |
+			       ((s->mcr & UART_MCR_OUT2) ? UART_MSR_DCD : 0);
+		}
+		v = s->msr;
+		s->msr &= ~UART_MSR_ANY_DELTA;
+		return v;
+	default:
+		return s->scr;
+	}
+}
+
+static void reg_write(struct serial *s, unsigned int off, uint8_t v)
+{
+	switch (off) {
+	case UART_TX:
+		if (s->lcr & UART_LCR_DLAB) {
+			s->dll = v;
+			break;
+		}
+		transmit(s, v);
+		/* Sent at once: the holding register is empty again. */
+		s->thr_ipending = true;
+		break;
+	case UART_IER:
+		if (s->lcr & UART_LCR_DLAB) {
+			s->dlm = v;
+			break;
+		}
+		if (!(s->ier & UART_IER_THRI) && (v & UART_IER_THRI))
+			s->thr_ipending = true;
+		s->ier = v & 0x0f;
+		break;
+	case UART_FCR:
+		s->fcr = v;
+		if (v & UART_FCR_CLEAR_RCVR) {
+			s->rx_count = 0;
+			s->lsr &= ~UART_LSR_DR;
+		}
+		break;
+	case UART_LCR:
+		s->lcr = v;
+		break;
+	case UART_MCR:
+		s->mcr = v & 0x1f;
+		break;
+	case UART_SCR:
+		s->scr = v;
+		break;
+	default:
+		break; /* LSR/MSR are read-only */
+	}
+}
+
+static void serial_io(void *opaque, uint64_t off, void *data, uint32_t len, bool is_write)
+{
+	struct serial *s = opaque;
+	uint8_t *b = data;
+
+	pthread_mutex_lock(&s->lock);
+	if (is_write)
+		reg_write(s, (unsigned int)off, b[0]);
+	else
+		b[0] = reg_read(s, (unsigned int)off);
+	if (len > 1)
+		memset(b + 1, is_write ? 0 : 0xff, len - 1);
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void input_ready(void *opaque, int fd, uint32_t events)
+{
+	struct serial *s = opaque;
+	uint8_t buf[256];
+	ssize_t n;
+
+	(void)events;
+	pthread_mutex_lock(&s->lock);
+	n = read(fd, buf, MIN(sizeof(buf), (size_t)(RX_FIFO_SIZE - s->rx_count)));
+	if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR))) {
+		/* End of host input: tell a canonical-mode reader with one ^D, then stop. */
+		rx_push(s, CTRL_D);
+		watch_input(s, false);
+		s->in_eof = true;
+		loop_del_fd(s->vm->loop, fd);
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (s->escape && s->saw_ctrl_a && (buf[i] == 'x' || buf[i] == 'X')) {
+			pthread_mutex_unlock(&s->lock);
+			vm_stop(s->vm, 130, "console escape Ctrl-A x");
+			return;
+		}
+		s->saw_ctrl_a = s->escape && buf[i] == CTRL_A && !s->saw_ctrl_a;
+		if (!s->saw_ctrl_a)
+			rx_push(s, buf[i]);
+	}
+	if (s->rx_count == RX_FIFO_SIZE)
+		watch_input(s, false); /* back-pressure: resume when the guest drains the FIFO */
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape)
+{
+	struct serial *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->vm = vm;
+	pthread_mutex_init(&s->lock, NULL);
+	s->out_fd = out_fd;
+	s->in_fd = -1;
+	s->escape = escape;
+	s->lsr = UART_LSR_TEMT | UART_LSR_THRE;
+	s->msr = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
+	s->mcr = UART_MCR_OUT2;
+	if (bus_register(&vm->pio, SERIAL_COM1_PORT, 8, serial_io, s, "serial") < 0) {
+		free(s);
+		return NULL;
+	}
+	if (in_fd >= 0) {
+		int ret = loop_add_fd(vm->loop, in_fd, EPOLLIN, input_ready, s);
+
+		if (ret == 0) {
+			s->in_fd = in_fd;
+			s->in_watched = true;
+		} else if (ret == -EPERM) {
+			s->in_fd = in_fd;
+			s->in_is_file = true;
+			refill_from_file(s);
+		}
+	}
+	return s;
+}
+
+void serial_destroy(struct serial *s)
+{
+	if (!s)
+		return;
+	if (s->in_fd >= 0 && !s->in_eof && !s->in_is_file)
+		loop_del_fd(s->vm->loop, s->in_fd);
+	bus_unregister(&s->vm->pio, SERIAL_COM1_PORT);
+	free(s);
+}

@@ -1,0 +1,25 @@
+/* 16550A UART (the console): port 0x3f8, IRQ 4. */
+#ifndef DEVICES_SERIAL_H
+#define DEVICES_SERIAL_H
+
+#include <stdbool.h>
+
+struct vm;
+struct serial;
+
+#define SERIAL_COM1_PORT 0x3f8
+#define SERIAL_COM1_IRQ	 4
+
+/**
+ * serial_create() - a 16550A at COM1 on @vm's port bus, raising IRQ 4.
+ * @out_fd: where transmitted bytes go (-1 discards them); @in_fd: host input fed to the receiver
+ * through the event loop (-1: none); at EOF a ^D is sent once so a canonical-mode guest reader
+ * sees end of file. @escape: input "Ctrl-A x" stops the VM (for a raw-mode terminal).
+ * Returns the device or NULL (ENOMEM, or the ports are taken).
+ */
+struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape);
+
+/** serial_destroy() - stop watching input and free the device (after the vCPUs stopped). */
+void serial_destroy(struct serial *s);
+
+#endif

@@ -1,0 +1,52 @@
+#include "virtio.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "../vmm/util.h"
+
+void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops,
+		     struct guest_mem *gm)
+{
+	unsigned int i;
+
+	memset(dev, 0, sizeof(*dev));
+	dev->ops = ops;
+	dev->gm = gm;
+	pthread_mutex_init(&dev->lock, NULL);
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vq_reset(&dev->vqs[i]);
+	if (ops->get_features)
+		dev->device_features = ops->get_features(dev);
+}
+
+void virtio_dev_reset(struct virtio_dev *dev)
+{
+	unsigned int i;
+
+	dev->driver_features = 0;
+	dev->status = 0;
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vq_reset(&dev->vqs[i]);
+	if (dev->ops->reset)
+		dev->ops->reset(dev);
+}
+
+int virtio_complete(struct virtio_dev *dev, uint16_t qidx, uint16_t head, uint32_t len)
+{
+	struct virtqueue *vq;
+	int ret;
+
+	if (qidx >= VIRTIO_MAX_QUEUES)
+		return -EINVAL;
+	vq = &dev->vqs[qidx];
+	ret = vq_push(vq, head, len);
+	if (ret)
+		return ret;
+	if (!vq_should_notify(vq))
+		return 0;
+	dev->used_signals++;
+	if (dev->transport && dev->transport->signal_used)
+		dev->transport->signal_used(dev, qidx);
+	return 0;
+}

@@ -1,0 +1,294 @@
+/*
+ * Loading a Linux kernel: bzImage through the 64-bit boot protocol (boot.rst, "64-bit boot
+ * protocol"), or an ELF vmlinux through its PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY).
+ */
+#include <asm/bootparam.h>
+#include <elf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+#include "../vm.h"
+#include "boot.h"
+
+#define KERNEL_MAX_BYTES (256 * MiB)
+#define SETUP_HDR_OFF	 0x1f1
+#define HDRS_MAGIC	 0x53726448 /* "HdrS" */
+#define MIN_PROTOCOL	 0x020c	    /* 2.12: XLF_KERNEL_64 */
+
+/* PVH start info, version 1 (xen/include/public/arch-x86/hvm/start_info.h); not a Linux UAPI. */
+#define PVH_MAGIC		  0x336ec578
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+struct hvm_start_info {
+	uint32_t magic, version, flags, nr_modules;
+	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
+	uint32_t memmap_entries, reserved;
+};
+struct hvm_modlist_entry {
+	uint64_t paddr, size, cmdline_paddr, reserved;
+};
+struct hvm_memmap_table_entry {
+	uint64_t addr, size;
+	uint32_t type, reserved;
+};
+
+static uint64_t low_ram_end(const struct vm *vm)
+{
+	return vm->gm.regions[0].gpa + vm->gm.regions[0].size;
+}
+
+/* Copy a host buffer to guest RAM at @gpa, bounds-checked. */
+static int load(struct vm *vm, uint64_t gpa, const void *src, uint64_t len)
+{
+	return gm_write(&vm->gm, gpa, src, len);
+}
+
+static int load_cmdline(struct vm *vm, const char *cmdline, uint32_t max)
+{
+	size_t len = strlen(cmdline) + 1;
+
+	if (len > max || len > BOOT_CMDLINE_MAX) {
+		pr_err("kernel command line is %zu bytes; this kernel accepts at most %u",
+		       len - 1, MIN(max, BOOT_CMDLINE_MAX) - 1);
+		return -E2BIG;
+	}
+	return load(vm, BOOT_CMDLINE_GPA, cmdline, len);
+}
+
+/* Place the initrd as high as possible under @max_addr, above @kernel_end. */
+static int load_initrd(struct vm *vm, const char *path, uint64_t kernel_end, uint64_t max_addr,
+		       uint64_t *gpa, uint64_t *size)
+{
+	uint8_t *buf;
+	size_t len;
+	uint64_t top = MIN(low_ram_end(vm), max_addr + 1), start;
+	int ret;
+
+	ret = boot_read_file(path, 4 * GiB, &buf, &len);
+	if (ret) {
+		pr_err("cannot read initrd %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	start = len < top ? ALIGN_DOWN(top - len, GM_PAGE_SIZE) : 0;
+	if (len >= top || start < kernel_end) {
+		pr_err("initrd %s (%zu MiB) does not fit in guest RAM below %llu MiB next to the "
+		       "kernel: use a larger --mem",
+		       path, (size_t)(len / MiB), (unsigned long long)(top / MiB));
+		free(buf);
+		return -E2BIG;
+	}
+	ret = load(vm, start, buf, len);
+	free(buf);
+	*gpa = start;
+	*size = len;
+	return ret;
+}
+
+static int boot_bzimage(struct vm *vm, const uint8_t *img, size_t len, const char *initrd,
+			const char *cmdline, struct boot_entry *e)
+{
+	struct boot_params *bp;
+	struct setup_header hdr;
+	struct e820_range map[BOOT_MAX_E820];
+	uint64_t setup_bytes, kernel_end, rd_gpa = 0, rd_size = 0;
+	unsigned int n;
+	int ret;
+
+	memcpy(&hdr, img + SETUP_HDR_OFF, sizeof(hdr));
+	if (hdr.version < MIN_PROTOCOL || !(hdr.xloadflags & XLF_KERNEL_64)) {
+		pr_err("bzImage boot protocol %u.%02u has no 64-bit entry (need 2.12+)",
+		       hdr.version >> 8, hdr.version & 0xff);
+		return -ENOEXEC;
+	}
+	setup_bytes = ((uint64_t)(hdr.setup_sects ? hdr.setup_sects : 4) + 1) * 512;
+	if (setup_bytes >= len)
+		return -ENOEXEC;
+	kernel_end = BOOT_KERNEL_GPA + MAX(len - setup_bytes, (uint64_t)hdr.init_size);
+	if (kernel_end > low_ram_end(vm)) {
+		pr_err("kernel needs %llu MiB of RAM to decompress: use a larger --mem",
+		       (unsigned long long)(kernel_end / MiB + 1));
+		return -E2BIG;
+	}
+	ret = load(vm, BOOT_KERNEL_GPA, img + setup_bytes, len - setup_bytes);
+	if (ret)
+		return ret;
+	if (initrd) {
+		ret = load_initrd(vm, initrd, kernel_end, hdr.initrd_addr_max, &rd_gpa, &rd_size);
+		if (ret)
+			return ret;
+	}
+	ret = load_cmdline(vm, cmdline, hdr.cmdline_size ? hdr.cmdline_size + 1 : 256);
+	if (ret)
+		return ret;
+
+	bp = gm_ptr(&vm->gm, BOOT_ZERO_PAGE_GPA, sizeof(*bp));
+	if (!bp)
+		return -EFAULT;
+	memset(bp, 0, sizeof(*bp));
+	bp->hdr = hdr;
+	bp->hdr.type_of_loader = 0xff;
+	bp->hdr.loadflags |= CAN_USE_HEAP | LOADED_HIGH;
+	bp->hdr.heap_end_ptr = 0xfe00;
+	bp->hdr.vid_mode = 0xffff;
+	bp->hdr.cmd_line_ptr = (uint32_t)BOOT_CMDLINE_GPA;
+	bp->ext_cmd_line_ptr = 0;
+	bp->hdr.ramdisk_image = (uint32_t)rd_gpa;
+	bp->hdr.ramdisk_size = (uint32_t)rd_size;
+	bp->ext_ramdisk_image = (uint32_t)(rd_gpa >> 32);
+	bp->ext_ramdisk_size = (uint32_t)(rd_size >> 32);
+	n = boot_e820(vm, map);
+	for (unsigned int i = 0; i < n; i++)
+		bp->e820_table[i] = (struct boot_e820_entry){ map[i].addr, map[i].size, map[i].type };
+	bp->e820_entries = (uint8_t)n;
+
+	e->mode = BOOT_LONG64;
+	e->rip = BOOT_KERNEL_GPA + 0x200; /* startup_64 */
+	e->rsi = BOOT_ZERO_PAGE_GPA;
+	ret = boot_identity_map(vm, e, 0);
+	return ret ? ret : boot_gdt(vm, e);
+}
+
+/* The PVH entry point from the ELF notes, or 0. */
+static uint64_t pvh_entry(const uint8_t *img, size_t len, const Elf64_Ehdr *eh)
+{
+	for (unsigned int i = 0; i < eh->e_phnum; i++) {
+		const Elf64_Phdr *ph = (const void *)(img + eh->e_phoff + i * sizeof(*ph));
+		uint64_t off = ph->p_offset, end;
+
+		if (ph->p_type != PT_NOTE || __builtin_add_overflow(off, ph->p_filesz, &end) ||
+		    end > len)
+			continue;
+		while (off + sizeof(Elf64_Nhdr) <= end) {
+			const Elf64_Nhdr *nh = (const void *)(img + off);
+			uint64_t name = off + sizeof(*nh);
+			uint64_t desc = name + ALIGN_UP((uint64_t)nh->n_namesz, 4);
+			uint64_t next = desc + ALIGN_UP((uint64_t)nh->n_descsz, 4);
+
+			if (next > end)
+				break;
+			if (nh->n_type == XEN_ELFNOTE_PHYS32_ENTRY && nh->n_namesz == 4 &&
+			    !memcmp(img + name, "Xen", 4) && nh->n_descsz >= 4) {
+				uint32_t entry;
+
+				memcpy(&entry, img + desc, 4);
+				return entry;
+			}
+			off = next;
+		}
+	}
+	return 0;
+}
+
+static int boot_pvh(struct vm *vm, const uint8_t *img, size_t len, const char *initrd,
+		    const char *cmdline, struct boot_entry *e)
+{
+	const Elf64_Ehdr *eh = (const void *)img;
+	struct e820_range map[BOOT_MAX_E820];
+	struct hvm_start_info *si;
+	struct hvm_memmap_table_entry *mm;
+	struct hvm_modlist_entry *mod;
+	uint64_t entry, kernel_end = 0, rd_gpa, rd_size;
+	unsigned int n;
+	int ret;
+
+	if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_machine != EM_X86_64 ||
+	    eh->e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > len) {
+		pr_err("ELF kernel is not a valid x86-64 ELF64 image");
+		return -ENOEXEC;
+	}
+	entry = pvh_entry(img, len, eh);
+	if (!entry) {
+		pr_err("ELF kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): build it with "
+		       "CONFIG_PVH=y, or boot the bzImage");
+		return -ENOEXEC;
+	}
+	for (unsigned int i = 0; i < eh->e_phnum; i++) {
+		const Elf64_Phdr *ph = (const void *)(img + eh->e_phoff + i * sizeof(*ph));
+		uint64_t fend, mend;
+		uint8_t *dst;
+
+		if (ph->p_type != PT_LOAD)
+			continue;
+		if (__builtin_add_overflow(ph->p_offset, ph->p_filesz, &fend) || fend > len ||
+		    ph->p_filesz > ph->p_memsz ||
+		    __builtin_add_overflow(ph->p_paddr, ph->p_memsz, &mend))
+			return -ENOEXEC;
+		dst = gm_ptr(&vm->gm, ph->p_paddr, ph->p_memsz);
+		if (!dst || mend > low_ram_end(vm)) {
+			pr_err("kernel segment at 0x%llx (%llu KiB) is outside guest RAM: use a "
+			       "larger --mem",
+			       (unsigned long long)ph->p_paddr,
+			       (unsigned long long)(ph->p_memsz / KiB));
+			return -E2BIG;
+		}
+		memcpy(dst, img + ph->p_offset, ph->p_filesz);
+		memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
+		kernel_end = MAX(kernel_end, mend);
+	}
+	ret = load_cmdline(vm, cmdline, BOOT_CMDLINE_MAX);
+	if (ret)
+		return ret;
+
+	si = gm_ptr(&vm->gm, BOOT_PVH_INFO_GPA, 0x1000);
+	if (!si)
+		return -EFAULT;
+	memset(si, 0, 0x1000);
+	mm = (void *)((uint8_t *)si + 0x100);
+	mod = (void *)((uint8_t *)si + 0x800);
+	*si = (struct hvm_start_info){ .magic = PVH_MAGIC, .version = 1,
+				       .cmdline_paddr = BOOT_CMDLINE_GPA,
+				       .memmap_paddr = BOOT_PVH_INFO_GPA + 0x100 };
+	n = boot_e820(vm, map);
+	for (unsigned int i = 0; i < n; i++)
+		mm[i] = (struct hvm_memmap_table_entry){ map[i].addr, map[i].size, map[i].type, 0 };
+	si->memmap_entries = n;
+	if (initrd) {
+		ret = load_initrd(vm, initrd, ALIGN_UP(kernel_end, GM_PAGE_SIZE), 0xffffffffULL,
+				  &rd_gpa, &rd_size);
+		if (ret)
+			return ret;
+		*mod = (struct hvm_modlist_entry){ .paddr = rd_gpa, .size = rd_size };
+		si->nr_modules = 1;
+		si->modlist_paddr = BOOT_PVH_INFO_GPA + 0x800;
+	}
+	e->mode = BOOT_PROT32;
+	e->rip = entry;
+	e->rbx = BOOT_PVH_INFO_GPA;
+	return boot_gdt(vm, e);
+}
+
+int boot_linux(struct vm *vm, const char *kernel, const char *initrd, const char *cmdline,
+	       struct boot_entry *e)
+{
+	uint8_t *img;
+	size_t len;
+	uint32_t magic;
+	int ret;
+
+	ret = boot_read_file(kernel, KERNEL_MAX_BYTES, &img, &len);
+	if (ret) {
+		pr_err("cannot read kernel %s: %s", kernel,
+		       ret == -E2BIG ? "larger than 256 MiB" : strerror(-ret));
+		return ret;
+	}
+	memset(e, 0, sizeof(*e));
+	if (len > SETUP_HDR_OFF + sizeof(struct setup_header) &&
+	    (memcpy(&magic, img + 0x202, 4), magic == HDRS_MAGIC) && img[0x1fe] == 0x55 &&
+	    img[0x1ff] == 0xaa)
+		ret = boot_bzimage(vm, img, len, initrd, cmdline, e);
+	else if (len >= sizeof(Elf64_Ehdr) && !memcmp(img, ELFMAG, SELFMAG))
+		ret = boot_pvh(vm, img, len, initrd, cmdline, e);
+	else {
+		pr_err("%s is neither a bzImage nor an ELF vmlinux: pass a Linux kernel image "
+		       "(arch/x86/boot/bzImage or vmlinux)",
+		       kernel);
+		ret = -ENOEXEC;
+	}
+	free(img);
+	if (!ret)
+		ret = boot_mptable(vm, NULL, 0);
+	return ret;
+}

@@ -1,0 +1,693 @@
+#include "control_proto.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/virtio_balloon.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const char *const cmd_names[CTL_NR_CMDS] = {
+	[CTL_CMD_VM_INFO] = "vm.info",
+	[CTL_CMD_VM_PAUSE] = "vm.pause",
+	[CTL_CMD_VM_RESUME] = "vm.resume",
+	[CTL_CMD_VM_SHUTDOWN] = "vm.shutdown",
+	[CTL_CMD_BALLOON_SET] = "balloon.set",
+	[CTL_CMD_BALLOON_GET] = "balloon.get",
+	[CTL_CMD_BALLOON_STATS] = "balloon.stats",
+	[CTL_CMD_MEMORY_STATS] = "memory.stats",
+	[CTL_CMD_EVENTS_SUBSCRIBE] = "events.subscribe",
+};
+
+static const char *const code_names[CTL_NR_CODES] = {
+	[CTL_E_PARSE] = "parse-error",
+	[CTL_E_INVALID_ARG] = "invalid-argument",
+	[CTL_E_UNKNOWN_CMD] = "unknown-command",
+	[CTL_E_NOT_SUPPORTED] = "not-supported",
+	[CTL_E_BUSY] = "busy",
+	[CTL_E_VM_NOT_RUNNING] = "vm-not-running",
+	[CTL_E_LINE_TOO_LONG] = "line-too-long",
+	[CTL_E_INTERNAL] = "internal-error",
+};
+
+static const struct {
+	const char *name;
+	uint32_t bit;
+} event_names[] = {
+	{ "balloon.change", CTL_EV_BALLOON_CHANGE },
+	{ "balloon.stats", CTL_EV_BALLOON_STATS },
+	{ "vm.state", CTL_EV_VM_STATE },
+	{ "guest.exit", CTL_EV_GUEST_EXIT },
+};
+
+/*
+ * Tags 10-15 were added by Linux 6.12 and are missing from older UAPI headers, hence the
+ * literal indices. Values the guest reports in bytes carry _bytes (virtio 1.2 §5.5.6.3).
+ */
+static const char *const stat_names[BALLOON_NR_STAT_TAGS] = {
+	[VIRTIO_BALLOON_S_SWAP_IN] = "swap_in_bytes",
+	[VIRTIO_BALLOON_S_SWAP_OUT] = "swap_out_bytes",
+	[VIRTIO_BALLOON_S_MAJFLT] = "major_faults",
+	[VIRTIO_BALLOON_S_MINFLT] = "minor_faults",
+	[VIRTIO_BALLOON_S_MEMFREE] = "free_bytes",
+	[VIRTIO_BALLOON_S_MEMTOT] = "total_bytes",
+	[VIRTIO_BALLOON_S_AVAIL] = "available_bytes",
+	[VIRTIO_BALLOON_S_CACHES] = "disk_caches_bytes",
+	[VIRTIO_BALLOON_S_HTLB_PGALLOC] = "hugetlb_allocations",
+	[VIRTIO_BALLOON_S_HTLB_PGFAIL] = "hugetlb_failures",
+	[10] = "oom_kills",
+	[11] = "alloc_stalls",
+	[12] = "async_scans",
+	[13] = "direct_scans",
+	[14] = "async_reclaims",
+	[15] = "direct_reclaims",
+};
+
+static const struct {
+	unsigned int bit;
+	const char *name;
+} balloon_feature_names[] = {
+	{ VIRTIO_BALLOON_F_MUST_TELL_HOST, "must_tell_host" },
+	{ VIRTIO_BALLOON_F_STATS_VQ, "stats_vq" },
+	{ VIRTIO_BALLOON_F_DEFLATE_ON_OOM, "deflate_on_oom" },
+	{ VIRTIO_BALLOON_F_FREE_PAGE_HINT, "free_page_hint" },
+	{ VIRTIO_BALLOON_F_PAGE_POISON, "page_poison" },
+	{ VIRTIO_BALLOON_F_REPORTING, "reporting" },
+};
+
+const char *ctl_cmd_name(enum ctl_cmd cmd)
+{
+	return (unsigned int)cmd < CTL_NR_CMDS ? cmd_names[cmd] : NULL;
+}
+
+const char *ctl_code_name(enum ctl_code code)
+{
+	return (unsigned int)code < CTL_NR_CODES ? code_names[code] : NULL;
+}
+
+const char *ctl_stat_name(unsigned int tag)
+{
+	return tag < BALLOON_NR_STAT_TAGS ? stat_names[tag] : NULL;
+}
+
+enum ctl_code ctl_code_from_errno(int err)
+{
+	switch (err) {
+	case -ESRCH:
+		return CTL_E_VM_NOT_RUNNING;
+	case -EINVAL:
+	case -ERANGE:
+		return CTL_E_INVALID_ARG;
+	case -ENODEV:
+	case -ENOTSUP:
+		return CTL_E_NOT_SUPPORTED;
+	case -EBUSY:
+	case -EAGAIN:
+	case -EALREADY:
+		return CTL_E_BUSY;
+	default:
+		return CTL_E_INTERNAL;
+	}
+}
+
+uint32_t ctl_event_bit(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(event_names); i++)
+		if (!strcmp(name, event_names[i].name))
+			return event_names[i].bit;
+	return CTL_EV_OTHER;
+}
+
+/* Echoed names are cut to a short prefix, on a UTF-8 character boundary. */
+static const char *clip(const char *s, char *buf, size_t size)
+{
+	size_t n = strlen(s);
+
+	if (n < size)
+		return s;
+	n = size - 4;
+	while (n && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	memcpy(buf, s, n);
+	memcpy(buf + n, "...", 4);
+	return buf;
+}
+
+static int fail(struct ctl_error *err, enum ctl_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctl_error *err, enum ctl_code code, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* An integer argument in [0, @max]; json-c clamps huge literals, which the bound then rejects. */
+static int get_u64(struct json_object *v, const char *name, uint64_t max, uint64_t *out,
+		   struct ctl_error *err)
+{
+	if (!json_object_is_type(v, json_type_int))
+		return fail(err, CTL_E_INVALID_ARG, "'%s' must be an integer", name);
+	if (json_object_get_int64(v) < 0)
+		return fail(err, CTL_E_INVALID_ARG, "'%s' must not be negative", name);
+	*out = json_object_get_uint64(v);
+	if (*out > max)
+		return fail(err, CTL_E_INVALID_ARG, "'%s' must be at most %" PRIu64, name, max);
+	return 0;
+}
+
+static int unknown_arg(const char *cmd, const char *key, struct ctl_error *err)
+{
+	char buf[64];
+
+	return fail(err, CTL_E_INVALID_ARG, "%s: unknown argument '%s'", cmd,
+		    clip(key, buf, sizeof(buf)));
+}
+
+static int args_none(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
+{
+	json_object_object_foreach(args, key, val)
+	{
+		(void)val;
+		return unknown_arg(ctl_cmd_name(req->cmd), key, err);
+	}
+	return 0;
+}
+
+static int args_shutdown(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
+{
+	req->args.shutdown.timeout_ms = CTL_SHUTDOWN_DEF_MS;
+	json_object_object_foreach(args, key, val)
+	{
+		if (strcmp(key, "timeout_ms"))
+			return unknown_arg("vm.shutdown", key, err);
+		if (get_u64(val, key, CTL_SHUTDOWN_MAX_MS, &req->args.shutdown.timeout_ms, err))
+			return -1;
+	}
+	return 0;
+}
+
+static int args_balloon_set(struct json_object *args, struct ctl_request *req,
+			    struct ctl_error *err)
+{
+	int seen = 0;
+
+	json_object_object_foreach(args, key, val)
+	{
+		bool guest = !strcmp(key, "guest_mib");
+
+		if (!guest && strcmp(key, "balloon_mib"))
+			return unknown_arg("balloon.set", key, err);
+		if (get_u64(val, key, CTL_MAX_MIB, &req->args.balloon_set.mib, err))
+			return -1;
+		req->args.balloon_set.guest = guest;
+		seen++;
+	}
+	if (seen != 1)
+		return fail(err, CTL_E_INVALID_ARG,
+			    "balloon.set: give exactly one of 'balloon_mib' or 'guest_mib'");
+	return 0;
+}
+
+static int args_subscribe(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
+{
+	req->args.subscribe.mask = CTL_EV_ALL;
+	json_object_object_foreach(args, key, val)
+	{
+		size_t n;
+
+		if (strcmp(key, "events"))
+			return unknown_arg("events.subscribe", key, err);
+		if (!json_object_is_type(val, json_type_array))
+			return fail(err, CTL_E_INVALID_ARG, "'events' must be an array of names");
+		n = json_object_array_length(val);
+		if (!n)
+			return fail(err, CTL_E_INVALID_ARG, "'events' must not be empty");
+		req->args.subscribe.mask = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *e = json_object_array_get_idx(val, i);
+			uint32_t bit;
+			char buf[64];
+
+			if (!json_object_is_type(e, json_type_string))
+				return fail(err, CTL_E_INVALID_ARG, "'events' must hold strings");
+			bit = ctl_event_bit(json_object_get_string(e));
+			if (bit == CTL_EV_OTHER)
+				return fail(err, CTL_E_INVALID_ARG, "unknown event '%s'",
+					    clip(json_object_get_string(e), buf, sizeof(buf)));
+			req->args.subscribe.mask |= bit;
+		}
+	}
+	return 0;
+}
+
+static int parse_args(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
+{
+	switch (req->cmd) {
+	case CTL_CMD_VM_SHUTDOWN:
+		return args_shutdown(args, req, err);
+	case CTL_CMD_BALLOON_SET:
+		return args_balloon_set(args, req, err);
+	case CTL_CMD_EVENTS_SUBSCRIBE:
+		return args_subscribe(args, req, err);
+	default:
+		return args_none(args, req, err);
+	}
+}
+
+static int read_id(struct json_object *obj, struct ctl_request *req, struct ctl_error *err)
+{
+	struct json_object *id;
+
+	if (!json_object_object_get_ex(obj, "id", &id) || json_object_is_type(id, json_type_null))
+		return 0;
+	/* json-c clamps integers beyond int64 to INT64_MAX/UINT64_MAX: tell them apart. */
+	if (!json_object_is_type(id, json_type_int) ||
+	    (json_object_get_int64(id) == INT64_MAX && json_object_get_uint64(id) != INT64_MAX))
+		return fail(err, CTL_E_INVALID_ARG, "'id' must be an integer (int64)");
+	req->has_id = true;
+	req->id = json_object_get_int64(id);
+	return 0;
+}
+
+static int validate(struct json_object *obj, struct ctl_request *req, struct ctl_error *err)
+{
+	struct json_object *cmd = NULL, *args = NULL;
+	char buf[64];
+
+	if (!json_object_is_type(obj, json_type_object))
+		return fail(err, CTL_E_INVALID_ARG, "a request must be a JSON object");
+	if (read_id(obj, req, err))
+		return -1;
+	json_object_object_foreach(obj, key, val)
+	{
+		if (!strcmp(key, "cmd"))
+			cmd = val;
+		else if (!strcmp(key, "args"))
+			args = val;
+		else if (strcmp(key, "id"))
+			return fail(err, CTL_E_INVALID_ARG, "unknown field '%s'",
+				    clip(key, buf, sizeof(buf)));
+	}
+	if (!cmd || !json_object_is_type(cmd, json_type_string))
+		return fail(err, CTL_E_INVALID_ARG, "'cmd' must be a string");
+	for (req->cmd = 0; req->cmd < CTL_NR_CMDS; req->cmd++)
+		if (!strcmp(json_object_get_string(cmd), cmd_names[req->cmd]))
+			break;
+	if (req->cmd == CTL_NR_CMDS)
+		return fail(err, CTL_E_UNKNOWN_CMD, "unknown command '%s'",
+			    clip(json_object_get_string(cmd), buf, sizeof(buf)));
+	if (args && !json_object_is_type(args, json_type_object))
+		return fail(err, CTL_E_INVALID_ARG, "'args' must be an object");
+	return args ? parse_args(args, req, err) : parse_args(NULL, req, err);
+}
+
+/* Strict parse of exactly one JSON value filling all of @text (NUL-terminated, @len bytes). */
+static struct json_object *parse_strict(const char *text, size_t len, const char **why)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *obj;
+
+	if (!tok) {
+		*why = NULL;
+		return NULL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	/* Passing the NUL lets a value that ends the text (a bare number) complete. */
+	obj = json_tokener_parse_ex(tok, text, (int)len + 1);
+	if (!obj)
+		*why = json_tokener_error_desc(json_tokener_get_error(tok));
+	json_tokener_free(tok);
+	return obj;
+}
+
+int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, struct ctl_error *err)
+{
+	struct json_object *obj;
+	const char *why;
+	char *text;
+	int ret;
+
+	memset(req, 0, sizeof(*req));
+	if (len > CTL_MAX_LINE)
+		return fail(err, CTL_E_LINE_TOO_LONG, "request line longer than %d bytes",
+			    CTL_MAX_LINE);
+	if (memchr(line, '\0', len))
+		return fail(err, CTL_E_PARSE, "NUL byte in request");
+	text = malloc(len + 1);
+	if (!text)
+		return fail(err, CTL_E_INTERNAL, "out of memory");
+	memcpy(text, line, len);
+	text[len] = '\0';
+	obj = parse_strict(text, len, &why);
+	free(text);
+	if (!obj)
+		return why ? fail(err, CTL_E_PARSE, "invalid JSON: %s", why)
+			   : fail(err, CTL_E_INTERNAL, "out of memory");
+	ret = validate(obj, req, err);
+	json_object_put(obj);
+	return ret;
+}
+
+static char *to_line(struct json_object *obj)
+{
+	const char *s;
+	char *line = NULL;
+
+	if (!obj)
+		return NULL;
+	s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+							JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (s && asprintf(&line, "%s\n", s) < 0)
+		line = NULL;
+	json_object_put(obj);
+	return line;
+}
+
+static struct json_object *id_json(bool has_id, int64_t id)
+{
+	return has_id ? json_object_new_int64(id) : NULL;
+}
+
+char *ctl_reply_ok(bool has_id, int64_t id, struct json_object *ok)
+{
+	struct json_object *r = json_object_new_object();
+
+	if (!r) {
+		json_object_put(ok);
+		return NULL;
+	}
+	json_object_object_add(r, "id", id_json(has_id, id));
+	json_object_object_add(r, "ok", ok ? ok : json_object_new_object());
+	return to_line(r);
+}
+
+char *ctl_reply_error(bool has_id, int64_t id, enum ctl_code code, const char *message)
+{
+	struct json_object *r = json_object_new_object(), *e = json_object_new_object();
+
+	if (!r || !e) {
+		json_object_put(r);
+		json_object_put(e);
+		return NULL;
+	}
+	json_object_object_add(e, "code", json_object_new_string(ctl_code_name(code)));
+	json_object_object_add(e, "message", json_object_new_string(message ? message : ""));
+	json_object_object_add(r, "id", id_json(has_id, id));
+	json_object_object_add(r, "error", e);
+	return to_line(r);
+}
+
+char *ctl_event_line(const char *event, const char *data_json)
+{
+	struct json_object *r, *data = NULL;
+	const char *why;
+
+	if (data_json && *data_json) {
+		data = parse_strict(data_json, strlen(data_json), &why);
+		if (!data)
+			return NULL;
+	}
+	r = json_object_new_object();
+	if (!r) {
+		json_object_put(data);
+		return NULL;
+	}
+	json_object_object_add(r, "event", json_object_new_string(event));
+	json_object_object_add(r, "data", data);
+	return to_line(r);
+}
+
+static void add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+static struct json_object *feature_list(uint64_t features)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; a && i < ARRAY_SIZE(balloon_feature_names); i++)
+		if (features & (1ULL << balloon_feature_names[i].bit))
+			json_object_array_add(a, json_object_new_string(balloon_feature_names[i].name));
+	return a;
+}
+
+static struct json_object *server_json(const struct ctl_server_stats *s)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	add_u64(o, "clients", s->clients);
+	add_u64(o, "clients_total", s->clients_total);
+	add_u64(o, "clients_rejected", s->clients_rejected);
+	add_u64(o, "clients_dropped_slow", s->clients_dropped_slow);
+	add_u64(o, "requests", s->requests);
+	add_u64(o, "error_replies", s->error_replies);
+	add_u64(o, "lines_too_long", s->lines_too_long);
+	add_u64(o, "events_dropped", s->events_dropped);
+	return o;
+}
+
+struct json_object *ctl_info_json(const struct ctl_vm_info *info, const struct ctl_server_stats *srv)
+{
+	struct json_object *o = json_object_new_object(), *devs = json_object_new_array();
+
+	if (!o || !devs) {
+		json_object_put(o);
+		json_object_put(devs);
+		return NULL;
+	}
+	json_object_object_add(o, "state", json_object_new_string(info->state ? info->state : "?"));
+	add_u64(o, "vcpus", info->vcpus);
+	add_u64(o, "memory_bytes", info->memory_bytes);
+	add_u64(o, "memory_mib", info->memory_bytes / MiB);
+	add_u64(o, "uptime_ms", info->uptime_ms);
+	for (unsigned int i = 0; i < info->nr_devices && i < CTL_MAX_DEVICES; i++) {
+		struct json_object *d = json_object_new_object();
+
+		if (!d)
+			continue;
+		json_object_object_add(d, "name", json_object_new_string(info->devices[i]));
+		if (info->has_balloon && !strcmp(info->devices[i], "virtio-balloon"))
+			json_object_object_add(d, "features", feature_list(info->balloon_features));
+		json_object_array_add(devs, d);
+	}
+	json_object_object_add(o, "devices", devs);
+	if (info->stopped) {
+		json_object_object_add(o, "exit_status", json_object_new_int(info->exit_status));
+		json_object_object_add(o, "exit_reason", json_object_new_string(info->exit_reason));
+	}
+	if (srv)
+		json_object_object_add(o, "control", server_json(srv));
+	return o;
+}
+
+struct json_object *ctl_balloon_json(const struct balloon_counters *bc, uint64_t ram_bytes)
+{
+	struct json_object *o = json_object_new_object();
+	uint64_t pages_per_mib = MiB / GM_PAGE_SIZE_4K;
+	uint64_t ram_pages = ram_bytes / GM_PAGE_SIZE_4K;
+	uint64_t actual = MIN(bc->actual_pages, ram_pages);
+
+	if (!o)
+		return NULL;
+	add_u64(o, "target_mib", bc->target_pages / pages_per_mib);
+	add_u64(o, "actual_mib", bc->actual_pages / pages_per_mib);
+	add_u64(o, "target_pages", bc->target_pages);
+	add_u64(o, "actual_pages", bc->actual_pages);
+	add_u64(o, "guest_ram_mib", ram_bytes / MiB);
+	add_u64(o, "guest_mib", (ram_pages - actual) / pages_per_mib);
+	return o;
+}
+
+struct json_object *ctl_stats_json(const struct balloon_stats *st, uint64_t now_ns, bool fresh)
+{
+	struct json_object *o = json_object_new_object(), *s = json_object_new_object();
+
+	if (!o || !s) {
+		json_object_put(o);
+		json_object_put(s);
+		return NULL;
+	}
+	for (unsigned int t = 0; t < BALLOON_NR_STAT_TAGS; t++)
+		if (st->valid[t])
+			add_u64(s, stat_names[t], st->val[t]);
+	add_u64(o, "seq", st->seq);
+	if (st->seq)
+		add_u64(o, "age_ms",
+			now_ns > st->received_ns ? (now_ns - st->received_ns) / 1000000 : 0);
+	else
+		json_object_object_add(o, "age_ms", NULL);
+	json_object_object_add(o, "fresh", json_object_new_boolean(fresh));
+	json_object_object_add(o, "stats", s);
+	return o;
+}
+
+static struct json_object *ksm_json(const struct ctl_ksm_stats *k)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "mergeable", json_object_new_boolean(k->mergeable));
+	json_object_object_add(o, "run", k->run >= 0 ? json_object_new_int(k->run) : NULL);
+	if (k->have_ksm_stat) {
+		add_u64(o, "rmap_items", k->rmap_items);
+		add_u64(o, "merging_pages", k->merging_pages);
+		add_u64(o, "zero_pages", k->zero_pages);
+		json_object_object_add(o, "profit_bytes", json_object_new_int64(k->process_profit));
+	}
+	if (k->have_smaps) {
+		add_u64(o, "guest_rss_bytes", k->smaps_rss_bytes);
+		add_u64(o, "guest_ksm_bytes", k->smaps_ksm_bytes);
+		add_u64(o, "guest_swap_bytes", k->smaps_swap_bytes);
+	}
+	return o;
+}
+
+static struct json_object *compressed_json(const struct ctl_compressed_stats *c)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "enabled", json_object_new_boolean(c->enabled));
+	if (!c->enabled)
+		return o;
+	add_u64(o, "stored_pages", c->stored_pages);
+	add_u64(o, "stored_bytes", c->stored_bytes);
+	add_u64(o, "same_filled_pages", c->same_filled_pages);
+	add_u64(o, "faults", c->faults);
+	return o;
+}
+
+static struct json_object *balloon_mem_json(const struct ctl_memory_stats *ms)
+{
+	const struct balloon_counters *bc = &ms->balloon;
+	struct json_object *o;
+
+	if (!ms->has_balloon)
+		return NULL;
+	o = ctl_balloon_json(bc, ms->guest_ram_bytes);
+	if (!o)
+		return NULL;
+	add_u64(o, "inflated_pages", bc->inflated_pages);
+	add_u64(o, "deflated_pages", bc->deflated_pages);
+	add_u64(o, "reported_bytes", bc->reported_bytes);
+	add_u64(o, "discard_ranges", bc->discard_ranges);
+	json_object_object_add(o, "features", feature_list(bc->features));
+	return o;
+}
+
+static struct json_object *errors_json(const struct ctl_memory_stats *ms,
+				       const struct ctl_server_stats *srv)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	if (ms->has_balloon)
+		add_u64(o, "balloon", ms->balloon.err_count);
+	if (ms->compressed.enabled)
+		add_u64(o, "compressed", ms->compressed.errors);
+	if (srv) {
+		add_u64(o, "control_error_replies", srv->error_replies);
+		add_u64(o, "control_clients_rejected", srv->clients_rejected);
+		add_u64(o, "control_clients_dropped_slow", srv->clients_dropped_slow);
+		add_u64(o, "control_lines_too_long", srv->lines_too_long);
+		add_u64(o, "control_events_dropped", srv->events_dropped);
+	}
+	return o;
+}
+
+struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
+				    const struct ctl_server_stats *srv)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	add_u64(o, "guest_ram_bytes", ms->guest_ram_bytes);
+	add_u64(o, "resident_bytes", ms->resident_bytes);
+	add_u64(o, "ballooned_pages", ms->ballooned_pages);
+	add_u64(o, "ballooned_bytes", ms->ballooned_pages * GM_PAGE_SIZE_4K);
+	add_u64(o, "reported_pages", ms->reported_pages);
+	add_u64(o, "reported_bytes", ms->reported_pages * GM_PAGE_SIZE_4K);
+	add_u64(o, "discard_calls", ms->discard_calls);
+	json_object_object_add(o, "balloon", balloon_mem_json(ms));
+	json_object_object_add(o, "ksm", ksm_json(&ms->ksm));
+	json_object_object_add(o, "compressed", compressed_json(&ms->compressed));
+	json_object_object_add(o, "errors", errors_json(ms, srv));
+	return o;
+}
+
+int ctl_parse_ksm_stat(const char *text, struct ctl_ksm_stats *out)
+{
+	bool found = false;
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		char key[32];
+		long long v;
+
+		if (sscanf(p, "%31s %lld", key, &v) != 2)
+			continue;
+		found = true;
+		if (!strcmp(key, "ksm_rmap_items"))
+			out->rmap_items = v < 0 ? 0 : (uint64_t)v;
+		else if (!strcmp(key, "ksm_merging_pages"))
+			out->merging_pages = v < 0 ? 0 : (uint64_t)v;
+		else if (!strcmp(key, "ksm_zero_pages"))
+			out->zero_pages = v < 0 ? 0 : (uint64_t)v;
+		else if (!strcmp(key, "ksm_process_profit"))
+			out->process_profit = v;
+		else
+			found = found || false;
+	}
+	out->have_ksm_stat = found;
+	return found ? 0 : -EINVAL;
+}
+
+/* "Rss:   1234 kB" -> bytes into *@acc when @p starts with @key. */
+static void smaps_field(const char *p, const char *key, uint64_t *acc)
+{
+	size_t n = strlen(key);
+	unsigned long long kb;
+
+	if (!strncmp(p, key, n) && sscanf(p + n, " %llu kB", &kb) == 1)
+		*acc += kb * KiB;
+}
+
+int ctl_parse_smaps(const char *text, uint64_t start, uint64_t end, struct ctl_ksm_stats *out)
+{
+	bool inside = false;
+
+	out->smaps_rss_bytes = out->smaps_ksm_bytes = out->smaps_swap_bytes = 0;
+	out->have_smaps = false;
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		unsigned long long lo, hi;
+		char c;
+
+		/* Header lines are "lo-hi perms ..."; field lines start with a capital name. */
+		if (sscanf(p, "%llx-%llx %c", &lo, &hi, &c) == 3) {
+			inside = lo < end && hi > start;
+			out->have_smaps |= inside;
+			continue;
+		}
+		if (!inside)
+			continue;
+		smaps_field(p, "Rss:", &out->smaps_rss_bytes);
+		smaps_field(p, "KSM:", &out->smaps_ksm_bytes);
+		smaps_field(p, "Swap:", &out->smaps_swap_bytes);
+	}
+	return out->have_smaps ? 0 : -ENOENT;
+}

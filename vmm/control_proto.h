@@ -1,0 +1,236 @@
+/*
+ * Control protocol, the pure half (no I/O): parse one request line into a validated struct, build
+ * reply, error and event lines, and parse the /proc text behind memory.stats.
+ * Wire format (design.md "Control protocol", docs/control.md): one JSON object per line,
+ * request {"id":N,"cmd":"NAME","args":{...}}, reply {"id":N,"ok":{...}} or
+ * {"id":N,"error":{"code":"...","message":"..."}}, event {"event":"NAME","data":{...}}.
+ */
+#ifndef VMM_CONTROL_PROTO_H
+#define VMM_CONTROL_PROTO_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../devices/virtio_balloon.h"
+
+#define CTL_MAX_LINE	      65536 /* bytes of one request line, '\n' not counted */
+#define CTL_MAX_CLIENTS	      32
+#define CTL_STATS_WAIT_MS     1000    /* balloon.stats waits this long for a fresh set */
+#define CTL_SHUTDOWN_DEF_MS   5000    /* vm.shutdown grace period when timeout_ms is absent */
+#define CTL_SHUTDOWN_MAX_MS   600000  /* largest accepted timeout_ms */
+#define CTL_MAX_MIB	      (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
+#define CTL_MAX_DEVICES	      16
+#define CTL_MSG_LEN	      192
+
+/* Commands, in the order of docs/control.md. */
+enum ctl_cmd {
+	CTL_CMD_VM_INFO,
+	CTL_CMD_VM_PAUSE,
+	CTL_CMD_VM_RESUME,
+	CTL_CMD_VM_SHUTDOWN,
+	CTL_CMD_BALLOON_SET,
+	CTL_CMD_BALLOON_GET,
+	CTL_CMD_BALLOON_STATS,
+	CTL_CMD_MEMORY_STATS,
+	CTL_CMD_EVENTS_SUBSCRIBE,
+	CTL_NR_CMDS,
+};
+
+/* The fixed set of error codes; their wire names are ctl_code_name(). */
+enum ctl_code {
+	CTL_E_PARSE,	      /* "parse-error": the line is not one valid JSON value */
+	CTL_E_INVALID_ARG,    /* "invalid-argument": wrong shape, type, range or unknown field */
+	CTL_E_UNKNOWN_CMD,    /* "unknown-command" */
+	CTL_E_NOT_SUPPORTED,  /* "not-supported": the VM lacks the device or feature */
+	CTL_E_BUSY,	      /* "busy": too many clients / requests, or already in progress */
+	CTL_E_VM_NOT_RUNNING, /* "vm-not-running": the VM is created or stopped */
+	CTL_E_LINE_TOO_LONG,  /* "line-too-long": more than CTL_MAX_LINE bytes; connection closed */
+	CTL_E_INTERNAL,	      /* "internal-error": out of memory or an unexpected host error */
+	CTL_NR_CODES,
+};
+
+/* Event kinds, as bits of a subscription mask. */
+enum ctl_event_bit {
+	CTL_EV_BALLOON_CHANGE = 1u << 0, /* "balloon.change" */
+	CTL_EV_BALLOON_STATS = 1u << 1,	 /* "balloon.stats" */
+	CTL_EV_VM_STATE = 1u << 2,	 /* "vm.state" */
+	CTL_EV_GUEST_EXIT = 1u << 3,	 /* "guest.exit" */
+	CTL_EV_OTHER = 1u << 4,		 /* any other name (only with a full subscription) */
+	CTL_EV_ALL = (1u << 5) - 1,
+};
+
+/* A validated request. Only the union member of @cmd is meaningful. */
+struct ctl_request {
+	bool has_id; /* false: the reply carries "id":null */
+	int64_t id;
+	enum ctl_cmd cmd;
+	union {
+		struct {
+			uint64_t timeout_ms; /* grace period before the hard stop */
+		} shutdown;
+		struct {
+			bool guest;   /* true: @mib is guest_mib (memory kept), else balloon_mib */
+			uint64_t mib; /* <= CTL_MAX_MIB */
+		} balloon_set;
+		struct {
+			uint32_t mask; /* enum ctl_event_bit */
+		} subscribe;
+	} args;
+};
+
+struct ctl_error {
+	enum ctl_code code;
+	char message[CTL_MSG_LEN];
+};
+
+/* vm.info figures, filled by the backend. */
+struct ctl_vm_info {
+	const char *state; /* vm_state_name() */
+	unsigned int vcpus;
+	uint64_t memory_bytes; /* guest RAM */
+	uint64_t uptime_ms;    /* since the vCPUs started; 0 before */
+	unsigned int nr_devices;
+	const char *devices[CTL_MAX_DEVICES]; /* static names, e.g. "virtio-balloon" */
+	bool has_balloon;
+	uint64_t balloon_features; /* negotiated VIRTIO_BALLOON_F_* bits */
+	bool stopped;		   /* exit_status/exit_reason are meaningful */
+	int exit_status;
+	char exit_reason[256];
+};
+
+/* KSM figures: /proc/self/ksm_stat, /sys/kernel/mm/ksm/run, the guest mapping in smaps. */
+struct ctl_ksm_stats {
+	bool mergeable;		 /* MADV_MERGEABLE applied to guest RAM */
+	int run;		 /* /sys/kernel/mm/ksm/run, -1 when unreadable */
+	bool have_ksm_stat;	 /* /proc/self/ksm_stat was readable */
+	uint64_t rmap_items;	 /* ksm_rmap_items */
+	uint64_t merging_pages;	 /* ksm_merging_pages (host pages) */
+	uint64_t zero_pages;	 /* ksm_zero_pages */
+	int64_t process_profit;	 /* ksm_process_profit, bytes, may be negative */
+	bool have_smaps;	 /* the guest mapping was found in /proc/self/smaps */
+	uint64_t smaps_rss_bytes; /* Rss of the guest mapping */
+	uint64_t smaps_ksm_bytes; /* KSM line of the guest mapping (0 when the kernel lacks it) */
+	uint64_t smaps_swap_bytes;
+};
+
+/* Compressed-tier figures; all zero while the tier does not exist or is off. */
+struct ctl_compressed_stats {
+	bool enabled;
+	uint64_t stored_pages;	  /* pages held compressed */
+	uint64_t stored_bytes;	  /* compressed bytes held */
+	uint64_t same_filled_pages; /* zero/same-filled pages held at no store cost */
+	uint64_t faults;	  /* fault-ins served */
+	uint64_t errors;	  /* checksum failures and other tier errors */
+};
+
+/* Server-side counters (the control socket itself). */
+struct ctl_server_stats {
+	uint64_t clients;	       /* connected now */
+	uint64_t clients_total;	       /* accepted since start */
+	uint64_t clients_rejected;     /* refused with busy (over CTL_MAX_CLIENTS) */
+	uint64_t clients_dropped_slow; /* disconnected: output queue over its bound */
+	uint64_t requests;	       /* request lines handled */
+	uint64_t error_replies;	       /* error replies sent */
+	uint64_t lines_too_long;
+	uint64_t events_dropped;       /* event queue overflow or invalid event data */
+};
+
+/* memory.stats figures, filled by the backend (server counters are added by the server). */
+struct ctl_memory_stats {
+	uint64_t guest_ram_bytes;
+	uint64_t resident_bytes; /* host RSS of guest RAM (mincore) */
+	uint64_t ballooned_pages, reported_pages, discard_calls;
+	bool has_balloon;
+	struct balloon_counters balloon;
+	struct ctl_ksm_stats ksm;
+	struct ctl_compressed_stats compressed;
+};
+
+/** ctl_cmd_name() - wire name of @cmd ("vm.info", ...), or NULL when out of range. */
+const char *ctl_cmd_name(enum ctl_cmd cmd);
+
+/** ctl_code_name() - wire name of @code ("parse-error", ...), or NULL when out of range. */
+const char *ctl_code_name(enum ctl_code code);
+
+/**
+ * ctl_code_from_errno() - map a backend's -errno to an error code: -ESRCH vm-not-running,
+ * -EINVAL/-ERANGE invalid-argument, -ENODEV/-ENOTSUP not-supported, -EBUSY/-EAGAIN/-EALREADY
+ * busy, anything else internal-error.
+ */
+enum ctl_code ctl_code_from_errno(int err);
+
+/** ctl_event_bit() - subscription bit of event name @name (CTL_EV_OTHER when unknown). */
+uint32_t ctl_event_bit(const char *name);
+
+/**
+ * ctl_parse_request() - parse and validate one request line.
+ * @line: @len bytes without the trailing '\n' (need not be NUL-terminated; may hold any bytes).
+ * @req: filled on success; on failure req->has_id/req->id still tell the request's id when it
+ * could be read, so the error reply can carry it.
+ * @err: filled on failure with the code and a message naming the offending field.
+ * Returns 0, or -1 on failure. Never fails on its own for lack of memory except with
+ * CTL_E_INTERNAL.
+ */
+int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, struct ctl_error *err);
+
+/**
+ * ctl_reply_ok() - the line {"id":..,"ok":@ok}\n. Takes ownership of @ok (NULL means {}).
+ * Returns a malloc'd NUL-terminated string (caller frees), NULL on ENOMEM.
+ */
+char *ctl_reply_ok(bool has_id, int64_t id, struct json_object *ok);
+
+/**
+ * ctl_reply_error() - the line {"id":..,"error":{"code":..,"message":..}}\n.
+ * Returns a malloc'd string (caller frees), NULL on ENOMEM.
+ */
+char *ctl_reply_error(bool has_id, int64_t id, enum ctl_code code, const char *message);
+
+/**
+ * ctl_event_line() - the line {"event":@event,"data":DATA}\n where DATA is @data_json parsed
+ * (NULL or "" give null). Returns a malloc'd string, or NULL when @data_json is not valid JSON or
+ * on ENOMEM.
+ */
+char *ctl_event_line(const char *event, const char *data_json);
+
+/* Builders of the "ok" objects; each returns a new object (caller owns) or NULL on ENOMEM. */
+
+/** ctl_info_json() - vm.info reply from @info (and @srv when not NULL). */
+struct json_object *ctl_info_json(const struct ctl_vm_info *info, const struct ctl_server_stats *srv);
+
+/**
+ * ctl_balloon_json() - balloon.get / balloon.set reply: target and actual in MiB (rounded down)
+ * and 4 KiB pages, and the guest's share of @ram_bytes.
+ */
+struct json_object *ctl_balloon_json(const struct balloon_counters *bc, uint64_t ram_bytes);
+
+/**
+ * ctl_stats_json() - balloon.stats reply: @st's valid tags by name (VIRTIO_BALLOON_S_*,
+ * virtio 1.2 §5.5.6.3), seq, age_ms relative to @now_ns, and @fresh (a set requested by this
+ * call arrived in time).
+ */
+struct json_object *ctl_stats_json(const struct balloon_stats *st, uint64_t now_ns, bool fresh);
+
+/** ctl_stat_name() - reply name of stats tag @tag ("swap_in_bytes", ...), NULL above 15. */
+const char *ctl_stat_name(unsigned int tag);
+
+/** ctl_memory_json() - memory.stats reply. @srv may be NULL. */
+struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
+				    const struct ctl_server_stats *srv);
+
+/**
+ * ctl_parse_ksm_stat() - fill the ksm_stat fields of @out from the text of /proc/self/ksm_stat
+ * ("ksm_rmap_items 12\n..."); unknown lines are ignored. Sets out->have_ksm_stat.
+ * Returns 0, or -EINVAL when no known field was found.
+ */
+int ctl_parse_ksm_stat(const char *text, struct ctl_ksm_stats *out);
+
+/**
+ * ctl_parse_smaps() - sum Rss, KSM and Swap (kB lines) over the /proc/self/smaps entries that
+ * overlap host addresses [@start, @end) into @out's smaps fields; sets out->have_smaps when one
+ * did. Returns 0, or -ENOENT when no entry overlaps.
+ */
+int ctl_parse_smaps(const char *text, uint64_t start, uint64_t end, struct ctl_ksm_stats *out);
+
+#endif

@@ -1,0 +1,400 @@
+/*
+ * vmm: command line. `vmm run [options] [-- COMMAND ARGS...]` launches a guest and exits with its
+ * status; `vmm ctl -s PATH <command>` scripts a running VMM through its control socket.
+ *
+ * Exit status of `vmm run`: the guest's (exit port 0x501, see devices/legacy.h); 0 after a guest
+ * reboot; 1 for a guest kernel panic, triple fault or KVM failure; 2 for bad usage or setup
+ * errors; 130/143 after SIGINT/SIGTERM.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/epoll.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "platform.h"
+#include "util.h"
+#include "vm.h"
+
+#define MIN_MEM	      (64 * MiB)
+#define DEFAULT_MEM   (256 * MiB)
+#define BASE_CMDLINE  "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
+
+int ctl_main(int argc, char **argv) __attribute__((weak));
+
+static struct termios saved_tio;
+static bool tio_saved;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmm run [options] [-- COMMAND [ARGS...]]\n"
+		"       vmm ctl -s SOCKET COMMAND...   (see 'vmm ctl --help')\n"
+		"\n"
+		"run options:\n"
+		"  --kernel PATH        bzImage or ELF vmlinux (PVH); default: the embedded guest\n"
+		"  --initrd PATH        initramfs; default: the embedded guest's\n"
+		"  --cmdline STR        kernel command line (default: \"%s\")\n"
+		"  --mem SIZE           guest RAM, K/M/G suffixes (default 256M, at least 64M)\n"
+		"  --cpus N             vCPUs (default 1)\n"
+		"  --console MODE       stdio (default), none, or file:PATH\n"
+		"  --balloon OPTS       virtio-balloon: on|off or comma list of deflate-on-oom=on|off,\n"
+		"                       free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
+		"  --control PATH       control socket (JSON lines, mode 0600)\n"
+		"  --merge on|off       KSM merging of guest RAM (default on)\n"
+		"  -v, --verbose        more messages (repeat for debug)\n"
+		"\n"
+		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
+		BASE_CMDLINE);
+}
+
+static void restore_tty(void)
+{
+	if (tio_saved)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+}
+
+static void raw_tty(void)
+{
+	struct termios t;
+
+	if (tcgetattr(STDIN_FILENO, &saved_tio) < 0)
+		return;
+	tio_saved = true;
+	atexit(restore_tty);
+	t = saved_tio;
+	cfmakeraw(&t);
+	t.c_oflag |= OPOST | ONLCR; /* keep our own messages readable; the guest sends \r\n */
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+}
+
+/* Quote one argument for sh: 'it'\''s'. */
+static int append_quoted(char *dst, size_t cap, size_t *len, const char *arg)
+{
+	size_t need = strlen(arg) * 4 + 3;
+
+	if (*len + need + 1 > cap)
+		return -E2BIG;
+	if (*len)
+		dst[(*len)++] = ' ';
+	dst[(*len)++] = '\'';
+	for (; *arg; arg++) {
+		if (*arg == '\'') {
+			memcpy(dst + *len, "'\\''", 4);
+			*len += 4;
+		} else {
+			dst[(*len)++] = *arg;
+		}
+	}
+	dst[(*len)++] = '\'';
+	dst[*len] = '\0';
+	return 0;
+}
+
+static void base64(const uint8_t *in, size_t n, char *out)
+{
+	static const char tbl[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		uint32_t v = in[i] << 16 | in[i + 1] << 8 | in[i + 2];
+
+		out[o++] = tbl[v >> 18];
+		out[o++] = tbl[(v >> 12) & 63];
+		out[o++] = tbl[(v >> 6) & 63];
+		out[o++] = tbl[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = in[i] << 16 | (i + 1 < n ? in[i + 1] << 8 : 0);
+
+		out[o++] = tbl[v >> 18];
+		out[o++] = tbl[(v >> 12) & 63];
+		out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+}
+
+/* The embedded default guest lives next to the binary: <dir>/guest/. */
+static void default_guest(char *kernel, char *initrd, size_t cap)
+{
+	char exe[PATH_MAX - 64];
+	const char *dir = getenv("VMM_GUEST_DIR");
+	ssize_t n;
+
+	if (dir) {
+		snprintf(kernel, cap, "%s/bzImage", dir);
+		snprintf(initrd, cap, "%s/initramfs.cpio.gz", dir);
+		return;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	if (strrchr(exe, '/'))
+		*strrchr(exe, '/') = '\0';
+	snprintf(kernel, cap, "%s/guest/bzImage", exe);
+	snprintf(initrd, cap, "%s/guest/initramfs.cpio.gz", exe);
+}
+
+static bool parse_onoff(const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true"))
+		*out = true;
+	else if (!strcmp(v, "off") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+static void parse_balloon(const char *arg, struct balloon_config *b)
+{
+	char *copy = strdup(arg), *save = NULL, *tok;
+
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *val = strchr(tok, '=');
+		bool ok = false;
+
+		if (!val) {
+			if (!parse_onoff(tok, &b->enabled))
+				die("--balloon: '%s' is not on, off or KEY=VALUE", tok);
+			continue;
+		}
+		*val++ = '\0';
+		if (!strcmp(tok, "deflate-on-oom"))
+			ok = parse_onoff(val, &b->deflate_on_oom);
+		else if (!strcmp(tok, "free-page-reporting"))
+			ok = parse_onoff(val, &b->free_page_reporting);
+		else if (!strcmp(tok, "stats"))
+			ok = parse_onoff(val, &b->stats);
+		else if (!strcmp(tok, "stats-period")) {
+			char *end;
+			unsigned long s = strtoul(val, &end, 10);
+
+			ok = *val && !*end && s <= 3600;
+			b->stats_period_s = (unsigned int)s;
+		} else
+			die("--balloon: unknown option '%s' (deflate-on-oom, free-page-reporting, "
+			    "stats, stats-period)",
+			    tok);
+		if (!ok)
+			die("--balloon: bad value '%s' for %s", val, tok);
+	}
+	free(copy);
+}
+
+static uint64_t host_ram_bytes(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && psz > 0 ? (uint64_t)pages * psz : UINT64_MAX;
+}
+
+static void signal_cb(void *opaque, int fd, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	vm_stop(vm, 128 + (int)si.ssi_signo,
+		si.ssi_signo == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'p' },
+		{ "console", required_argument, NULL, 'C' },
+		{ "balloon", required_argument, NULL, 'b' },
+		{ "control", required_argument, NULL, 's' },
+		{ "merge", required_argument, NULL, 'M' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vm_config cfg = {
+		.mem_bytes = DEFAULT_MEM,
+		.nr_vcpus = 1,
+		.merge = true,
+		.console = CONSOLE_STDIO,
+		.balloon = { .enabled = true, .deflate_on_oom = true, .free_page_reporting = true,
+			     .stats = true, .stats_period_s = 0 },
+	};
+	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
+	const char *user_cmdline = NULL;
+	bool user_kernel = false, user_initrd = false, interactive;
+	struct vm *vm;
+	sigset_t sigs;
+	int c, sfd, ret;
+
+	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			snprintf(kernel, sizeof(kernel), "%s", optarg);
+			user_kernel = true;
+			break;
+		case 'i':
+			snprintf(initrd, sizeof(initrd), "%s", optarg);
+			user_initrd = true;
+			break;
+		case 'c':
+			user_cmdline = optarg;
+			break;
+		case 'm':
+			if (parse_size(optarg, &cfg.mem_bytes) < 0)
+				die("--mem '%s': expected a size like 512M or 2G", optarg);
+			if (!strpbrk(optarg, "kKmMgGtT"))
+				cfg.mem_bytes *= MiB; /* a bare number means MiB, like QEMU's -m */
+			break;
+		case 'p': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end || n < 1 || n > 1024)
+				die("--cpus '%s': expected a number of vCPUs from 1 up to the KVM limit",
+				    optarg);
+			cfg.nr_vcpus = (unsigned int)n;
+			break;
+		}
+		case 'C':
+			if (!strcmp(optarg, "stdio"))
+				cfg.console = CONSOLE_STDIO;
+			else if (!strcmp(optarg, "none"))
+				cfg.console = CONSOLE_NONE;
+			else if (!strncmp(optarg, "file:", 5) && optarg[5]) {
+				cfg.console = CONSOLE_FILE;
+				cfg.console_path = optarg + 5;
+			} else
+				die("--console '%s': expected stdio, none or file:PATH", optarg);
+			break;
+		case 'b':
+			parse_balloon(optarg, &cfg.balloon);
+			break;
+		case 's':
+			cfg.control_path = optarg;
+			break;
+		case 'M':
+			if (!parse_onoff(optarg, &cfg.merge))
+				die("--merge '%s': expected on or off", optarg);
+			break;
+		case 'v':
+			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (cfg.mem_bytes < MIN_MEM)
+		die("--mem %llu MiB is below the minimum of 64 MiB",
+		    (unsigned long long)(cfg.mem_bytes / MiB));
+	if (cfg.mem_bytes > host_ram_bytes())
+		die("--mem %llu MiB is more than this host's %llu MiB of RAM",
+		    (unsigned long long)(cfg.mem_bytes / MiB),
+		    (unsigned long long)(host_ram_bytes() / MiB));
+	cfg.mem_bytes = ALIGN_DOWN(cfg.mem_bytes, 2 * MiB);
+
+	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) &&
+		      cfg.console == CONSOLE_STDIO;
+	shcmd[0] = '\0';
+	for (size_t len = 0; optind < argc; optind++)
+		if (append_quoted(shcmd, sizeof(shcmd), &len, argv[optind]) < 0)
+			die("the guest command is too long for the kernel command line (max ~1500 "
+			    "bytes): put it in a script inside the initramfs");
+
+	if (!cfg.firmware) {
+		char dk[PATH_MAX], di[PATH_MAX];
+
+		default_guest(dk, di, sizeof(dk));
+		if (!user_kernel)
+			snprintf(kernel, sizeof(kernel), "%s", dk);
+		if (!user_initrd && !user_kernel)
+			snprintf(initrd, sizeof(initrd), "%s", di);
+		if (access(kernel, R_OK) < 0)
+			die("cannot read kernel %s: %s%s", kernel, strerror(errno),
+			    user_kernel ? "" : " (build the default guest with 'make guest')");
+		if (initrd[0] && access(initrd, R_OK) < 0)
+			die("cannot read initrd %s: %s", initrd, strerror(errno));
+		base64((const uint8_t *)shcmd, strlen(shcmd), b64);
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s", user_cmdline ? user_cmdline
+									   : BASE_CMDLINE,
+			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
+			 interactive ? "" : " vmm.tty=0", "");
+		cfg.kernel = kernel;
+		cfg.initrd = initrd[0] ? initrd : NULL;
+		cfg.cmdline = cmdline;
+	}
+
+	/* Signals go to the event loop; vCPU threads inherit the blocked mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGPIPE);
+	sigaddset(&sigs, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		die("out of memory");
+	ret = vm_create(vm, &cfg);
+	if (ret)
+		exit(2);
+	ret = platform_create(vm);
+	if (ret)
+		exit(2);
+	sigdelset(&sigs, SIGPIPE);
+	sigdelset(&sigs, SIGUSR1);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || loop_add_fd(vm->loop, sfd, EPOLLIN, signal_cb, vm) < 0)
+		die("signalfd: %s", strerror(errno));
+	if (interactive)
+		raw_tty();
+	ret = platform_start(vm);
+	if (ret)
+		exit(2);
+	loop_run(vm->loop);
+	ret = vm->exit_status;
+	if (ret && vm->exit_reason[0] && ret != 130 && ret != 143)
+		pr_info("guest ended: %s", vm->exit_reason);
+	if (ret == 130 || ret == 143)
+		fprintf(stderr, "vmm: %s\n", vm->exit_reason);
+	platform_destroy(vm);
+	restore_tty();
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	if (getenv("VMM_DEBUG"))
+		log_level = LOG_DEBUG;
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl")) {
+		if (!ctl_main)
+			die("this build has no control client");
+		return ctl_main(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "vmm: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,268 @@
+#include "guest_mem.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../util.h"
+
+int gm_init(struct guest_mem *gm, uint64_t size, bool merge)
+{
+	uint64_t low;
+	void *p;
+	int ret;
+
+	if (size < MiB || size % GM_PAGE_SIZE || size > (1ULL << 46))
+		return -EINVAL;
+	memset(gm, 0, sizeof(*gm));
+	gm->state = calloc(size / GM_PAGE_SIZE, 1);
+	if (!gm->state)
+		return -ENOMEM;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (p == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto err_state;
+	}
+	/* A fork (e.g. a helper process) must not copy or share guest RAM. */
+	if (madvise(p, size, MADV_DONTFORK)) {
+		ret = -errno;
+		pr_err("guest memory: MADV_DONTFORK: %s", strerror(errno));
+		goto err_map;
+	}
+	if (merge) {
+		if (madvise(p, size, MADV_MERGEABLE))
+			pr_warn("guest memory: MADV_MERGEABLE: %s (KSM unavailable, continuing)",
+				strerror(errno));
+		else
+			gm->mergeable = true;
+	}
+	gm->base = p;
+	gm->size = size;
+	gm->nr_pages = size / GM_PAGE_SIZE;
+	low = MIN(size, GM_LOW_RAM_MAX);
+	gm->regions[0] = (struct gm_region){ .gpa = 0, .size = low, .hva = gm->base, .first_pg = 0 };
+	gm->nr_regions = 1;
+	if (size > low) {
+		gm->regions[1] = (struct gm_region){ .gpa = GM_HIGH_BASE,
+						     .size = size - low,
+						     .hva = gm->base + low,
+						     .first_pg = low / GM_PAGE_SIZE };
+		gm->nr_regions = 2;
+	}
+	pthread_mutex_init(&gm->lock, NULL);
+	return 0;
+
+err_map:
+	munmap(p, size);
+err_state:
+	free(gm->state);
+	gm->state = NULL;
+	return ret;
+}
+
+void gm_destroy(struct guest_mem *gm)
+{
+	if (gm->base) {
+		munmap(gm->base, gm->size);
+		pthread_mutex_destroy(&gm->lock);
+	}
+	free(gm->state);
+	memset(gm, 0, sizeof(*gm));
+}
+
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	uint64_t end;
+	unsigned int i;
+
+	if (__builtin_add_overflow(gpa, len, &end))
+		return NULL;
+	for (i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->regions[i];
+
+		if (gpa >= r->gpa && end <= r->gpa + r->size)
+			return r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *buf, uint64_t len)
+{
+	void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(buf, p, len);
+	return 0;
+}
+
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *buf, uint64_t len)
+{
+	void *p = gm_ptr(gm, gpa, len);
+
+	if (!p)
+		return -EFAULT;
+	memcpy(p, buf, len);
+	return 0;
+}
+
+int gm_page_index(const struct guest_mem *gm, uint64_t gpa, uint64_t *idx)
+{
+	unsigned int i;
+
+	for (i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+			*idx = r->first_pg + ((gpa - r->gpa) >> GM_PAGE_SHIFT);
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+/*
+ * The part of [pfn, pfn + nr) inside region @r: sets *first (state-map index) and returns the
+ * number of pages (0 when disjoint).
+ */
+static uint64_t region_overlap(const struct gm_region *r, uint64_t pfn, uint64_t nr,
+			       uint64_t *first)
+{
+	uint64_t rstart = r->gpa >> GM_PAGE_SHIFT, rend = rstart + (r->size >> GM_PAGE_SHIFT);
+	uint64_t s = MAX(pfn, rstart), e = MIN(pfn + nr, rend);
+
+	*first = 0;
+	if (s >= e)
+		return 0;
+	*first = r->first_pg + (s - rstart);
+	return e - s;
+}
+
+/* Every page of [pfn, pfn + nr) must be RAM; the caller has ruled out overflow. */
+static bool range_is_ram(const struct guest_mem *gm, uint64_t pfn, uint64_t nr)
+{
+	uint64_t covered = 0, first;
+	unsigned int i;
+
+	for (i = 0; i < gm->nr_regions; i++)
+		covered += region_overlap(&gm->regions[i], pfn, nr, &first);
+	return covered == nr;
+}
+
+static int check_range(const struct guest_mem *gm, uint64_t pfn, uint64_t nr)
+{
+	uint64_t end;
+
+	if (!nr)
+		return 0;
+	if (pfn > (UINT64_MAX >> GM_PAGE_SHIFT) || __builtin_add_overflow(pfn, nr, &end) ||
+	    end > (UINT64_MAX >> GM_PAGE_SHIFT) || !range_is_ram(gm, pfn, nr))
+		return -EFAULT;
+	return 0;
+}
+
+/* Move pages [idx, idx + nr) of the state map to @to, keeping the counters right. Lock held. */
+static void set_state(struct guest_mem *gm, uint64_t idx, uint64_t nr, enum gm_page_state to)
+{
+	uint64_t i;
+
+	for (i = idx; i < idx + nr; i++) {
+		uint8_t from = gm->state[i];
+
+		if (from == to)
+			continue;
+		if (from == GM_PAGE_BALLOONED)
+			gm->nr_ballooned--;
+		else if (from == GM_PAGE_REPORTED)
+			gm->nr_reported--;
+		if (to == GM_PAGE_BALLOONED)
+			gm->nr_ballooned++;
+		else if (to == GM_PAGE_REPORTED)
+			gm->nr_reported++;
+		gm->state[i] = to;
+	}
+}
+
+int gm_discard(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages, enum gm_page_state state)
+{
+	unsigned int i;
+	int ret = 0;
+
+	if (state != GM_PAGE_BALLOONED && state != GM_PAGE_REPORTED)
+		return -EINVAL;
+	ret = check_range(gm, pfn, nr_pages);
+	if (ret || !nr_pages)
+		return ret;
+	/* madvise and the state update under one lock: whoever takes it next sees them agree. */
+	pthread_mutex_lock(&gm->lock);
+	for (i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->regions[i];
+		uint64_t first, n = region_overlap(r, pfn, nr_pages, &first);
+		uint8_t *hva;
+
+		if (!n)
+			continue;
+		hva = gm->base + first * GM_PAGE_SIZE;
+		gm->discard_calls++;
+		if (madvise(hva, n * GM_PAGE_SIZE, MADV_DONTNEED)) {
+			ret = -errno;
+			break;
+		}
+		set_state(gm, first, n, state);
+	}
+	pthread_mutex_unlock(&gm->lock);
+	return ret;
+}
+
+int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
+{
+	unsigned int i;
+	int ret;
+
+	ret = check_range(gm, pfn, nr_pages);
+	if (ret || !nr_pages)
+		return ret;
+	pthread_mutex_lock(&gm->lock);
+	for (i = 0; i < gm->nr_regions; i++) {
+		uint64_t first, n = region_overlap(&gm->regions[i], pfn, nr_pages, &first);
+		uint64_t j;
+
+		/* Compressed pages belong to the compressed tier; only balloon states clear. */
+		for (j = first; j < first + n; j++)
+			if (gm->state[j] == GM_PAGE_BALLOONED || gm->state[j] == GM_PAGE_REPORTED)
+				set_state(gm, j, 1, GM_PAGE_RESIDENT);
+	}
+	pthread_mutex_unlock(&gm->lock);
+	return 0;
+}
+
+uint64_t gm_resident_bytes(const struct guest_mem *gm)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	const uint64_t chunk_pages = 64 * 1024;
+	uint64_t off = 0, pages = 0, hp;
+	unsigned char *vec;
+
+	if (!gm->base || psz <= 0)
+		return 0;
+	vec = malloc(chunk_pages);
+	if (!vec)
+		return 0;
+	while (off < gm->size) {
+		uint64_t len = MIN(gm->size - off, chunk_pages * (uint64_t)psz);
+		uint64_t n = (len + psz - 1) / psz;
+
+		if (mincore(gm->base + off, len, vec)) {
+			free(vec);
+			return 0;
+		}
+		for (hp = 0; hp < n; hp++)
+			pages += vec[hp] & 1;
+		off += len;
+	}
+	free(vec);
+	return pages * (uint64_t)psz;
+}
