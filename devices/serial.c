@@ -259,6 +259,19 @@ static void input_ready(void *opaque, int fd, uint32_t events)
 	pthread_mutex_unlock(&s->lock);
 }
 
+int serial_send_sysrq(struct serial *s, char key)
+{
+	pthread_mutex_lock(&s->lock);
+	/* A break arrives as a NUL character with LSR.BI set; the next character is the key. */
+	s->rx_count = 0;
+	rx_push(s, 0);
+	rx_push(s, (uint8_t)key);
+	s->lsr |= UART_LSR_BI;
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape)
 {
 	struct serial *s = calloc(1, sizeof(*s));

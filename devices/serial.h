@@ -19,6 +19,13 @@ struct serial;
  */
 struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape);
 
+/**
+ * serial_send_sysrq() - deliver a BREAK followed by @key on the receive side: a Linux guest with
+ * CONFIG_MAGIC_SYSRQ_SERIAL on this console runs SysRq @key ('e': SIGTERM to every task but init,
+ * 'i': SIGKILL). Thread-safe. Returns 0.
+ */
+int serial_send_sysrq(struct serial *s, char key);
+
 /** serial_destroy() - stop watching input and free the device (after the vCPUs stopped). */
 void serial_destroy(struct serial *s);
 

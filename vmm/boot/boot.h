@@ -64,6 +64,16 @@ int boot_linux(struct vm *vm, const char *kernel, const char *initrd, const char
 	       struct boot_entry *entry);
 
 /**
+ * boot_firmware() - load a freestanding ELF64 firmware image (firmware/, see docs/firmware.md):
+ * PT_LOAD segments at their physical addresses, identity page tables with the user bit over the
+ * first 4 GiB, entry in 64-bit mode at CPL3 with IOPL 3 (port I/O allowed), rsp at the top of
+ * low RAM, rdi = guest RAM size in bytes. Fills @entry (mode BOOT_USER64).
+ * Errors: -ENOENT/-EACCES (unreadable), -ENOEXEC (not an x86-64 ELF64 executable), -E2BIG (a
+ * segment outside RAM or overlapping the boot area below 1 MiB).
+ */
+int boot_firmware(struct vm *vm, const char *path, struct boot_entry *entry);
+
+/**
  * boot_gdt() - write the boot GDT for @mode at BOOT_GDT_GPA: 0x10 kernel code (64- or 32-bit),
  * 0x18 kernel data, 0x1b/0x23 user code64/data (BOOT_USER64), 0x28 a 64-bit TSS. Sets the GDT
  * fields of @entry. Returns 0 or -EFAULT.
