@@ -44,8 +44,9 @@ struct balloon_counters {
 
 /*
  * Event sink: @event is "balloon.change" (actual moved; data {"actual_mib":..,"target_mib":..})
- * or "balloon.stats" (a fresh stats set arrived; data {"seq":N}). Called from vCPU or loop
- * threads with no device lock held.
+ * or "balloon.stats" (a fresh stats set arrived; data {"seq":N}). Called from the balloon's own
+ * event thread (started by balloon_set_event_sink()) with no device lock held; events of one kind
+ * that pile up before delivery are coalesced into one carrying the latest values.
  */
 typedef void (*balloon_event_fn)(void *opaque, const char *event, const char *data_json);
 

@@ -10,6 +10,8 @@
 
 #include "util.h"
 
+#define PAGE_4K (1ULL << VIRTIO_BALLOON_PFN_SHIFT) /* balloon and state-map page size */
+
 static const char *const cmd_names[CTL_NR_CMDS] = {
 	[CTL_CMD_VM_INFO] = "vm.info",
 	[CTL_CMD_VM_PAUSE] = "vm.pause",
@@ -251,6 +253,18 @@ static int args_subscribe(struct json_object *args, struct ctl_request *req, str
 
 static int parse_args(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
 {
+	struct json_object *none = NULL;
+	int ret;
+
+	/* json_object_object_foreach() needs an object: give absent args an empty one. */
+	if (!args) {
+		none = json_object_new_object();
+		if (!none)
+			return fail(err, CTL_E_INTERNAL, "out of memory");
+		ret = parse_args(none, req, err);
+		json_object_put(none);
+		return ret;
+	}
 	switch (req->cmd) {
 	case CTL_CMD_VM_SHUTDOWN:
 		return args_shutdown(args, req, err);
@@ -281,6 +295,7 @@ static int read_id(struct json_object *obj, struct ctl_request *req, struct ctl_
 static int validate(struct json_object *obj, struct ctl_request *req, struct ctl_error *err)
 {
 	struct json_object *cmd = NULL, *args = NULL;
+	bool has_args = false;
 	char buf[64];
 
 	if (!json_object_is_type(obj, json_type_object))
@@ -289,13 +304,15 @@ static int validate(struct json_object *obj, struct ctl_request *req, struct ctl
 		return -1;
 	json_object_object_foreach(obj, key, val)
 	{
-		if (!strcmp(key, "cmd"))
+		if (!strcmp(key, "cmd")) {
 			cmd = val;
-		else if (!strcmp(key, "args"))
+		} else if (!strcmp(key, "args")) {
 			args = val;
-		else if (strcmp(key, "id"))
+			has_args = true;
+		} else if (strcmp(key, "id")) {
 			return fail(err, CTL_E_INVALID_ARG, "unknown field '%s'",
 				    clip(key, buf, sizeof(buf)));
+		}
 	}
 	if (!cmd || !json_object_is_type(cmd, json_type_string))
 		return fail(err, CTL_E_INVALID_ARG, "'cmd' must be a string");
@@ -305,9 +322,9 @@ static int validate(struct json_object *obj, struct ctl_request *req, struct ctl
 	if (req->cmd == CTL_NR_CMDS)
 		return fail(err, CTL_E_UNKNOWN_CMD, "unknown command '%s'",
 			    clip(json_object_get_string(cmd), buf, sizeof(buf)));
-	if (args && !json_object_is_type(args, json_type_object))
+	if (has_args && !json_object_is_type(args, json_type_object))
 		return fail(err, CTL_E_INVALID_ARG, "'args' must be an object");
-	return args ? parse_args(args, req, err) : parse_args(NULL, req, err);
+	return parse_args(args, req, err);
 }
 
 /* Strict parse of exactly one JSON value filling all of @text (NUL-terminated, @len bytes). */
@@ -495,8 +512,8 @@ struct json_object *ctl_info_json(const struct ctl_vm_info *info, const struct c
 struct json_object *ctl_balloon_json(const struct balloon_counters *bc, uint64_t ram_bytes)
 {
 	struct json_object *o = json_object_new_object();
-	uint64_t pages_per_mib = MiB / GM_PAGE_SIZE_4K;
-	uint64_t ram_pages = ram_bytes / GM_PAGE_SIZE_4K;
+	uint64_t pages_per_mib = MiB / PAGE_4K;
+	uint64_t ram_pages = ram_bytes / PAGE_4K;
 	uint64_t actual = MIN(bc->actual_pages, ram_pages);
 
 	if (!o)
@@ -620,9 +637,9 @@ struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
 	add_u64(o, "guest_ram_bytes", ms->guest_ram_bytes);
 	add_u64(o, "resident_bytes", ms->resident_bytes);
 	add_u64(o, "ballooned_pages", ms->ballooned_pages);
-	add_u64(o, "ballooned_bytes", ms->ballooned_pages * GM_PAGE_SIZE_4K);
+	add_u64(o, "ballooned_bytes", ms->ballooned_pages * PAGE_4K);
 	add_u64(o, "reported_pages", ms->reported_pages);
-	add_u64(o, "reported_bytes", ms->reported_pages * GM_PAGE_SIZE_4K);
+	add_u64(o, "reported_bytes", ms->reported_pages * PAGE_4K);
 	add_u64(o, "discard_calls", ms->discard_calls);
 	json_object_object_add(o, "balloon", balloon_mem_json(ms));
 	json_object_object_add(o, "ksm", ksm_json(&ms->ksm));
@@ -641,7 +658,6 @@ int ctl_parse_ksm_stat(const char *text, struct ctl_ksm_stats *out)
 
 		if (sscanf(p, "%31s %lld", key, &v) != 2)
 			continue;
-		found = true;
 		if (!strcmp(key, "ksm_rmap_items"))
 			out->rmap_items = v < 0 ? 0 : (uint64_t)v;
 		else if (!strcmp(key, "ksm_merging_pages"))
@@ -651,7 +667,8 @@ int ctl_parse_ksm_stat(const char *text, struct ctl_ksm_stats *out)
 		else if (!strcmp(key, "ksm_process_profit"))
 			out->process_profit = v;
 		else
-			found = found || false;
+			continue;
+		found = true;
 	}
 	out->have_ksm_stat = found;
 	return found ? 0 : -EINVAL;

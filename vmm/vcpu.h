@@ -22,6 +22,7 @@ struct boot_entry {
 	uint64_t rsi;	  /* BOOT_LONG64: boot_params GPA */
 	uint64_t rbx;	  /* BOOT_PROT32: start_info GPA */
 	uint64_t rsp;	  /* BOOT_USER64: initial stack */
+	uint64_t rdi;	  /* BOOT_USER64: first argument (guest RAM bytes) */
 	uint64_t cr3;	  /* page tables (LONG64/USER64) */
 	uint64_t gdt_gpa; /* GDT base, limit gdt_limit */
 	uint16_t gdt_limit;

@@ -92,6 +92,15 @@ void vm_destroy(struct vm *vm);
  */
 void vm_stop(struct vm *vm, int status, const char *reason);
 
+/**
+ * vm_request_guest_shutdown() - ask the guest to shut down by itself (a reboot/power request the
+ * guest acts on, e.g. the i8042 Ctrl-Alt-Del scancode); the VM then stops through the guest's own
+ * reset/shutdown path. Does not wait. Used by the control socket's vm.shutdown, which stops the
+ * VM hard with vm_stop() when the guest has not stopped within its timeout.
+ * Returns 0 when a request was delivered to the guest, -ENOTSUP when this VM has no way to ask.
+ */
+int vm_request_guest_shutdown(struct vm *vm);
+
 /** vm_pause()/vm_resume() - stop/restart all vCPUs; return once they are parked/running.
  * Return 0, -EBUSY when not in the right state (running / paused). */
 int vm_pause(struct vm *vm);
