@@ -5,8 +5,7 @@
 
 #include "../vmm/util.h"
 
-void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops,
-		     struct guest_mem *gm)
+void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops, struct guest_mem *gm)
 {
 	unsigned int i;
 

@@ -31,8 +31,7 @@ static inline void store32(void *p, uint32_t v)
 }
 
 /* One snapshot of a descriptor; indirect tables need not be 8-byte aligned. */
-static void read_desc(const void *p, uint64_t *addr, uint32_t *len, uint16_t *flags,
-		      uint16_t *next)
+static void read_desc(const void *p, uint64_t *addr, uint32_t *len, uint16_t *flags, uint16_t *next)
 {
 	uint64_t w[2];
 
@@ -132,7 +131,7 @@ static int add_buf(const struct virtqueue *vq, struct vq_chain *c, uint64_t gpa,
 			return -EINVAL;
 		c->n_out++;
 	}
-	c->bufs[n] = (struct vq_buf){ .gpa = gpa, .len = len, .hva = hva };
+	c->bufs[n] = (struct vq_buf){.gpa = gpa, .len = len, .hva = hva};
 	return 0;
 }
 

@@ -39,10 +39,10 @@ static const struct {
 	const char *name;
 	uint32_t bit;
 } event_names[] = {
-	{ "balloon.change", CTL_EV_BALLOON_CHANGE },
-	{ "balloon.stats", CTL_EV_BALLOON_STATS },
-	{ "vm.state", CTL_EV_VM_STATE },
-	{ "guest.exit", CTL_EV_GUEST_EXIT },
+	{"balloon.change", CTL_EV_BALLOON_CHANGE},
+	{"balloon.stats", CTL_EV_BALLOON_STATS},
+	{"vm.state", CTL_EV_VM_STATE},
+	{"guest.exit", CTL_EV_GUEST_EXIT},
 };
 
 /*
@@ -72,12 +72,12 @@ static const struct {
 	unsigned int bit;
 	const char *name;
 } balloon_feature_names[] = {
-	{ VIRTIO_BALLOON_F_MUST_TELL_HOST, "must_tell_host" },
-	{ VIRTIO_BALLOON_F_STATS_VQ, "stats_vq" },
-	{ VIRTIO_BALLOON_F_DEFLATE_ON_OOM, "deflate_on_oom" },
-	{ VIRTIO_BALLOON_F_FREE_PAGE_HINT, "free_page_hint" },
-	{ VIRTIO_BALLOON_F_PAGE_POISON, "page_poison" },
-	{ VIRTIO_BALLOON_F_REPORTING, "reporting" },
+	{VIRTIO_BALLOON_F_MUST_TELL_HOST, "must_tell_host"},
+	{VIRTIO_BALLOON_F_STATS_VQ, "stats_vq"},
+	{VIRTIO_BALLOON_F_DEFLATE_ON_OOM, "deflate_on_oom"},
+	{VIRTIO_BALLOON_F_FREE_PAGE_HINT, "free_page_hint"},
+	{VIRTIO_BALLOON_F_PAGE_POISON, "page_poison"},
+	{VIRTIO_BALLOON_F_REPORTING, "reporting"},
 };
 
 const char *ctl_cmd_name(enum ctl_cmd cmd)
@@ -327,23 +327,28 @@ static int validate(struct json_object *obj, struct ctl_request *req, struct ctl
 	return parse_args(args, req, err);
 }
 
-/* Strict parse of exactly one JSON value filling all of @text (NUL-terminated, @len bytes). */
-static struct json_object *parse_strict(const char *text, size_t len, const char **why)
+/*
+ * Strict parse of exactly one JSON value filling all of @text (NUL-terminated, @len bytes) into
+ * *@out (NULL for the JSON literal null). Returns 0, -EINVAL with *@why set, or -ENOMEM.
+ */
+static int parse_strict(const char *text, size_t len, struct json_object **out, const char **why)
 {
 	struct json_tokener *tok = json_tokener_new();
-	struct json_object *obj;
+	enum json_tokener_error jerr;
 
-	if (!tok) {
-		*why = NULL;
-		return NULL;
-	}
+	if (!tok)
+		return -ENOMEM;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	/* Passing the NUL lets a value that ends the text (a bare number) complete. */
-	obj = json_tokener_parse_ex(tok, text, (int)len + 1);
-	if (!obj)
-		*why = json_tokener_error_desc(json_tokener_get_error(tok));
+	*out = json_tokener_parse_ex(tok, text, (int)len + 1);
+	jerr = json_tokener_get_error(tok);
 	json_tokener_free(tok);
-	return obj;
+	if (jerr == json_tokener_success)
+		return 0;
+	*why = json_tokener_error_desc(jerr);
+	json_object_put(*out);
+	*out = NULL;
+	return -EINVAL;
 }
 
 int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, struct ctl_error *err)
@@ -364,11 +369,12 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, str
 		return fail(err, CTL_E_INTERNAL, "out of memory");
 	memcpy(text, line, len);
 	text[len] = '\0';
-	obj = parse_strict(text, len, &why);
+	ret = parse_strict(text, len, &obj, &why);
 	free(text);
-	if (!obj)
-		return why ? fail(err, CTL_E_PARSE, "invalid JSON: %s", why)
-			   : fail(err, CTL_E_INTERNAL, "out of memory");
+	if (ret == -ENOMEM)
+		return fail(err, CTL_E_INTERNAL, "out of memory");
+	if (ret)
+		return fail(err, CTL_E_PARSE, "invalid JSON: %s", why);
 	ret = validate(obj, req, err);
 	json_object_put(obj);
 	return ret;
@@ -381,8 +387,8 @@ static char *to_line(struct json_object *obj)
 
 	if (!obj)
 		return NULL;
-	s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-							JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(obj,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (s && asprintf(&line, "%s\n", s) < 0)
 		line = NULL;
 	json_object_put(obj);
@@ -428,11 +434,8 @@ char *ctl_event_line(const char *event, const char *data_json)
 	struct json_object *r, *data = NULL;
 	const char *why;
 
-	if (data_json && *data_json) {
-		data = parse_strict(data_json, strlen(data_json), &why);
-		if (!data)
-			return NULL;
-	}
+	if (data_json && *data_json && parse_strict(data_json, strlen(data_json), &data, &why))
+		return NULL;
 	r = json_object_new_object();
 	if (!r) {
 		json_object_put(data);
@@ -454,7 +457,8 @@ static struct json_object *feature_list(uint64_t features)
 
 	for (size_t i = 0; a && i < ARRAY_SIZE(balloon_feature_names); i++)
 		if (features & (1ULL << balloon_feature_names[i].bit))
-			json_object_array_add(a, json_object_new_string(balloon_feature_names[i].name));
+			json_object_array_add(
+				a, json_object_new_string(balloon_feature_names[i].name));
 	return a;
 }
 
@@ -475,7 +479,8 @@ static struct json_object *server_json(const struct ctl_server_stats *s)
 	return o;
 }
 
-struct json_object *ctl_info_json(const struct ctl_vm_info *info, const struct ctl_server_stats *srv)
+struct json_object *ctl_info_json(const struct ctl_vm_info *info,
+				  const struct ctl_server_stats *srv)
 {
 	struct json_object *o = json_object_new_object(), *devs = json_object_new_array();
 

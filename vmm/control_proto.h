@@ -15,14 +15,14 @@
 
 #include "../devices/virtio_balloon.h"
 
-#define CTL_MAX_LINE	      65536 /* bytes of one request line, '\n' not counted */
-#define CTL_MAX_CLIENTS	      32
-#define CTL_STATS_WAIT_MS     1000    /* balloon.stats waits this long for a fresh set */
-#define CTL_SHUTDOWN_DEF_MS   5000    /* vm.shutdown grace period when timeout_ms is absent */
-#define CTL_SHUTDOWN_MAX_MS   600000  /* largest accepted timeout_ms */
-#define CTL_MAX_MIB	      (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
-#define CTL_MAX_DEVICES	      16
-#define CTL_MSG_LEN	      192
+#define CTL_MAX_LINE	    65536 /* bytes of one request line, '\n' not counted */
+#define CTL_MAX_CLIENTS	    32
+#define CTL_STATS_WAIT_MS   1000	 /* balloon.stats waits this long for a fresh set */
+#define CTL_SHUTDOWN_DEF_MS 5000	 /* vm.shutdown grace period when timeout_ms is absent */
+#define CTL_SHUTDOWN_MAX_MS 600000	 /* largest accepted timeout_ms */
+#define CTL_MAX_MIB	    (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
+#define CTL_MAX_DEVICES	    16
+#define CTL_MSG_LEN	    192
 
 /* Commands, in the order of docs/control.md. */
 enum ctl_cmd {
@@ -102,14 +102,14 @@ struct ctl_vm_info {
 
 /* KSM figures: /proc/self/ksm_stat, /sys/kernel/mm/ksm/run, the guest mapping in smaps. */
 struct ctl_ksm_stats {
-	bool mergeable;		 /* MADV_MERGEABLE applied to guest RAM */
-	int run;		 /* /sys/kernel/mm/ksm/run, -1 when unreadable */
-	bool have_ksm_stat;	 /* /proc/self/ksm_stat was readable */
-	uint64_t rmap_items;	 /* ksm_rmap_items */
-	uint64_t merging_pages;	 /* ksm_merging_pages (host pages) */
-	uint64_t zero_pages;	 /* ksm_zero_pages */
-	int64_t process_profit;	 /* ksm_process_profit, bytes, may be negative */
-	bool have_smaps;	 /* the guest mapping was found in /proc/self/smaps */
+	bool mergeable;		  /* MADV_MERGEABLE applied to guest RAM */
+	int run;		  /* /sys/kernel/mm/ksm/run, -1 when unreadable */
+	bool have_ksm_stat;	  /* /proc/self/ksm_stat was readable */
+	uint64_t rmap_items;	  /* ksm_rmap_items */
+	uint64_t merging_pages;	  /* ksm_merging_pages (host pages) */
+	uint64_t zero_pages;	  /* ksm_zero_pages */
+	int64_t process_profit;	  /* ksm_process_profit, bytes, may be negative */
+	bool have_smaps;	  /* the guest mapping was found in /proc/self/smaps */
 	uint64_t smaps_rss_bytes; /* Rss of the guest mapping */
 	uint64_t smaps_ksm_bytes; /* KSM line of the guest mapping (0 when the kernel lacks it) */
 	uint64_t smaps_swap_bytes;
@@ -118,11 +118,11 @@ struct ctl_ksm_stats {
 /* Compressed-tier figures; all zero while the tier does not exist or is off. */
 struct ctl_compressed_stats {
 	bool enabled;
-	uint64_t stored_pages;	  /* pages held compressed */
-	uint64_t stored_bytes;	  /* compressed bytes held */
+	uint64_t stored_pages;	    /* pages held compressed */
+	uint64_t stored_bytes;	    /* compressed bytes held */
 	uint64_t same_filled_pages; /* zero/same-filled pages held at no store cost */
-	uint64_t faults;	  /* fault-ins served */
-	uint64_t errors;	  /* checksum failures and other tier errors */
+	uint64_t faults;	    /* fault-ins served */
+	uint64_t errors;	    /* checksum failures and other tier errors */
 };
 
 /* Server-side counters (the control socket itself). */
@@ -134,7 +134,7 @@ struct ctl_server_stats {
 	uint64_t requests;	       /* request lines handled */
 	uint64_t error_replies;	       /* error replies sent */
 	uint64_t lines_too_long;
-	uint64_t events_dropped;       /* event queue overflow or invalid event data */
+	uint64_t events_dropped; /* event queue overflow or invalid event data */
 };
 
 /* memory.stats figures, filled by the backend (server counters are added by the server). */
@@ -197,7 +197,8 @@ char *ctl_event_line(const char *event, const char *data_json);
 /* Builders of the "ok" objects; each returns a new object (caller owns) or NULL on ENOMEM. */
 
 /** ctl_info_json() - vm.info reply from @info (and @srv when not NULL). */
-struct json_object *ctl_info_json(const struct ctl_vm_info *info, const struct ctl_server_stats *srv);
+struct json_object *ctl_info_json(const struct ctl_vm_info *info,
+				  const struct ctl_server_stats *srv);
 
 /**
  * ctl_balloon_json() - balloon.get / balloon.set reply: target and actual in MiB (rounded down)

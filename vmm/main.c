@@ -27,7 +27,7 @@
 #define DEFAULT_MEM   (256 * MiB)
 #define BASE_CMDLINE  "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
 
-int ctl_main(int argc, char **argv) __attribute__((weak));
+int ctl_main(int argc, char **argv); /* vmm/ctl.c */
 
 static struct termios saved_tio;
 static bool tio_saved;
@@ -49,6 +49,7 @@ static void usage(FILE *f)
 		"                       free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
+		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of Linux\n"
 		"  -v, --verbose        more messages (repeat for debug)\n"
 		"\n"
 		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
@@ -221,6 +222,7 @@ static int cmd_run(int argc, char **argv)
 		{ "balloon", required_argument, NULL, 'b' },
 		{ "control", required_argument, NULL, 's' },
 		{ "merge", required_argument, NULL, 'M' },
+		{ "firmware", required_argument, NULL, 'f' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -289,6 +291,9 @@ static int cmd_run(int argc, char **argv)
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.merge))
 				die("--merge '%s': expected on or off", optarg);
+			break;
+		case 'f':
+			cfg.firmware = optarg;
 			break;
 		case 'v':
 			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
@@ -390,8 +395,6 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl")) {
-		if (!ctl_main)
-			die("this build has no control client");
 		return ctl_main(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "vmm: unknown command '%s'\n", argv[1]);

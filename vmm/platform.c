@@ -3,18 +3,28 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../devices/legacy.h"
+#include "../devices/pci.h"
 #include "../devices/serial.h"
+#include "../devices/virtio_balloon.h"
+#include "../devices/virtio_pci.h"
 #include "boot/boot.h"
+#include "control.h"
+#include "loop.h"
 #include "util.h"
 #include "vcpu.h"
 #include "vm.h"
 
+_Static_assert(PCI_MMIO_BASE == VM_PCI_MMIO_BASE && PCI_MMIO_SIZE == VM_PCI_MMIO_SIZE,
+	       "the PCI window must match the e820 hole");
+
 static struct serial *console;
 static int console_fd = -1;
+static int stats_timer = -1;
 
 static int create_console(struct vm *vm)
 {
@@ -41,6 +51,96 @@ static int create_console(struct vm *vm)
 	return console ? 0 : -ENOMEM;
 }
 
+/* The PCI bus's interrupt backend: thin wrappers around the VM's KVM calls. */
+static int irq_line(void *o, uint32_t gsi, int level)
+{
+	return vm_irq_line(o, gsi, level);
+}
+
+static int alloc_gsi(void *o)
+{
+	return vm_alloc_gsi(o);
+}
+
+static int set_msi_route(void *o, uint32_t gsi, uint64_t addr, uint32_t data, bool enable)
+{
+	return vm_set_msi_route(o, gsi, addr, data, enable);
+}
+
+static int irqfd(void *o, int efd, uint32_t gsi, bool assign)
+{
+	return vm_irqfd(o, efd, gsi, assign);
+}
+
+static int signal_msi(void *o, uint64_t addr, uint32_t data)
+{
+	return vm_signal_msi(o, addr, data);
+}
+
+static int ioeventfd(void *o, uint64_t addr, uint32_t len, int efd, bool assign)
+{
+	return vm_ioeventfd(o, addr, len, efd, true, assign);
+}
+
+static void balloon_event(void *opaque, const char *event, const char *data_json)
+{
+	vm_emit_event(opaque, event, data_json);
+}
+
+static void stats_tick(void *opaque)
+{
+	balloon_stats_tick(opaque);
+}
+
+static int create_balloon(struct vm *vm)
+{
+	int ret;
+
+	vm->balloon = balloon_create(&vm->gm, &vm->cfg.balloon);
+	if (!vm->balloon)
+		return -ENOMEM;
+	ret = virtio_pci_attach(vm->pci, balloon_virtio_dev(vm->balloon), vm->loop);
+	if (ret) {
+		pr_err("attaching virtio-balloon: %s", strerror(-ret));
+		return ret;
+	}
+	balloon_set_event_sink(vm->balloon, balloon_event, vm);
+	if (vm->cfg.balloon.stats && vm->cfg.balloon.stats_period_s) {
+		stats_timer = loop_add_timer(vm->loop, vm->cfg.balloon.stats_period_s * 1000ULL,
+					     true, stats_tick, vm->balloon);
+		if (stats_timer < 0)
+			return stats_timer;
+	}
+	return 0;
+}
+
+static int create_pci(struct vm *vm)
+{
+	struct pci_irq_ops ops = {
+		.opaque = vm,
+		.irq_line = irq_line,
+		.alloc_gsi = alloc_gsi,
+		.set_msi_route = set_msi_route,
+		.irqfd = irqfd,
+		.signal_msi = signal_msi,
+		.ioeventfd = ioeventfd,
+	};
+	int ret;
+
+	ret = pci_bus_create(&vm->pio, &vm->mmio, &ops, &vm->pci);
+	if (ret) {
+		pr_err("creating the PCI bus: %s", strerror(-ret));
+		return ret;
+	}
+	/* The device table: every PCI device this machine can have. */
+	if (vm->cfg.balloon.enabled) {
+		ret = create_balloon(vm);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 int platform_create(struct vm *vm)
 {
 	int ret;
@@ -50,9 +150,51 @@ int platform_create(struct vm *vm)
 		ret = i8042_create(vm);
 	if (!ret)
 		ret = exit_port_create(vm);
-	if (ret)
+	if (ret) {
 		pr_err("creating platform devices: %s", strerror(-ret));
-	return ret;
+		return ret;
+	}
+	ret = create_pci(vm);
+	if (ret)
+		return ret;
+	if (vm->cfg.control_path) {
+		ret = control_start(vm, vm->cfg.control_path);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* SysRq 'i' (SIGKILL to all tasks) if SIGTERM was not enough. */
+static void shutdown_kill(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	if (vm_get_state(vm) != VM_STOPPED && console)
+		serial_send_sysrq(console, 'i');
+}
+
+int vm_request_guest_shutdown(struct vm *vm)
+{
+	if (!console || vm_get_state(vm) == VM_STOPPED)
+		return -ENOTSUP;
+	/* Serial BREAK + SysRq 'e': SIGTERM to every task but init; our init then exits the VM
+	 * with the command's status. Shells ignore SIGTERM, hence SIGKILL a second later. */
+	serial_send_sysrq(console, 'e');
+	loop_add_timer(vm->loop, 1000, false, shutdown_kill, vm);
+	return 0;
+}
+
+static int write_mptable(struct vm *vm)
+{
+	struct pci_intx_route routes[PCI_MAX_SLOTS];
+	struct mp_pci_irq irqs[PCI_MAX_SLOTS];
+	unsigned int n = vm->pci ? pci_intx_routes(vm->pci, routes, PCI_MAX_SLOTS) : 0;
+
+	n = MIN(n, (unsigned int)PCI_MAX_SLOTS);
+	for (unsigned int i = 0; i < n; i++)
+		irqs[i] = (struct mp_pci_irq){ routes[i].slot, routes[i].pin, routes[i].gsi };
+	return boot_mptable(vm, irqs, n);
 }
 
 int platform_start(struct vm *vm)
@@ -60,9 +202,17 @@ int platform_start(struct vm *vm)
 	struct boot_entry entry;
 	int ret;
 
-	ret = boot_linux(vm, vm->cfg.kernel, vm->cfg.initrd, vm->cfg.cmdline, &entry);
+	if (vm->cfg.firmware)
+		ret = boot_firmware(vm, vm->cfg.firmware, &entry);
+	else
+		ret = boot_linux(vm, vm->cfg.kernel, vm->cfg.initrd, vm->cfg.cmdline, &entry);
 	if (ret)
 		return ret;
+	ret = write_mptable(vm);
+	if (ret) {
+		pr_err("writing the MP table: %s", strerror(-ret));
+		return ret;
+	}
 	ret = vcpu_set_boot_state(&vm->vcpus[0], &entry);
 	if (ret) {
 		pr_err("setting boot registers: %s", strerror(-ret));
@@ -72,6 +222,7 @@ int platform_start(struct vm *vm)
 	vm->state = VM_RUNNING;
 	vm->start_ns = now_ns();
 	pthread_mutex_unlock(&vm->lock);
+	vm_emit_event(vm, "vm.state", "{\"state\":\"running\"}");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		ret = vcpu_start(&vm->vcpus[i]);
 		if (ret) {
@@ -88,6 +239,14 @@ void platform_destroy(struct vm *vm)
 	vm_stop(vm, vm->exit_status, "shutting down");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
+	control_stop(vm);
+	if (vm->balloon)
+		virtio_pci_detach(balloon_virtio_dev(vm->balloon));
+	pci_bus_destroy(vm->pci);
+	vm->pci = NULL;
+	if (vm->balloon)
+		balloon_destroy(vm->balloon);
+	vm->balloon = NULL;
 	serial_destroy(console);
 	console = NULL;
 	if (console_fd >= 0)

@@ -383,6 +383,7 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	while (park_if_paused(vm)) {
+		vcpu->nr_runs++;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
@@ -394,6 +395,11 @@ static void *vcpu_thread(void *arg)
 		}
 		if (vcpu_handle_exit(vm, vcpu->run, vcpu->fd) == VCPU_STOP)
 			break;
+	}
+	if (log_level >= LOG_DEBUG) {
+		pr_debug("vCPU %u: %llu KVM_RUN calls, last exit reason %u; final registers:",
+			 vcpu->id, (unsigned long long)vcpu->nr_runs, vcpu->run->exit_reason);
+		dump_regs(vcpu->fd);
 	}
 	return NULL;
 }

@@ -35,6 +35,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool thread_started;
+	uint64_t nr_runs; /* KVM_RUN calls (debug figure) */
 };
 
 /**

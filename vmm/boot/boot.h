@@ -56,6 +56,7 @@ int boot_mptable(struct vm *vm, const struct mp_pci_irq *pci, unsigned int nr_pc
 /**
  * boot_linux() - load @kernel (bzImage, or ELF vmlinux booted through its PVH note), @initrd
  * (may be NULL) and @cmdline (< BOOT_CMDLINE_MAX bytes) and fill @entry for the boot vCPU.
+ * The caller writes the MP table (boot_mptable) once the PCI devices are known.
  * Errors: -ENOENT/-EACCES (unreadable file), -ENOEXEC (neither a bzImage nor an ELF with a PVH
  * note, or too old a boot protocol), -E2BIG (kernel or initrd does not fit in RAM, command line
  * too long). A one-line message saying what to do is printed.
@@ -63,13 +64,18 @@ int boot_mptable(struct vm *vm, const struct mp_pci_irq *pci, unsigned int nr_pc
 int boot_linux(struct vm *vm, const char *kernel, const char *initrd, const char *cmdline,
 	       struct boot_entry *entry);
 
+/* Firmware: the top of low RAM kept for the stack (no PT_LOAD segment may reach into it). */
+#define BOOT_FW_STACK_BYTES 0x10000ULL
+
 /**
  * boot_firmware() - load a freestanding ELF64 firmware image (firmware/, see docs/firmware.md):
  * PT_LOAD segments at their physical addresses, identity page tables with the user bit over the
  * first 4 GiB, entry in 64-bit mode at CPL3 with IOPL 3 (port I/O allowed), rsp at the top of
  * low RAM, rdi = guest RAM size in bytes. Fills @entry (mode BOOT_USER64).
+ * The argument string vm->cfg.cmdline (NULL: empty) is copied NUL-terminated to
+ * BOOT_CMDLINE_GPA (entry->rsi holds that address too).
  * Errors: -ENOENT/-EACCES (unreadable), -ENOEXEC (not an x86-64 ELF64 executable), -E2BIG (a
- * segment outside RAM or overlapping the boot area below 1 MiB).
+ * segment outside RAM or overlapping the boot area below 1 MiB, argument string too long).
  */
 int boot_firmware(struct vm *vm, const char *path, struct boot_entry *entry);
 

@@ -288,7 +288,5 @@ int boot_linux(struct vm *vm, const char *kernel, const char *initrd, const char
 		ret = -ENOEXEC;
 	}
 	free(img);
-	if (!ret)
-		ret = boot_mptable(vm, NULL, 0);
 	return ret;
 }

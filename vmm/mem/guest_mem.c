@@ -43,13 +43,13 @@ int gm_init(struct guest_mem *gm, uint64_t size, bool merge)
 	gm->size = size;
 	gm->nr_pages = size / GM_PAGE_SIZE;
 	low = MIN(size, GM_LOW_RAM_MAX);
-	gm->regions[0] = (struct gm_region){ .gpa = 0, .size = low, .hva = gm->base, .first_pg = 0 };
+	gm->regions[0] = (struct gm_region){.gpa = 0, .size = low, .hva = gm->base, .first_pg = 0};
 	gm->nr_regions = 1;
 	if (size > low) {
-		gm->regions[1] = (struct gm_region){ .gpa = GM_HIGH_BASE,
-						     .size = size - low,
-						     .hva = gm->base + low,
-						     .first_pg = low / GM_PAGE_SIZE };
+		gm->regions[1] = (struct gm_region){.gpa = GM_HIGH_BASE,
+						    .size = size - low,
+						    .hva = gm->base + low,
+						    .first_pg = low / GM_PAGE_SIZE};
 		gm->nr_regions = 2;
 	}
 	pthread_mutex_init(&gm->lock, NULL);

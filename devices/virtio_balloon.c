@@ -1,0 +1,596 @@
+#include "virtio_balloon.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_ring.h>
+
+#include "../vmm/mem/guest_mem.h"
+#include "../vmm/util.h"
+#include "virtio.h"
+
+/* Logical queues in the guest's order (virtio 1.2 §5.5.2); transport indices skip absent ones. */
+enum bq { BQ_INFLATE, BQ_DEFLATE, BQ_STATS, BQ_FREE_PAGE, BQ_REPORTING, BQ_NR };
+
+#define PFNS_PER_BUF	 256 /* Linux VIRTIO_BALLOON_ARRAY_PFNS_MAX */
+#define STAT_SIZE	 sizeof(struct virtio_balloon_stat)
+#define MAX_STATS_PARSED 64 /* bounds the work per stats buffer; Linux sends <= 16 */
+
+struct balloon_events {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool running, stop;
+	balloon_event_fn fn;
+	void *opaque;
+	bool change, stats; /* pending, coalesced */
+	uint64_t actual, target, seq;
+};
+
+struct balloon {
+	struct virtio_dev vdev; /* first: the transport's handle */
+	struct balloon_config cfg;
+	uint32_t num_pages, actual; /* config space, host order */
+	struct balloon_stats stats;
+	bool stats_held; /* the guest's stats buffer, kept to request the next set */
+	uint16_t stats_head;
+	uint64_t inflated_pages, deflated_pages, reported_bytes, discard_ranges;
+	struct balloon_events ev;
+};
+
+static struct balloon *to_balloon(struct virtio_dev *dev)
+{
+	return (struct balloon *)dev; /* vdev is the first member */
+}
+
+static void guest_err(struct balloon *b, const char *what, uint64_t arg)
+{
+	b->vdev.err_count++;
+	pr_err_ratelimited("virtio-balloon: %s (0x%" PRIx64 ")", what, arg);
+}
+
+/* --- events: delivered by a small thread so no device lock is ever held around the sink ---- */
+
+static void *event_thread(void *arg)
+{
+	struct balloon_events *ev = arg;
+	char data[128];
+
+	pthread_mutex_lock(&ev->lock);
+	while (!ev->stop) {
+		bool change = ev->change, stats = ev->stats;
+		uint64_t actual = ev->actual, target = ev->target, seq = ev->seq;
+		balloon_event_fn fn = ev->fn;
+		void *opaque = ev->opaque;
+
+		if (!change && !stats) {
+			pthread_cond_wait(&ev->cond, &ev->lock);
+			continue;
+		}
+		ev->change = ev->stats = false;
+		pthread_mutex_unlock(&ev->lock);
+		if (fn && change) {
+			snprintf(data, sizeof(data),
+				 "{\"actual_mib\":%" PRIu64 ",\"target_mib\":%" PRIu64 "}",
+				 (uint64_t)(actual * GM_PAGE_SIZE / MiB),
+				 (uint64_t)(target * GM_PAGE_SIZE / MiB));
+			fn(opaque, "balloon.change", data);
+		}
+		if (fn && stats) {
+			snprintf(data, sizeof(data), "{\"seq\":%" PRIu64 "}", seq);
+			fn(opaque, "balloon.stats", data);
+		}
+		pthread_mutex_lock(&ev->lock);
+	}
+	pthread_mutex_unlock(&ev->lock);
+	return NULL;
+}
+
+/* Queue an event; safe under dev->lock (ev.lock is innermost and the sink runs unlocked). */
+static void post_change(struct balloon *b)
+{
+	pthread_mutex_lock(&b->ev.lock);
+	if (b->ev.fn) {
+		b->ev.change = true;
+		b->ev.actual = b->actual;
+		b->ev.target = b->num_pages;
+		pthread_cond_signal(&b->ev.cond);
+	}
+	pthread_mutex_unlock(&b->ev.lock);
+}
+
+static void post_stats(struct balloon *b)
+{
+	pthread_mutex_lock(&b->ev.lock);
+	if (b->ev.fn) {
+		b->ev.stats = true;
+		b->ev.seq = b->stats.seq;
+		pthread_cond_signal(&b->ev.cond);
+	}
+	pthread_mutex_unlock(&b->ev.lock);
+}
+
+/* --- queue index mapping ------------------------------------------------------------------ */
+
+static bool queue_exists(const struct virtio_dev *dev, enum bq q)
+{
+	switch (q) {
+	case BQ_STATS:
+		return virtio_has_feature(dev, VIRTIO_BALLOON_F_STATS_VQ);
+	case BQ_FREE_PAGE:
+		return virtio_has_feature(dev, VIRTIO_BALLOON_F_FREE_PAGE_HINT);
+	case BQ_REPORTING:
+		return virtio_has_feature(dev, VIRTIO_BALLOON_F_REPORTING);
+	default:
+		return true;
+	}
+}
+
+/* Linux find_vqs() skips queues whose feature is off: transport indices count only the rest. */
+static int queue_role(const struct virtio_dev *dev, uint16_t qidx)
+{
+	unsigned int q, idx = 0;
+
+	for (q = 0; q < BQ_NR; q++) {
+		if (!queue_exists(dev, q))
+			continue;
+		if (idx++ == qidx)
+			return q;
+	}
+	return -1;
+}
+
+static int queue_index(const struct virtio_dev *dev, enum bq role)
+{
+	unsigned int q, idx = 0;
+
+	for (q = 0; q < role; q++)
+		idx += queue_exists(dev, q);
+	return queue_exists(dev, role) ? (int)idx : -1;
+}
+
+static void complete(struct balloon *b, uint16_t qidx, uint16_t head)
+{
+	int ret;
+
+	if (head == VQ_HEAD_NONE)
+		return;
+	ret = virtio_complete(&b->vdev, qidx, head, 0);
+	if (ret)
+		guest_err(b, "cannot complete a buffer", (uint64_t)-ret);
+}
+
+/* --- inflate / deflate (§5.5.6.1) --------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* One memory-layer call per run of consecutive PFNs (style rule 6). */
+static void apply_range(struct balloon *b, bool inflate, uint64_t pfn, uint64_t n)
+{
+	int ret;
+
+	if (inflate) {
+		ret = gm_discard(b->vdev.gm, pfn, n, GM_PAGE_BALLOONED);
+		b->discard_ranges++;
+		if (!ret)
+			b->inflated_pages += n;
+	} else {
+		ret = gm_reclaim_clear(b->vdev.gm, pfn, n);
+		if (!ret)
+			b->deflated_pages += n;
+	}
+	if (ret)
+		pr_err_ratelimited("virtio-balloon: %s of pfn 0x%" PRIx64 "+%" PRIu64 ": %s",
+				   inflate ? "discard" : "reclaim", pfn, n, strerror(-ret));
+}
+
+static void handle_pfns(struct balloon *b, const struct vq_chain *c, bool inflate)
+{
+	uint32_t raw[PFNS_PER_BUF];
+	uint64_t pfns[PFNS_PER_BUF];
+	unsigned int i, n, k = 0;
+
+	if (c->n_in || c->out_len % sizeof(uint32_t) || c->out_len > sizeof(raw)) {
+		guest_err(b, "malformed inflate/deflate buffer, length", c->out_len);
+		return;
+	}
+	n = vq_copy_from_chain(c, 0, raw, c->out_len) / sizeof(uint32_t);
+	for (i = 0; i < n; i++) {
+		uint64_t pfn = le32toh(raw[i]);
+
+		if (!gm_ptr(b->vdev.gm, pfn << GM_PAGE_SHIFT, GM_PAGE_SIZE)) {
+			guest_err(b, "PFN outside guest RAM", pfn);
+			continue;
+		}
+		pfns[k++] = pfn;
+	}
+	qsort(pfns, k, sizeof(pfns[0]), cmp_u64);
+	for (i = 0; i < k;) {
+		uint64_t first = pfns[i], last = first;
+
+		/* Extend the run over duplicates and consecutive PFNs. */
+		for (i++; i < k && pfns[i] <= last + 1; i++)
+			last = pfns[i];
+		apply_range(b, inflate, first, last - first + 1);
+	}
+}
+
+/* --- stats (§5.5.6.3) --------------------------------------------------------------------- */
+
+static void handle_stats(struct balloon *b, uint16_t qidx, const struct vq_chain *c)
+{
+	uint8_t ent[STAT_SIZE];
+	unsigned int i, n;
+
+	if (c->n_in) {
+		guest_err(b, "device-writable stats buffer, head", c->head);
+		complete(b, qidx, c->head);
+		return;
+	}
+	if (b->stats_held) {
+		/* The driver keeps exactly one buffer queued; give the old one back. */
+		guest_err(b, "second stats buffer, head", c->head);
+		complete(b, qidx, b->stats_head);
+	}
+	if (c->out_len % STAT_SIZE)
+		guest_err(b, "stats buffer length not a multiple of 10", c->out_len);
+	n = MIN(c->out_len / STAT_SIZE, MAX_STATS_PARSED);
+	memset(b->stats.valid, 0, sizeof(b->stats.valid));
+	for (i = 0; i < n; i++) {
+		uint16_t tag;
+		uint64_t val;
+
+		vq_copy_from_chain(c, i * STAT_SIZE, ent, sizeof(ent));
+		memcpy(&tag, ent, sizeof(tag));
+		memcpy(&val, ent + sizeof(tag), sizeof(val));
+		tag = le16toh(tag);
+		if (tag >= BALLOON_NR_STAT_TAGS)
+			continue; /* newer guests may send tags we do not know: not an error */
+		b->stats.valid[tag] = true;
+		b->stats.val[tag] = le64toh(val);
+	}
+	b->stats.seq++;
+	b->stats.received_ns = now_ns();
+	b->stats_held = true;
+	b->stats_head = c->head;
+	post_stats(b);
+}
+
+/* --- free page reporting (§5.5.6.5) ------------------------------------------------------- */
+
+struct range {
+	uint64_t start, end; /* GPA, page aligned */
+};
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Each device-writable buffer is one free range (Linux page_reporting's scatterlist). */
+static void handle_report(struct balloon *b, const struct vq_chain *c)
+{
+	struct range r[VQ_MAX_BUFS];
+	unsigned int i, n = 0;
+
+	if (c->n_out || !c->n_in) {
+		guest_err(b, "reporting buffer is not device-writable, head", c->head);
+		return;
+	}
+	for (i = 0; i < c->n_in; i++) {
+		const struct vq_buf *buf = &c->bufs[i];
+		uint64_t s = ALIGN_UP(buf->gpa, GM_PAGE_SIZE);
+		uint64_t e = ALIGN_DOWN(buf->gpa + buf->len, GM_PAGE_SIZE);
+
+		/* vq_pop proved [gpa, gpa + len) is RAM; only whole 4 KiB pages are dropped. */
+		if (e > s && s >= buf->gpa)
+			r[n++] = (struct range){s, e};
+	}
+	qsort(r, n, sizeof(r[0]), cmp_range);
+	for (i = 0; i < n;) {
+		uint64_t s = r[i].start, e = r[i].end;
+		int ret;
+
+		for (i++; i < n && r[i].start <= e; i++)
+			e = MAX(e, r[i].end);
+		ret = gm_discard(b->vdev.gm, s >> GM_PAGE_SHIFT, (e - s) >> GM_PAGE_SHIFT,
+				 GM_PAGE_REPORTED);
+		b->discard_ranges++;
+		if (ret)
+			guest_err(b, "reported range not discarded, gpa", s);
+		else
+			b->reported_bytes += e - s;
+	}
+}
+
+/* --- queue processing --------------------------------------------------------------------- */
+
+/*
+ * Drain queue @qidx. Before DRIVER_OK (@early) buffers are completed without acting on them:
+ * the host does not give memory away on the word of a driver that has not finished setup.
+ * The stats buffer is the exception: Linux primes it during probe and expects it to be held.
+ */
+static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early)
+{
+	struct virtqueue *vq = &b->vdev.vqs[qidx];
+	struct vq_chain c;
+	int ret;
+
+	for (;;) {
+		ret = vq_pop(vq, &c);
+		if (!ret)
+			return;
+		if (ret == -EIO) {
+			guest_err(b, "avail->idx runs more than a queue ahead, queue", qidx);
+			return;
+		}
+		if (ret < 0) {
+			guest_err(b, "malformed descriptor chain, head", c.head);
+			complete(b, qidx, c.head);
+			continue;
+		}
+		if (role == BQ_STATS) {
+			handle_stats(b, qidx, &c);
+			continue;
+		}
+		if (!early) {
+			if (role == BQ_INFLATE || role == BQ_DEFLATE)
+				handle_pfns(b, &c, role == BQ_INFLATE);
+			else if (role == BQ_REPORTING)
+				handle_report(b, &c);
+			else
+				guest_err(b, "buffer on the free page hint queue, head", c.head);
+		}
+		complete(b, qidx, c.head);
+	}
+}
+
+/* --- virtio_dev_ops ----------------------------------------------------------------------- */
+
+static uint64_t balloon_get_features(struct virtio_dev *dev)
+{
+	struct balloon *b = to_balloon(dev);
+	uint64_t f = (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+
+	if (b->cfg.stats)
+		f |= 1ULL << VIRTIO_BALLOON_F_STATS_VQ;
+	if (b->cfg.deflate_on_oom)
+		f |= 1ULL << VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
+	if (b->cfg.free_page_reporting)
+		f |= 1ULL << VIRTIO_BALLOON_F_REPORTING;
+	return f;
+}
+
+static void balloon_config_read(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len)
+{
+	struct balloon *b = to_balloon(dev);
+	struct virtio_balloon_config cfg = {
+		.num_pages = htole32(b->num_pages),
+		.actual = htole32(b->actual),
+	};
+
+	if (off > sizeof(cfg) || len > sizeof(cfg) - off) {
+		memset(data, 0, len);
+		return;
+	}
+	memcpy(data, (uint8_t *)&cfg + off, len);
+}
+
+/* §5.5.4: `actual` is the only field the driver may write; Linux writes it as one le32. */
+static void balloon_config_write(struct virtio_dev *dev, uint32_t off, const void *data,
+				 uint32_t len)
+{
+	const uint32_t a_off = offsetof(struct virtio_balloon_config, actual);
+	struct balloon *b = to_balloon(dev);
+	uint32_t actual_le = htole32(b->actual), i;
+	bool stray = false;
+
+	for (i = 0; i < len; i++) {
+		uint64_t at = (uint64_t)off + i;
+
+		if (at >= a_off && at < a_off + sizeof(actual_le))
+			((uint8_t *)&actual_le)[at - a_off] = ((const uint8_t *)data)[i];
+		else
+			stray = true;
+	}
+	if (stray)
+		guest_err(b, "write to read-only balloon config, offset", off);
+	if (le32toh(actual_le) != b->actual) {
+		b->actual = le32toh(actual_le);
+		post_change(b);
+	}
+}
+
+static int balloon_activate(struct virtio_dev *dev)
+{
+	struct balloon *b = to_balloon(dev);
+	uint16_t q;
+
+	/* Pick up what was queued before DRIVER_OK (the primed stats buffer, early kicks). */
+	for (q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		int role = queue_role(dev, q);
+
+		if (role >= 0 && dev->vqs[q].ready)
+			process_queue(b, q, role, false);
+	}
+	return 0;
+}
+
+static void balloon_queue_notify(struct virtio_dev *dev, uint16_t qidx)
+{
+	struct balloon *b = to_balloon(dev);
+	int role;
+
+	pthread_mutex_lock(&dev->lock);
+	role = qidx < VIRTIO_MAX_QUEUES ? queue_role(dev, qidx) : -1;
+	if (!(dev->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+		dev->early_kicks++;
+		pr_debug("virtio-balloon: queue %u notified before DRIVER_OK", qidx);
+		if (role >= 0 && dev->vqs[qidx].ready)
+			process_queue(b, qidx, role, true);
+	} else if (role < 0 || !dev->vqs[qidx].ready) {
+		guest_err(b, "notify of a queue that does not exist or is not enabled", qidx);
+	} else {
+		process_queue(b, qidx, role, false);
+	}
+	pthread_mutex_unlock(&dev->lock);
+}
+
+static void balloon_reset(struct virtio_dev *dev)
+{
+	struct balloon *b = to_balloon(dev);
+	struct guest_mem *gm = dev->gm;
+	unsigned int i;
+
+	b->stats_held = false;
+	/* The driver is gone: pages it had ballooned or reported are its own again. */
+	for (i = 0; gm && i < gm->nr_regions; i++)
+		gm_reclaim_clear(gm, gm->regions[i].gpa >> GM_PAGE_SHIFT,
+				 gm->regions[i].size >> GM_PAGE_SHIFT);
+	if (b->actual) {
+		b->actual = 0;
+		post_change(b);
+	}
+}
+
+static const struct virtio_dev_ops balloon_ops = {
+	.name = "virtio-balloon",
+	.device_id = VIRTIO_ID_BALLOON,
+	.max_queues = BQ_NR,
+	.max_queue_size = 256,
+	.config_size = sizeof(struct virtio_balloon_config),
+	.get_features = balloon_get_features,
+	.config_read = balloon_config_read,
+	.config_write = balloon_config_write,
+	.activate = balloon_activate,
+	.queue_notify = balloon_queue_notify,
+	.reset = balloon_reset,
+};
+
+/* --- public API --------------------------------------------------------------------------- */
+
+struct balloon *balloon_create(struct guest_mem *gm, const struct balloon_config *cfg)
+{
+	struct balloon *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->cfg = *cfg;
+	virtio_dev_init(&b->vdev, &balloon_ops, gm);
+	pthread_mutex_init(&b->ev.lock, NULL);
+	pthread_cond_init(&b->ev.cond, NULL);
+	return b;
+}
+
+void balloon_destroy(struct balloon *b)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->ev.lock);
+	b->ev.stop = true;
+	pthread_cond_signal(&b->ev.cond);
+	pthread_mutex_unlock(&b->ev.lock);
+	if (b->ev.running)
+		pthread_join(b->ev.thread, NULL);
+	pthread_cond_destroy(&b->ev.cond);
+	pthread_mutex_destroy(&b->ev.lock);
+	pthread_mutex_destroy(&b->vdev.lock);
+	free(b);
+}
+
+struct virtio_dev *balloon_virtio_dev(struct balloon *b)
+{
+	return &b->vdev;
+}
+
+void balloon_set_event_sink(struct balloon *b, balloon_event_fn fn, void *opaque)
+{
+	pthread_mutex_lock(&b->ev.lock);
+	b->ev.fn = fn;
+	b->ev.opaque = opaque;
+	if (fn && !b->ev.running) {
+		if (pthread_create(&b->ev.thread, NULL, event_thread, &b->ev))
+			pr_err("virtio-balloon: cannot start the event thread; events are lost");
+		else
+			b->ev.running = true;
+	}
+	pthread_mutex_unlock(&b->ev.lock);
+}
+
+int balloon_set_target(struct balloon *b, uint64_t num_pages)
+{
+	struct virtio_dev *dev = &b->vdev;
+
+	if (num_pages > UINT32_MAX || (dev->gm && num_pages > dev->gm->nr_pages))
+		return -EINVAL;
+	pthread_mutex_lock(&dev->lock);
+	b->num_pages = num_pages;
+	if ((dev->status & VIRTIO_CONFIG_S_DRIVER_OK) && dev->transport &&
+	    dev->transport->signal_config)
+		dev->transport->signal_config(dev);
+	pthread_mutex_unlock(&dev->lock);
+	return 0;
+}
+
+void balloon_get_counters(struct balloon *b, struct balloon_counters *out)
+{
+	pthread_mutex_lock(&b->vdev.lock);
+	*out = (struct balloon_counters){
+		.target_pages = b->num_pages,
+		.actual_pages = b->actual,
+		.inflated_pages = b->inflated_pages,
+		.deflated_pages = b->deflated_pages,
+		.reported_bytes = b->reported_bytes,
+		.discard_ranges = b->discard_ranges,
+		.err_count = b->vdev.err_count,
+		.features = b->vdev.driver_features,
+	};
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+int balloon_request_stats(struct balloon *b)
+{
+	struct virtio_dev *dev = &b->vdev;
+	int ret = 0, qidx;
+
+	pthread_mutex_lock(&dev->lock);
+	qidx = queue_index(dev, BQ_STATS);
+	if (qidx < 0) {
+		ret = -ENOTSUP;
+	} else if (!b->stats_held) {
+		ret = -EAGAIN;
+	} else {
+		b->stats_held = false;
+		complete(b, qidx, b->stats_head);
+	}
+	pthread_mutex_unlock(&dev->lock);
+	return ret;
+}
+
+void balloon_get_stats(struct balloon *b, struct balloon_stats *out)
+{
+	pthread_mutex_lock(&b->vdev.lock);
+	*out = b->stats;
+	pthread_mutex_unlock(&b->vdev.lock);
+}
+
+void balloon_stats_tick(struct balloon *b)
+{
+	if (b->cfg.stats_period_s)
+		balloon_request_stats(b);
+}

@@ -1,0 +1,301 @@
+/* The control socket's real backend: commands become calls on the VM, its balloon and memory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../devices/virtio_balloon.h"
+#include "control.h"
+#include "loop.h"
+#include "util.h"
+#include "vm.h"
+
+#define PROC_MAX (4 * 1024 * 1024) /* /proc/self/smaps of a VMM stays far below this */
+
+struct control_vm {
+	struct vm *vm;
+	int shutdown_timer; /* loop timer id of the pending hard stop, -1 when none */
+	uint64_t shutdown_timeout_ms;
+	bool shutdown_notified;
+};
+
+static int cvm_info(void *opaque, struct ctl_vm_info *out)
+{
+	struct control_vm *cv = opaque;
+	struct vm *vm = cv->vm;
+	uint64_t start;
+
+	pthread_mutex_lock(&vm->lock);
+	out->state = vm_state_name(vm->state);
+	out->stopped = vm->state == VM_STOPPED;
+	out->exit_status = vm->exit_status;
+	snprintf(out->exit_reason, sizeof(out->exit_reason), "%s", vm->exit_reason);
+	start = vm->start_ns;
+	pthread_mutex_unlock(&vm->lock);
+	out->vcpus = vm->nr_vcpus;
+	out->memory_bytes = vm->gm.size ? vm->gm.size : vm->cfg.mem_bytes;
+	out->uptime_ms = start ? (now_ns() - start) / 1000000 : 0;
+	if (vm->cfg.console != CONSOLE_NONE)
+		out->devices[out->nr_devices++] = "serial";
+	out->devices[out->nr_devices++] = "i8042";
+	out->devices[out->nr_devices++] = "exit-port";
+	if (vm->pci)
+		out->devices[out->nr_devices++] = "pci-host";
+	if (vm->balloon) {
+		struct balloon_counters bc;
+
+		balloon_get_counters(vm->balloon, &bc);
+		out->devices[out->nr_devices++] = "virtio-balloon";
+		out->has_balloon = true;
+		out->balloon_features = bc.features;
+	}
+	return 0;
+}
+
+static int cvm_pause(void *opaque)
+{
+	struct control_vm *cv = opaque;
+	enum vm_state s = vm_get_state(cv->vm);
+
+	if (s == VM_PAUSED)
+		return 1;
+	if (s != VM_RUNNING)
+		return -ESRCH;
+	/* -EBUSY: the state changed under us; report what it is now. */
+	if (vm_pause(cv->vm) == -EBUSY)
+		return vm_get_state(cv->vm) == VM_PAUSED ? 1 : -ESRCH;
+	return 0;
+}
+
+static int cvm_resume(void *opaque)
+{
+	struct control_vm *cv = opaque;
+	enum vm_state s = vm_get_state(cv->vm);
+
+	if (s == VM_RUNNING)
+		return 1;
+	if (s != VM_PAUSED)
+		return -ESRCH;
+	if (vm_resume(cv->vm) == -EBUSY)
+		return vm_get_state(cv->vm) == VM_RUNNING ? 1 : -ESRCH;
+	return 0;
+}
+
+static void hard_stop(void *opaque)
+{
+	struct control_vm *cv = opaque;
+	char reason[160];
+
+	loop_del_timer(cv->vm->loop, cv->shutdown_timer);
+	cv->shutdown_timer = -1;
+	if (vm_get_state(cv->vm) == VM_STOPPED)
+		return;
+	if (cv->shutdown_notified)
+		snprintf(reason, sizeof(reason),
+			 "vm.shutdown: the guest did not stop within %llu ms, stopped by the host",
+			 (unsigned long long)cv->shutdown_timeout_ms);
+	else
+		snprintf(reason, sizeof(reason), "vm.shutdown: stopped by the host");
+	vm_stop(cv->vm, 0, reason);
+}
+
+static int cvm_shutdown(void *opaque, uint64_t timeout_ms, bool *guest_notified)
+{
+	struct control_vm *cv = opaque;
+	struct vm *vm = cv->vm;
+	enum vm_state s = vm_get_state(vm);
+	int id;
+
+	if (s != VM_RUNNING && s != VM_PAUSED)
+		return -ESRCH;
+	if (cv->shutdown_timer >= 0)
+		return -EALREADY;
+	/* A parked guest cannot act on the request. */
+	if (s == VM_PAUSED && timeout_ms)
+		vm_resume(vm);
+	*guest_notified = timeout_ms && vm_request_guest_shutdown(vm) == 0;
+	/* Even "at once" goes through the loop so the reply leaves before the loop stops. */
+	id = loop_add_timer(vm->loop, *guest_notified ? timeout_ms : 1, false, hard_stop, cv);
+	if (id < 0)
+		return id;
+	cv->shutdown_timer = id;
+	cv->shutdown_timeout_ms = timeout_ms;
+	cv->shutdown_notified = *guest_notified;
+	return 0;
+}
+
+static int cvm_balloon_set(void *opaque, uint64_t num_pages)
+{
+	struct control_vm *cv = opaque;
+
+	if (!cv->vm->balloon)
+		return -ENODEV;
+	return balloon_set_target(cv->vm->balloon, num_pages);
+}
+
+static int cvm_balloon_get(void *opaque, struct balloon_counters *out, uint64_t *ram_bytes)
+{
+	struct control_vm *cv = opaque;
+
+	if (!cv->vm->balloon)
+		return -ENODEV;
+	balloon_get_counters(cv->vm->balloon, out);
+	*ram_bytes = cv->vm->gm.size;
+	return 0;
+}
+
+static int cvm_stats_request(void *opaque)
+{
+	struct control_vm *cv = opaque;
+
+	if (!cv->vm->balloon)
+		return -ENODEV;
+	return balloon_request_stats(cv->vm->balloon);
+}
+
+static int cvm_stats_get(void *opaque, struct balloon_stats *out)
+{
+	struct control_vm *cv = opaque;
+
+	if (!cv->vm->balloon)
+		return -ENODEV;
+	balloon_get_stats(cv->vm->balloon, out);
+	return 0;
+}
+
+/* Read a whole /proc or /sys file into a malloc'd NUL-terminated buffer (NULL on failure). */
+static char *read_text(const char *path)
+{
+	size_t len = 0, cap = 16384;
+	char *buf = malloc(cap);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (!buf || fd < 0)
+		goto err;
+	for (;;) {
+		ssize_t n;
+
+		if (len + 1 == cap) {
+			char *b = cap < PROC_MAX ? realloc(buf, cap * 2) : NULL;
+
+			if (!b)
+				goto err;
+			buf = b;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto err;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+err:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+static void ksm_figures(struct vm *vm, struct ctl_ksm_stats *k)
+{
+	char *text;
+
+	k->mergeable = vm->gm.mergeable;
+	k->run = -1;
+	text = read_text("/sys/kernel/mm/ksm/run");
+	if (text)
+		k->run = atoi(text);
+	free(text);
+	text = read_text("/proc/self/ksm_stat");
+	if (text)
+		ctl_parse_ksm_stat(text, k);
+	free(text);
+	text = read_text("/proc/self/smaps");
+	if (text && vm->gm.base)
+		ctl_parse_smaps(text, (uintptr_t)vm->gm.base, (uintptr_t)vm->gm.base + vm->gm.size,
+				k);
+	free(text);
+}
+
+static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
+{
+	struct control_vm *cv = opaque;
+	struct vm *vm = cv->vm;
+
+	out->guest_ram_bytes = vm->gm.size;
+	out->resident_bytes = gm_resident_bytes(&vm->gm);
+	pthread_mutex_lock(&vm->gm.lock);
+	out->ballooned_pages = vm->gm.nr_ballooned;
+	out->reported_pages = vm->gm.nr_reported;
+	out->discard_calls = vm->gm.discard_calls;
+	pthread_mutex_unlock(&vm->gm.lock);
+	if (vm->balloon) {
+		out->has_balloon = true;
+		balloon_get_counters(vm->balloon, &out->balloon);
+	}
+	ksm_figures(vm, &out->ksm);
+	/* The compressed tier fills out->compressed once it exists. */
+	return 0;
+}
+
+static const struct control_backend_ops control_vm_ops = {
+	.info = cvm_info,
+	.pause = cvm_pause,
+	.resume = cvm_resume,
+	.shutdown = cvm_shutdown,
+	.balloon_set = cvm_balloon_set,
+	.balloon_get = cvm_balloon_get,
+	.stats_request = cvm_stats_request,
+	.stats_get = cvm_stats_get,
+	.memory_stats = cvm_memory_stats,
+};
+
+int control_start(struct vm *vm, const char *path)
+{
+	struct control_vm *cv = calloc(1, sizeof(*cv));
+	struct control *c;
+	int ret;
+
+	if (!cv)
+		return -ENOMEM;
+	cv->vm = vm;
+	cv->shutdown_timer = -1;
+	ret = control_create(vm->loop, path, &control_vm_ops, cv, &c);
+	if (ret < 0) {
+		free(cv);
+		return ret;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->control = c;
+	vm->event_opaque = c;
+	vm->event_fn = control_post_event;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+void control_stop(struct vm *vm)
+{
+	struct control *c = vm->control;
+	struct control_vm *cv;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->event_fn = NULL;
+	vm->event_opaque = NULL;
+	vm->control = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	cv = control_backend_opaque(c);
+	if (cv->shutdown_timer >= 0)
+		loop_del_timer(vm->loop, cv->shutdown_timer);
+	control_destroy(c);
+	free(cv);
+}

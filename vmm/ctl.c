@@ -1,0 +1,748 @@
+/*
+ * `vmm ctl`: the scripting client of the control socket (docs/control.md). Exit status 0 on an ok
+ * reply, 1 on an error reply (or a --wait that timed out), 2 on usage or connection errors.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control_proto.h"
+#include "util.h"
+
+#define EXIT_OK	       0
+#define EXIT_REPLY_ERR 1
+#define EXIT_USAGE     2
+#define REPLY_TIMEOUT  (10 * 1000000000ULL) /* ns to wait for one reply */
+#define MAX_REPLY      (4 * 1024 * 1024)    /* longest reply line accepted */
+#define WAIT_POLL_MS   100		    /* balloon set --wait: balloon.get period */
+#define DEF_WAIT_S     60
+
+struct opts {
+	const char *socket;
+	bool json, wait, guest;
+	bool has_timeout;
+	uint64_t timeout_ms;
+	uint64_t mib; /* balloon set SIZE */
+	int nwords;
+	char *words[8];
+};
+
+struct conn {
+	int fd;
+	char *buf;
+	size_t len, cap;
+	size_t consumed; /* bytes of the line last returned, dropped at the next call */
+	int64_t next_id;
+	bool json; /* print raw lines */
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmm ctl -s PATH [--json] COMMAND [ARGS]\n"
+		"  info                          VM state, vCPUs, memory, devices, uptime\n"
+		"  pause | resume                park / restart every vCPU\n"
+		"  shutdown [--timeout DUR]      ask the guest to shut down; stop it hard after "
+		"DUR\n"
+		"                                (default 5s; 0 stops at once)\n"
+		"  balloon set SIZE              take SIZE from the guest (balloon size)\n"
+		"  balloon set --guest SIZE      leave the guest SIZE of RAM\n"
+		"        [--wait [--timeout DUR]] block until the guest reaches it (default 60s)\n"
+		"  balloon get                   target and actual balloon size\n"
+		"  balloon stats                 the guest's memory statistics\n"
+		"  memory                        host RSS, ballooned pages, KSM, compressed tier\n"
+		"  events [NAME...]              print events until interrupted\n"
+		"options: -s, --socket PATH   control socket (vmm run --control PATH)\n"
+		"         --json              print the raw JSON reply lines\n"
+		"SIZE: MiB, or with a K/M/G/T suffix (a whole number of MiB). DUR: 30, 30s, 500ms, "
+		"2m.\n"
+		"exit status: 0 ok, 1 error reply or --wait timeout, 2 usage or connection "
+		"error\n");
+}
+
+static int usage_err(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "vmm ctl: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n(see 'vmm ctl --help')\n");
+	return EXIT_USAGE;
+}
+
+/* "30" and "30s" are seconds, "500ms" milliseconds, "2m" minutes. */
+static int parse_duration_ms(const char *s, uint64_t *ms)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || v > 1000000000ULL)
+		return -ERANGE;
+	if (!*end || !strcmp(end, "s"))
+		*ms = v * 1000;
+	else if (!strcmp(end, "ms"))
+		*ms = v;
+	else if (!strcmp(end, "m"))
+		*ms = v * 60000;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* A bare number is MiB; with a suffix it must be a whole number of MiB. */
+static int parse_mib(const char *s, uint64_t *mib)
+{
+	uint64_t bytes;
+	size_t digits = strspn(s, "0123456789");
+
+	if (digits && !s[digits]) {
+		errno = 0;
+		*mib = strtoull(s, NULL, 10);
+		return errno ? -ERANGE : 0;
+	}
+	if (parse_size(s, &bytes) < 0 || bytes % MiB)
+		return -EINVAL;
+	*mib = bytes / MiB;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			exit(EXIT_OK);
+		} else if (!strcmp(a, "-s") || !strcmp(a, "--socket")) {
+			if (++i == argc)
+				return usage_err("%s needs a path", a);
+			o->socket = argv[i];
+		} else if (!strncmp(a, "--socket=", 9)) {
+			o->socket = a + 9;
+		} else if (!strcmp(a, "--json")) {
+			o->json = true;
+		} else if (!strcmp(a, "--wait")) {
+			o->wait = true;
+		} else if (!strcmp(a, "--guest")) {
+			o->guest = true;
+		} else if (!strcmp(a, "--timeout") || !strncmp(a, "--timeout=", 10)) {
+			const char *v = a[9] == '=' ? a + 10 : (++i < argc ? argv[i] : NULL);
+
+			if (parse_duration_ms(v, &o->timeout_ms) < 0)
+				return usage_err("bad --timeout '%s' (e.g. 30, 30s, 500ms, 2m)",
+						 v ? v : "");
+			o->has_timeout = true;
+		} else if (a[0] == '-' && a[1]) {
+			return usage_err("unknown option '%s'", a);
+		} else {
+			if (o->nwords == (int)ARRAY_SIZE(o->words))
+				return usage_err("too many arguments%s", "");
+			o->words[o->nwords++] = argv[i];
+		}
+	}
+	if (!o->socket)
+		return usage_err("no control socket given (-s PATH)%s", "");
+	if (!o->nwords)
+		return usage_err("no command given%s", "");
+	return 0;
+}
+
+static int conn_open(struct conn *c, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	memset(c, 0, sizeof(*c));
+	c->next_id = 1;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "vmm ctl: socket path too long: %s\n", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		fprintf(stderr, "vmm ctl: cannot connect to %s: %s\n", path, strerror(e));
+		if (c->fd >= 0)
+			close(c->fd);
+		return -e;
+	}
+	return 0;
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->buf);
+}
+
+static int send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Send {"id":N,"cmd":@cmd,"args":@args}; takes @args (may be NULL). Returns the id or -errno. */
+static int64_t conn_send(struct conn *c, const char *cmd, struct json_object *args)
+{
+	struct json_object *r = json_object_new_object();
+	int64_t id = c->next_id++;
+	char *line = NULL;
+	int ret;
+
+	json_object_object_add(r, "id", json_object_new_int64(id));
+	json_object_object_add(r, "cmd", json_object_new_string(cmd));
+	if (args)
+		json_object_object_add(r, "args", args);
+	if (asprintf(&line, "%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN)) < 0)
+		line = NULL;
+	json_object_put(r);
+	if (!line)
+		return -ENOMEM;
+	ret = send_all(c->fd, line, strlen(line));
+	free(line);
+	return ret < 0 ? ret : id;
+}
+
+/*
+ * Next line (without '\n') into *@line (valid until the next call). Returns 1, 0 on EOF,
+ * -ETIMEDOUT at @deadline_ns (0: none), -EINTR when interrupted, -errno.
+ */
+static int conn_line(struct conn *c, uint64_t deadline_ns, char **line)
+{
+	if (c->consumed) {
+		memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
+		c->len -= c->consumed;
+		c->consumed = 0;
+	}
+	for (;;) {
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+		int timeout = -1;
+		ssize_t n;
+
+		if (nl) {
+			*nl = '\0';
+			c->consumed = (size_t)(nl - c->buf) + 1;
+			*line = c->buf;
+			return 1;
+		}
+		if (c->len + 1 >= c->cap) {
+			size_t cap = c->cap ? c->cap * 2 : 65536;
+			char *b = cap <= MAX_REPLY ? realloc(c->buf, cap) : NULL;
+
+			if (!b)
+				return -EMSGSIZE;
+			c->buf = b;
+			c->cap = cap;
+		}
+		if (deadline_ns) {
+			uint64_t now = now_ns();
+
+			if (now >= deadline_ns)
+				return -ETIMEDOUT;
+			timeout = (int)((deadline_ns - now) / 1000000) + 1;
+		}
+		if (interrupted)
+			return -EINTR;
+		n = poll(&pfd, 1, timeout);
+		if (n < 0 && errno == EINTR)
+			continue; /* the check above ends the wait on SIGINT/SIGTERM */
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			continue;
+		n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		c->len += (size_t)n;
+	}
+}
+
+static struct json_object *parse_json(const char *s)
+{
+	return json_tokener_parse(s);
+}
+
+/*
+ * Send @cmd and wait for its reply, skipping event lines. On success *@reply is the reply object
+ * (caller puts it). Returns EXIT_OK with an ok reply, EXIT_REPLY_ERR with an error reply (printed),
+ * EXIT_USAGE on connection trouble (printed).
+ */
+static int conn_call(struct conn *c, const char *cmd, struct json_object *args,
+		     struct json_object **reply)
+{
+	uint64_t deadline = now_ns() + REPLY_TIMEOUT;
+	int64_t id = conn_send(c, cmd, args);
+
+	*reply = NULL;
+	if (id < 0) {
+		fprintf(stderr, "vmm ctl: sending %s: %s\n", cmd, strerror((int)-id));
+		return EXIT_USAGE;
+	}
+	for (;;) {
+		struct json_object *r, *rid, *err, *ok;
+		char *line;
+		int ret = conn_line(c, deadline, &line);
+
+		if (ret <= 0) {
+			fprintf(stderr, "vmm ctl: waiting for the %s reply: %s\n", cmd,
+				ret == 0 ? "connection closed by the VMM" : strerror(-ret));
+			return EXIT_USAGE;
+		}
+		r = parse_json(line);
+		if (!r || !json_object_is_type(r, json_type_object)) {
+			json_object_put(r);
+			fprintf(stderr, "vmm ctl: malformed reply: %.200s\n", line);
+			return EXIT_USAGE;
+		}
+		if (json_object_object_get_ex(r, "event", NULL) ||
+		    (json_object_object_get_ex(r, "id", &rid) && rid &&
+		     json_object_get_int64(rid) != id)) {
+			json_object_put(r);
+			continue;
+		}
+		/* id null: an error about the connection itself (busy, line-too-long). */
+		if (c->json)
+			printf("%s\n", line);
+		if (json_object_object_get_ex(r, "error", &err)) {
+			struct json_object *code = NULL, *msg = NULL;
+
+			json_object_object_get_ex(err, "code", &code);
+			json_object_object_get_ex(err, "message", &msg);
+			fprintf(stderr, "vmm ctl: %s: %s: %s\n", cmd,
+				code ? json_object_get_string(code) : "?",
+				msg ? json_object_get_string(msg) : "");
+			json_object_put(r);
+			return EXIT_REPLY_ERR;
+		}
+		if (!json_object_object_get_ex(r, "ok", &ok)) {
+			json_object_put(r);
+			fprintf(stderr, "vmm ctl: reply without ok or error: %.200s\n", line);
+			return EXIT_USAGE;
+		}
+		*reply = r;
+		return EXIT_OK;
+	}
+}
+
+static struct json_object *ok_of(struct json_object *reply)
+{
+	struct json_object *ok = NULL;
+
+	json_object_object_get_ex(reply, "ok", &ok);
+	return ok;
+}
+
+static uint64_t get_u64(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static const char *get_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
+}
+
+static void human_bytes(uint64_t b, char *buf, size_t size)
+{
+	if (b >= GiB)
+		snprintf(buf, size, "%.2f GiB", (double)b / GiB);
+	else if (b >= MiB)
+		snprintf(buf, size, "%.1f MiB", (double)b / MiB);
+	else
+		snprintf(buf, size, "%.1f KiB", (double)b / KiB);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* Print every field as "prefix.key  value", with sizes in bytes also shown in KiB/MiB/GiB. */
+static void print_flat(struct json_object *o, const char *prefix)
+{
+	json_object_object_foreach(o, key, val)
+	{
+		char name[128], human[32];
+
+		snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", key);
+		if (json_object_is_type(val, json_type_object)) {
+			print_flat(val, name);
+			continue;
+		}
+		if (json_object_is_type(val, json_type_int) && ends_with(key, "_bytes") &&
+		    json_object_get_int64(val) >= 0) {
+			human_bytes(json_object_get_uint64(val), human, sizeof(human));
+			printf("%-40s %s (%s)\n", name, json_object_get_string(val), human);
+		} else if (json_object_is_type(val, json_type_array)) {
+			printf("%-40s %s\n", name,
+			       json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
+		} else {
+			printf("%-40s %s\n", name, val ? json_object_get_string(val) : "-");
+		}
+	}
+}
+
+static void print_info(struct json_object *ok)
+{
+	struct json_object *devs, *control;
+
+	printf("state     %s\n", get_str(ok, "state"));
+	printf("vcpus     %" PRIu64 "\n", get_u64(ok, "vcpus"));
+	printf("memory    %" PRIu64 " MiB\n", get_u64(ok, "memory_mib"));
+	printf("uptime    %.3f s\n", (double)get_u64(ok, "uptime_ms") / 1000);
+	printf("devices  ");
+	if (json_object_object_get_ex(ok, "devices", &devs)) {
+		for (size_t i = 0; i < json_object_array_length(devs); i++) {
+			struct json_object *d = json_object_array_get_idx(devs, i), *f;
+
+			printf("%s %s", i ? "," : "", get_str(d, "name"));
+			if (json_object_object_get_ex(d, "features", &f) &&
+			    json_object_array_length(f)) {
+				printf(" (");
+				for (size_t j = 0; j < json_object_array_length(f); j++)
+					printf("%s%s", j ? " " : "",
+					       json_object_get_string(
+						       json_object_array_get_idx(f, j)));
+				printf(")");
+			}
+		}
+	}
+	printf("\n");
+	if (json_object_object_get_ex(ok, "exit_status", NULL))
+		printf("exit      status %" PRIu64 ": %s\n", get_u64(ok, "exit_status"),
+		       get_str(ok, "exit_reason"));
+	if (json_object_object_get_ex(ok, "control", &control))
+		printf("control   %" PRIu64 " client(s), %" PRIu64 " request(s)\n",
+		       get_u64(control, "clients"), get_u64(control, "requests"));
+}
+
+static void print_balloon(struct json_object *ok)
+{
+	printf("target    %" PRIu64 " MiB (%" PRIu64 " pages)\n", get_u64(ok, "target_mib"),
+	       get_u64(ok, "target_pages"));
+	printf("actual    %" PRIu64 " MiB (%" PRIu64 " pages)\n", get_u64(ok, "actual_mib"),
+	       get_u64(ok, "actual_pages"));
+	printf("guest     %" PRIu64 " MiB of %" PRIu64 " MiB\n", get_u64(ok, "guest_mib"),
+	       get_u64(ok, "guest_ram_mib"));
+}
+
+static void print_stats(struct json_object *ok)
+{
+	struct json_object *age = NULL, *stats;
+
+	json_object_object_get_ex(ok, "age_ms", &age);
+	if (!get_u64(ok, "seq")) {
+		printf("no statistics received from the guest yet\n");
+		return;
+	}
+	printf("seq %" PRIu64 ", %s ms old%s\n", get_u64(ok, "seq"),
+	       age ? json_object_get_string(age) : "?",
+	       json_object_get_boolean(json_object_object_get(ok, "fresh")) ? "" : " (not fresh)");
+	if (json_object_object_get_ex(ok, "stats", &stats))
+		print_flat(stats, "");
+}
+
+static void print_event(const char *line)
+{
+	struct json_object *e = parse_json(line), *data;
+	struct timespec ts;
+	struct tm tm;
+	char when[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	printf("%s.%03ld %s", when, ts.tv_nsec / 1000000, e ? get_str(e, "event") : "?");
+	if (e && json_object_object_get_ex(e, "data", &data) &&
+	    json_object_is_type(data, json_type_object)) {
+		json_object_object_foreach(data, key, val)
+		{
+			printf(" %s=%s", key,
+			       json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
+		}
+	}
+	printf("\n");
+	json_object_put(e);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static int cmd_events(struct conn *c, struct opts *o)
+{
+	struct json_object *args = NULL, *reply;
+	struct sigaction sa = {.sa_handler = on_signal};
+	bool saw_exit = false;
+	int ret;
+
+	if (o->nwords > 1) {
+		struct json_object *names = json_object_new_array();
+
+		for (int i = 1; i < o->nwords; i++)
+			json_object_array_add(names, json_object_new_string(o->words[i]));
+		args = json_object_new_object();
+		json_object_object_add(args, "events", names);
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	ret = conn_call(c, "events.subscribe", args, &reply);
+	json_object_put(reply);
+	if (ret)
+		return ret;
+	fflush(stdout);
+	for (;;) {
+		char *line;
+		int r = conn_line(c, 0, &line);
+
+		if (r == -EINTR || interrupted)
+			return EXIT_OK;
+		if (r == 0) {
+			if (saw_exit)
+				return EXIT_OK;
+			fprintf(stderr, "vmm ctl: connection closed by the VMM\n");
+			return EXIT_USAGE;
+		}
+		if (r < 0) {
+			fprintf(stderr, "vmm ctl: reading events: %s\n", strerror(-r));
+			return EXIT_USAGE;
+		}
+		if (!strstr(line, "\"event\""))
+			continue;
+		saw_exit |= strstr(line, "\"guest.exit\"") != NULL;
+		if (o->json)
+			printf("%s\n", line);
+		else
+			print_event(line);
+		fflush(stdout);
+	}
+}
+
+/* Poll balloon.get until actual reaches @target_pages or the deadline passes. */
+static int wait_balloon(struct conn *c, struct opts *o, uint64_t target_pages)
+{
+	uint64_t start = now_ns();
+	uint64_t limit = o->has_timeout ? o->timeout_ms : DEF_WAIT_S * 1000ULL;
+	uint64_t deadline = start + limit * 1000000ULL;
+
+	for (;;) {
+		struct json_object *reply, *ok;
+		uint64_t actual, target;
+		int ret = conn_call(c, "balloon.get", NULL, &reply);
+
+		if (ret)
+			return ret;
+		ok = ok_of(reply);
+		actual = get_u64(ok, "actual_pages");
+		target = get_u64(ok, "target_pages");
+		json_object_put(reply);
+		if (target != target_pages) {
+			fprintf(stderr,
+				"vmm ctl: the balloon target changed to %" PRIu64
+				" MiB while waiting\n",
+				target / 256);
+			return EXIT_REPLY_ERR;
+		}
+		if (actual == target) {
+			if (!o->json)
+				printf("reached   %" PRIu64 " MiB after %.2f s\n", actual / 256,
+				       (double)(now_ns() - start) / 1e9);
+			return EXIT_OK;
+		}
+		if (now_ns() >= deadline) {
+			fprintf(stderr,
+				"vmm ctl: timed out after %.1f s: balloon actual %" PRIu64
+				" MiB, target %" PRIu64 " MiB\n",
+				(double)limit / 1000, actual / 256, target / 256);
+			return EXIT_REPLY_ERR;
+		}
+		usleep(MIN(WAIT_POLL_MS * 1000ULL, (deadline - now_ns()) / 1000 + 1));
+	}
+}
+
+static int cmd_balloon_set(struct conn *c, struct opts *o)
+{
+	struct json_object *args = json_object_new_object(), *reply, *ok;
+	uint64_t target, ram_mib;
+	int ret;
+
+	json_object_object_add(args, o->guest ? "guest_mib" : "balloon_mib",
+			       json_object_new_uint64(o->mib));
+	ret = conn_call(c, "balloon.set", args, &reply);
+	if (ret)
+		return ret;
+	ok = ok_of(reply);
+	target = get_u64(ok, "target_pages");
+	ram_mib = get_u64(ok, "guest_ram_mib");
+	if (!o->json)
+		printf("balloon target %" PRIu64 " MiB (the guest keeps %" PRIu64 " MiB of %" PRIu64
+		       " MiB)\n",
+		       get_u64(ok, "target_mib"), ram_mib - MIN(ram_mib, (target + 255) / 256),
+		       ram_mib);
+	json_object_put(reply);
+	return o->wait ? wait_balloon(c, o, target) : EXIT_OK;
+}
+
+static int cmd_shutdown(struct conn *c, struct opts *o)
+{
+	struct json_object *args = NULL, *reply, *ok;
+	int ret;
+
+	if (o->has_timeout) {
+		args = json_object_new_object();
+		json_object_object_add(args, "timeout_ms", json_object_new_uint64(o->timeout_ms));
+	}
+	ret = conn_call(c, "vm.shutdown", args, &reply);
+	if (ret)
+		return ret;
+	ok = ok_of(reply);
+	if (!o->json) {
+		if (json_object_get_boolean(json_object_object_get(ok, "guest_notified")))
+			printf("shutdown requested; the VM is stopped in %" PRIu64
+			       " ms if the guest has not stopped by then\n",
+			       get_u64(ok, "timeout_ms"));
+		else
+			printf("the guest cannot be asked to shut down: the VM is being stopped\n");
+	}
+	json_object_put(reply);
+	return EXIT_OK;
+}
+
+/* The commands that are one request and one printed reply. */
+static int cmd_simple(struct conn *c, struct opts *o, const char *cmd,
+		      void (*print)(struct json_object *ok))
+{
+	struct json_object *reply;
+	int ret = conn_call(c, cmd, NULL, &reply);
+
+	if (!ret && !o->json)
+		print(ok_of(reply));
+	json_object_put(reply);
+	return ret;
+}
+
+static void print_memory(struct json_object *ok)
+{
+	print_flat(ok, "");
+}
+
+static void print_state(struct json_object *ok)
+{
+	printf("%s%s\n", get_str(ok, "state"),
+	       json_object_get_boolean(json_object_object_get(ok, "changed")) ? "" : " (already)");
+}
+
+static bool is(const struct opts *o, const char *w0, const char *w1, int n)
+{
+	return o->nwords >= n && !strcmp(o->words[0], w0) && (!w1 || !strcmp(o->words[1], w1));
+}
+
+/* Every usage error is found before connecting, so it never depends on the socket. */
+static int check(struct opts *o)
+{
+	static const char *const plain[] = {"info", "pause", "resume", "shutdown", "memory"};
+	const char *w0 = o->words[0];
+	bool bal = !strcmp(w0, "balloon"), set = is(o, "balloon", "set", 2);
+	bool known = bal || !strcmp(w0, "events");
+
+	for (size_t i = 0; i < ARRAY_SIZE(plain); i++)
+		known |= !strcmp(w0, plain[i]);
+	if (!known)
+		return usage_err("unknown command '%s'", w0);
+	if (bal && (o->nwords < 2 || (strcmp(o->words[1], "set") && strcmp(o->words[1], "get") &&
+				      strcmp(o->words[1], "stats"))))
+		return usage_err("usage: balloon set|get|stats%s", "");
+	if (!bal && strcmp(w0, "events") && o->nwords > 1)
+		return usage_err("'%s' takes no arguments", w0);
+	if (bal && !set && o->nwords > 2)
+		return usage_err("'balloon %s' takes no arguments", o->words[1]);
+	if ((o->wait || o->guest) && !set)
+		return usage_err("--wait and --guest go with 'balloon set'%s", "");
+	if (o->has_timeout && strcmp(w0, "shutdown") && !(set && o->wait))
+		return usage_err("--timeout goes with 'shutdown' or 'balloon set --wait'%s", "");
+	if (set && o->nwords != 3)
+		return usage_err("usage: balloon set [--guest] SIZE [--wait [--timeout DUR]]%s",
+				 "");
+	if (set && parse_mib(o->words[2], &o->mib) < 0)
+		return usage_err("bad SIZE '%s' (MiB, or a whole number of MiB with K/M/G/T)",
+				 o->words[2]);
+	return 0;
+}
+
+static int run(struct conn *c, struct opts *o)
+{
+	if (is(o, "info", NULL, 1))
+		return cmd_simple(c, o, "vm.info", print_info);
+	if (is(o, "pause", NULL, 1))
+		return cmd_simple(c, o, "vm.pause", print_state);
+	if (is(o, "resume", NULL, 1))
+		return cmd_simple(c, o, "vm.resume", print_state);
+	if (is(o, "shutdown", NULL, 1))
+		return cmd_shutdown(c, o);
+	if (is(o, "memory", NULL, 1))
+		return cmd_simple(c, o, "memory.stats", print_memory);
+	if (is(o, "events", NULL, 1))
+		return cmd_events(c, o);
+	if (is(o, "balloon", "set", 2))
+		return cmd_balloon_set(c, o);
+	if (is(o, "balloon", "get", 2))
+		return cmd_simple(c, o, "balloon.get", print_balloon);
+	return cmd_simple(c, o, "balloon.stats", print_stats);
+}
+
+int ctl_main(int argc, char **argv)
+{
+	struct opts o = {0};
+	struct conn c;
+	int ret = parse_args(argc, argv, &o);
+
+	if (!ret)
+		ret = check(&o);
+	if (ret)
+		return ret;
+	if (conn_open(&c, o.socket) < 0)
+		return EXIT_USAGE;
+	c.json = o.json;
+	ret = run(&c, &o);
+	fflush(stdout);
+	conn_close(&c);
+	return ret;
+}
