@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# run.sh [options] SCENARIO.sh...: run scenarios inside the nested test host, all in one boot.
+#
+# The test host is a small Linux (tests/testhost/host.config) with KVM built in, booted under
+# QEMU TCG with emulated SVM + NPT, so it has a real /dev/kvm even where this machine has none
+# (../../docs or /work/shared/environment.md). Its initramfs holds busybox, build/vmm (as
+# /vmm/vmm), build/guest/* (as /vmm/guest/), lib.sh and the scenarios; with --with-qemu also
+# qemu-system-x86_64, its shared libraries and firmware.
+#
+# Options:
+#   --with-qemu       include QEMU (scenarios that declare "# needs: qemu")
+#   --timeout S       default per-scenario deadline (300); a scenario may declare "# timeout: S"
+#   --mem MIB         test host memory (2048)
+#   --smp N           test host vCPUs (1; see SMP below)
+#   --append ARGS     extra test host kernel command line (e.g. kvm_amd.npt=0)
+#   --env NAME=VALUE  export NAME=VALUE to the scenarios (repeatable)
+#   --stream          also print every scenario line live (else only results and failure tails)
+#   --quiet-results   no per-scenario "===" lines for passing scenarios (demo)
+#
+# Output: "=== scenario NAME: PASS|FAIL|SKIP (rc=N, T s) ===" per scenario, the last 30 log lines
+# of each failing one, then "N passed, N failed[, N skipped]". Logs: build/testhost/logs/NAME.log,
+# the test host console (kernel messages): build/testhost/console.log. Exit 1 if any failed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+B=${B:-$root/build}
+work=$B/testhost
+
+append= with_qemu=0 timeout_default=300 mem=2048 stream=0 quiet_results=0
+# SMP: measured on the 2-core dev machine, one vCPU boots and runs nested guests faster than two
+# with MTTCG (see the report in tests/testhost/README or the commit message); override with --smp.
+smp=${TESTHOST_SMP:-1}
+scenarios=() envs=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--with-qemu) with_qemu=1 ;;
+	--timeout) timeout_default=$2; shift ;;
+	--mem) mem=$2; shift ;;
+	--smp) smp=$2; shift ;;
+	--env) envs+=("$2"); shift ;;
+	--append) append="$append $2"; shift ;;
+	--stream) stream=1 ;;
+	--quiet-results) quiet_results=1 ;;
+	-h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-*) echo "testhost: unknown option $1" >&2; exit 2 ;;
+	*) scenarios+=("$1") ;;
+	esac
+	shift
+done
+[ ${#scenarios[@]} -gt 0 ] || { echo "usage: run.sh [--with-qemu] [--timeout S] [--mem MIB] SCENARIO.sh..." >&2; exit 2; }
+
+qemu=$(command -v qemu-system-x86_64 || true)
+[ -n "$qemu" ] || { echo "testhost: qemu-system-x86_64 missing: run 'make deps'" >&2; exit 2; }
+
+kdir=$("$root/guest-kernel-config/build-kernel.sh" "$here/host.config")
+mkdir -p "$work/logs" "$work/gen"
+rm -f "$work"/logs/*.log "$work/gen"/*
+
+# --- the initramfs, as a gen_init_cpio list --------------------------------------------------------
+list=$work/gen/cpio.list
+declare -A have
+emit() { echo "$*" >>"$list"; }
+add_dir() { # PATH (and its parents)
+	[ -n "$1" ] && [ -z "${have[$1]:-}" ] || return 0
+	[ "${1%/*}" = "" ] || add_dir "${1%/*}"
+	have[$1]=1
+	emit "dir $1 0755 0 0"
+}
+add_file() { # NAME-IN-ARCHIVE SOURCE [MODE]
+	[ -z "${have[$1]:-}" ] || return 0
+	add_dir "${1%/*}"
+	have[$1]=1
+	local src=$2
+	[ ! -L "$src" ] || src=$(readlink -f "$src")
+	emit "file $1 $src ${3:-0755} 0 0"
+}
+add_elf() { # PATH: an executable or library at the same path, plus its shared libraries
+	add_file "$1" "$1"
+	local lib
+	for lib in $(ldd "$1" 2>/dev/null | awk '/=> \// { print $3 } /^\t\// { print $1 }'); do
+		add_file "$lib" "$lib"
+	done
+}
+
+: >"$list"
+for d in /dev /proc /sys /tmp /run /root /etc /bin /sbin /usr/bin /usr/sbin /scenarios /testhost; do
+	add_dir "$d"
+done
+emit "nod /dev/console 0600 0 0 c 5 1"
+emit "nod /dev/null 0666 0 0 c 1 3"
+busybox=${BUSYBOX:-/bin/busybox}
+add_file /bin/busybox "$busybox"
+while read -r a; do
+	[ "$a" = linuxrc ] || [ -n "${have[/$a]:-}" ] && continue
+	add_dir "/${a%/*}"
+	have[/$a]=1
+	emit "slink /$a /bin/busybox 0777 0 0"
+done < <("$busybox" --list-full | sort)
+add_file /init "$here/init.sh"
+add_file /testhost/lib.sh "$here/lib.sh" 0644
+
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$work/gen/passwd"
+printf 'root:x:0:\n' >"$work/gen/group"
+add_file /etc/passwd "$work/gen/passwd" 0644
+add_file /etc/group "$work/gen/group" 0644
+
+if [ -x "$B/vmm" ]; then
+	if ldd "$B/vmm" 2>&1 | grep -q '=>'; then
+		add_file /vmm/vmm "$B/vmm"
+		for lib in $(ldd "$B/vmm" | awk '/=> \// { print $3 } /^\t\// { print $1 }'); do
+			add_file "$lib" "$lib"
+		done
+	else
+		add_file /vmm/vmm "$B/vmm"
+	fi
+else
+	echo "testhost: warning: $B/vmm not built (make all): scenarios using it will fail" >&2
+fi
+for f in bzImage vmlinux initramfs.cpio.gz kernel.config; do
+	[ -f "$B/guest/$f" ] && add_file "/vmm/guest/$f" "$B/guest/$f" 0644
+done
+[ -f "$B/guest/bzImage" ] || echo "testhost: warning: $B/guest missing (make guest)" >&2
+
+qemu_in=
+if [ $with_qemu = 1 ]; then
+	qemu_in=/usr/bin/qemu-system-x86_64
+	add_elf "$qemu"
+	[ "$qemu" = $qemu_in ] || add_file $qemu_in "$qemu"
+	moddir=/usr/lib/x86_64-linux-gnu/qemu
+	[ -f $moddir/accel-tcg-x86_64.so ] && add_elf $moddir/accel-tcg-x86_64.so
+	# Firmware for -M pc / q35 (SeaBIOS, VGA BIOS, NIC option ROMs) and -M microvm (qboot),
+	# and the option ROMs -kernel uses; found through QEMU's data directories.
+	for fw in bios-256k.bin bios.bin bios-microvm.bin qboot.rom linuxboot.bin linuxboot_dma.bin \
+		kvmvapic.bin pvh.bin multiboot.bin multiboot_dma.bin vgabios.bin vgabios-stdvga.bin \
+		efi-e1000.rom efi-e1000e.rom efi-virtio.rom pxe-virtio.rom; do
+		for dir in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+			[ -e "$dir/$fw" ] && add_file "$dir/$fw" "$dir/$fw" 0644
+		done
+	done
+fi
+
+# Scenarios: /scenarios/NAME.sh, and the run order with deadlines in /scenarios/list.
+names=() timeouts=()
+for s in "${scenarios[@]}"; do
+	[ -r "$s" ] || { echo "testhost: cannot read scenario $s" >&2; exit 2; }
+	name=$(basename "$s" .sh)
+	t=$(sed -n 's/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$s" | head -n1)
+	names+=("$name")
+	timeouts+=("${t:-$timeout_default}")
+	add_file "/scenarios/$name.sh" "$s"
+	echo "$name ${t:-$timeout_default}" >>"$work/gen/list"
+done
+add_file /scenarios/list "$work/gen/list" 0644
+cat >"$work/gen/env" <<EOF
+export VMM=/vmm/vmm GUEST_DIR=/vmm/guest TESTLIB=/testhost/lib.sh TEST_MODE=testhost
+export QEMU=$qemu_in
+EOF
+for kv in ${envs[@]+"${envs[@]}"}; do
+	[[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "testhost: bad --env '$kv'" >&2; exit 2; }
+	v=${kv#*=}
+	echo "export ${kv%%=*}='${v//\'/\'\\\'\'}'" >>"$work/gen/env"
+done
+add_file /testhost/env "$work/gen/env" 0644
+
+"$root/scripts/gen-cpio.sh" "$list" "$work/initramfs.cpio"
+
+# --- boot ------------------------------------------------------------------------------------------
+total=0
+for t in "${timeouts[@]}"; do total=$((total + t)); done
+outer=$((total + 60 + 10 * ${#names[@]}))
+accel=tcg
+[ "$smp" -gt 1 ] && accel=tcg,thread=multi
+echo "testhost: booting (${#names[@]} scenario(s), smp $smp, ${mem} MiB, initramfs" \
+	"$(($(stat -c %s "$work/initramfs.cpio") / 1048576)) MiB, deadline $outer s)" >&2
+
+rm -f "$work/results" "$work/console.log"
+report() { # NAME STATUS RC SECS [NOTE]
+	echo "=== scenario $1: $2 (rc=$3, $4 s) ==="
+	if [ "$2" = FAIL ]; then
+		[ -z "${5:-}" ] || echo "$5"
+		echo "--- last 30 lines of $work/logs/$1.log ---"
+		tail -n 30 "$work/logs/$1.log" 2>/dev/null | sed 's/^/    /'
+		echo "---"
+	fi
+}
+boot_start=$(date +%s.%N)
+set +e
+# tsc=reliable clocksource=tsc: without them the test host's clocksource is not TSC-based, so its
+# KVM queues a masterclock update to every vCPU on each timer tick; under TCG that update takes
+# longer than a tick and nested vCPUs livelock in kvm_arch_vcpu_ioctl_run before executing their
+# first instruction (seen as a hang at the entry RIP whenever the machine is loaded).
+timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "$mem" -smp "$smp" \
+	-nodefaults -no-user-config -display none -no-reboot \
+	-chardev file,id=con,path="$work/console.log" -serial chardev:con \
+	-chardev stdio,id=proto,signal=off -serial chardev:proto \
+	-kernel "$kdir/bzImage" -initrd "$work/initramfs.cpio" \
+	-append "console=ttyS0 quiet panic=-1 tsc=reliable clocksource=tsc$append" </dev/null 2>"$work/qemu.err" |
+	while IFS= read -r line || [ -n "$line" ]; do
+		case "$line" in
+		*@@TH:*) line=@@TH:${line#*@@TH:} ;;
+		*) continue ;;
+		esac
+		line=${line%$'\r'}
+		case "$line" in
+		"@@TH:L "*)
+			rest=${line#@@TH:L }
+			printf '%s\n' "${rest#*|}" >>"$work/logs/${rest%%|*}.log"
+			[ $stream = 0 ] || printf '%s\n' "${rest#*|}"
+			;;
+		"@@TH: init "*)
+			now=$(date +%s.%N)
+			echo "testhost: booted to /init in $(awk -v s="$boot_start" -v n="$now" \
+				'BEGIN { printf "%.1f", n - s }') s (${line#@@TH: init })" >&2
+			;;
+		"@@TH: begin "*)
+			read -r n t <<<"${line#@@TH: begin }"
+			: >>"$work/logs/$n.log"
+			[ $stream = 0 ] || echo "--- scenario $n (deadline ${t#timeout=} s) ---"
+			;;
+		"@@TH: end "*)
+			read -r n r sec tmo <<<"${line#@@TH: end }"
+			r=${r#rc=} sec=${sec#secs=}
+			case "$r" in 0) st=PASS ;; 77) st=SKIP ;; *) st=FAIL ;; esac
+			note=
+			[ "$tmo" != timedout=1 ] || note="scenario $n hit its deadline and was killed"
+			[ $st = PASS ] && [ $quiet_results = 1 ] || report "$n" $st "$r" "$sec" "$note"
+			echo "$n $st" >>"$work/results"
+			;;
+		"@@TH: done"*) echo "@done" >>"$work/results" ;;
+		esac
+	done
+qrc=${PIPESTATUS[0]}
+set -e
+
+passed=0 failed=0 skipped=0
+for n in "${names[@]}"; do
+	st=$(awk -v n="$n" '$1 == n { print $2 }' "$work/results" 2>/dev/null || true)
+	if [ -z "$st" ]; then
+		st=FAIL
+		if [ -e "$work/logs/$n.log" ]; then
+			why="hung: the test host stopped (QEMU status $qrc) before scenario $n ended"
+		else
+			why="not run: the test host stopped (QEMU status $qrc) before scenario $n started"
+		fi
+		[ "$qrc" != 124 ] && [ "$qrc" != 137 ] || why="$why; the outer deadline of $outer s was hit"
+		report "$n" FAIL none "?" "$why"
+	fi
+	case $st in PASS) passed=$((passed + 1)) ;; SKIP) skipped=$((skipped + 1)) ;; *) failed=$((failed + 1)) ;; esac
+done
+if ! grep -q '^@done' "$work/results" 2>/dev/null; then
+	echo "testhost: the test host did not finish cleanly (QEMU status $qrc); last console lines:"
+	tail -n 30 "$work/console.log" 2>/dev/null | sed 's/^/    /'
+	[ ! -s "$work/qemu.err" ] || { echo "qemu stderr:"; sed 's/^/    /' "$work/qemu.err"; }
+	[ $failed -gt 0 ] || failed=1
+fi
+echo "$passed passed, $failed failed$([ $skipped = 0 ] || echo ", $skipped skipped")"
+[ $failed = 0 ]
