@@ -11,8 +11,8 @@
 
 #define MP_IOAPIC_GPA 0xfec00000u
 #define MP_LAPIC_GPA  0xfee00000u
-#define MP_BUS_ISA    0
-#define MP_BUS_PCI    1
+#define MP_BUS_ISA    1
+#define MP_BUS_PCI    0 /* Linux matches MP bus ids against PCI bus numbers */
 
 struct mpf_intel {
 	char signature[4]; /* "_MP_" */
@@ -98,9 +98,9 @@ int boot_mptable(struct vm *vm, const struct mp_pci_irq *pci, unsigned int nr_pc
 				       .featureflag = 0x201 };
 		p += sizeof(*c);
 	}
-	*(struct mpc_bus *)p = (struct mpc_bus){ MP_BUS, MP_BUS_ISA, "ISA   " };
-	p += sizeof(struct mpc_bus);
 	*(struct mpc_bus *)p = (struct mpc_bus){ MP_BUS, MP_BUS_PCI, "PCI   " };
+	p += sizeof(struct mpc_bus);
+	*(struct mpc_bus *)p = (struct mpc_bus){ MP_BUS, MP_BUS_ISA, "ISA   " };
 	p += sizeof(struct mpc_bus);
 	*(struct mpc_ioapic *)p = (struct mpc_ioapic){ MP_IOAPIC, ioapic_id, 0x11, 1, MP_IOAPIC_GPA };
 	p += sizeof(struct mpc_ioapic);
