@@ -18,7 +18,9 @@ C_FILES    = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 GUEST_DIR := $(B)/guest
 
 .PHONY: all deps guest run test unit kvm-tests e2e fuzz-smoke format format-check lint bench clean
-all: $(B)/vmm
+all: $(B)/vmm firmware
+
+include firmware/firmware.mk
 
 deps:
 	@scripts/deps.sh
@@ -48,7 +50,7 @@ $(B)/unit-tests: $(UNIT_OBJS) $(B)/libvmm.a
 unit: $(B)/unit-tests
 	@tests/tier.sh unit $(B)/unit-tests
 
-kvm-tests: all
+kvm-tests: all firmware
 	@tests/tier.sh kvm tests/kvm/run.sh
 
 e2e: all guest

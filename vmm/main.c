@@ -41,7 +41,8 @@ static void usage(FILE *f)
 		"run options:\n"
 		"  --kernel PATH        bzImage or ELF vmlinux (PVH); default: the embedded guest\n"
 		"  --initrd PATH        initramfs; default: the embedded guest's\n"
-		"  --cmdline STR        kernel command line (default: \"%s\")\n"
+		"  --cmdline STR        kernel command line (default: \"%s\");\n"
+		"                       with --firmware: the firmware's arguments\n"
 		"  --mem SIZE           guest RAM, K/M/G suffixes (default 256M, at least 64M)\n"
 		"  --cpus N             vCPUs (default 1)\n"
 		"  --console MODE       stdio (default), none, or file:PATH\n"
@@ -344,6 +345,8 @@ static int cmd_run(int argc, char **argv)
 		cfg.kernel = kernel;
 		cfg.initrd = initrd[0] ? initrd : NULL;
 		cfg.cmdline = cmdline;
+	} else {
+		cfg.cmdline = user_cmdline; /* the firmware's argument string */
 	}
 
 	/* Signals go to the event loop; vCPU threads inherit the blocked mask. */

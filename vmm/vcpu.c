@@ -187,6 +187,7 @@ int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *be)
 		regs.rflags = 0x3002; /* IOPL 3: port I/O from CPL3 */
 		regs.rsp = be->rsp;
 		regs.rdi = be->rdi;
+		regs.rsi = be->rsi;
 		break;
 	case BOOT_PROT32:
 		set_seg(&sregs.cs, 0x10, 0xb, false, true, 0);

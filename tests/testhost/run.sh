@@ -186,16 +186,19 @@ report() { # NAME STATUS RC SECS [NOTE]
 }
 boot_start=$(date +%s.%N)
 set +e
-# tsc=reliable clocksource=tsc: without them the test host's clocksource is not TSC-based, so its
-# KVM queues a masterclock update to every vCPU on each timer tick; under TCG that update takes
-# longer than a tick and nested vCPUs livelock in kvm_arch_vcpu_ioctl_run before executing their
-# first instruction (seen as a hang at the entry RIP whenever the machine is loaded).
+# Under TCG the test host often cannot calibrate its TSC ("Unable to calibrate against PIT", no
+# HPET/PM timer without ACPI) and sets tsc_khz to 0; its KVM then re-requests KVM_REQ_CLOCK_UPDATE
+# forever and every nested vCPU livelocks in kvm_arch_vcpu_ioctl_run before its first instruction.
+# TCG's TSC runs at the host's rate, so hand the test host that rate (tsc_early_khz) and keep the
+# TSC as its clocksource.
+host_tsc_khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
+tsc_args="tsc=reliable clocksource=tsc${host_tsc_khz:+ tsc_early_khz=$host_tsc_khz}"
 timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "$mem" -smp "$smp" \
 	-nodefaults -no-user-config -display none -no-reboot \
 	-chardev file,id=con,path="$work/console.log" -serial chardev:con \
 	-chardev stdio,id=proto,signal=off -serial chardev:proto \
 	-kernel "$kdir/bzImage" -initrd "$work/initramfs.cpio" \
-	-append "console=ttyS0 quiet panic=-1 tsc=reliable clocksource=tsc$append" </dev/null 2>"$work/qemu.err" |
+	-append "console=ttyS0 quiet panic=-1 $tsc_args$append" </dev/null 2>"$work/qemu.err" |
 	while IFS= read -r line || [ -n "$line" ]; do
 		case "$line" in
 		*@@TH:*) line=@@TH:${line#*@@TH:} ;;

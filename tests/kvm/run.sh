@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# tests/kvm/run.sh [SCENARIO.sh...]: the firmware tier: freestanding guests (firmware/, built into
+# build/firmware/NAME.elf) run by build/vmm, asserting on their console output and exit status.
+#
+# Runs every tests/kvm/*.sh scenario (except run.sh and fwlib.sh), or the ones given. A scenario
+# is a POSIX sh script using tests/testhost/lib.sh and tests/kvm/fwlib.sh (prepended here); it
+# declares the images it needs ("# firmware: NAME...") and may declare "# timeout: S" (default 30).
+#
+# Where:
+#   - /dev/kvm exists and is usable (hardware KVM, or PVM: firmware runs at CPL3, which PVM
+#     executes natively): here, one scenario after another;
+#   - else the nested test host (tests/testhost/run.sh, QEMU TCG with emulated SVM), all
+#     scenarios in one boot, the images embedded in the scenario scripts;
+#   - else skip (exit 77) saying why.
+# KVM_TESTS_MODE=direct|testhost forces a mode; KVM_TESTS_VMM tests another vmm binary;
+# TESTHOST_RUN replaces tests/testhost/run.sh.
+# Ends with "N passed, N failed[, N skipped]".
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+B=${B:-$root/build}
+FW=$B/firmware
+gen=$B/kvm/scenarios
+
+scenarios=()
+if [ $# -gt 0 ]; then
+	scenarios=("$@")
+else
+	for s in "$here"/*.sh; do
+		case "$(basename "$s")" in run.sh | fwlib.sh) ;; *) scenarios+=("$s") ;; esac
+	done
+fi
+[ ${#scenarios[@]} -gt 0 ] || { echo "kvm: no scenarios"; echo "0 passed, 0 failed"; exit 77; }
+
+skip() {
+	echo "kvm: SKIP: $*"
+	echo "0 passed, 0 failed, ${#scenarios[@]} skipped"
+	exit 77
+}
+
+# --- where to run ----------------------------------------------------------------------------------
+mode=${KVM_TESTS_MODE:-}
+if [ -z "$mode" ]; then
+	if [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		mode=direct
+		why="/dev/kvm is usable"
+		[ ! -d /sys/module/kvm_pvm ] || why="$why (PVM: CPL3 firmware runs natively)"
+	elif ! command -v qemu-system-x86_64 >/dev/null; then
+		skip "no usable /dev/kvm here and no qemu-system-x86_64 for the nested test host (make deps)"
+	elif [ ! -x "$root/tests/testhost/run.sh" ]; then
+		skip "no usable /dev/kvm here and no tests/testhost/run.sh"
+	elif [ ! -r /usr/src/linux-source-6.1.tar.xz ] &&
+		! ls -d "${VMM_CACHE:-$HOME/.cache/vmm}"/kernels/host-*/bzImage >/dev/null 2>&1; then
+		skip "no usable /dev/kvm here, and the nested test host kernel can be neither built (linux-source-6.1 missing: make deps) nor found in the cache"
+	else
+		mode=testhost
+		why="no usable /dev/kvm here: using the nested test host"
+		[ ! -e /dev/kvm ] || why="/dev/kvm is not read-write for $(id -un): using the nested test host"
+	fi
+else
+	why="forced by KVM_TESTS_MODE"
+fi
+case $mode in direct | testhost) ;; *) echo "kvm: KVM_TESTS_MODE must be direct or testhost" >&2; exit 2 ;; esac
+echo "kvm: ${#scenarios[@]} scenario(s), mode $mode: $why"
+
+# --- images and scenario scripts -------------------------------------------------------------------
+vmm=${KVM_TESTS_VMM:-$B/vmm}
+[ -x "$vmm" ] || { echo "kvm: $vmm missing (make all)"; echo "0 passed, 1 failed"; exit 1; }
+make -s -C "$root" -f firmware/firmware.mk B="$B" firmware >&2 ||
+	{ echo "kvm: building the firmware failed"; echo "0 passed, 1 failed"; exit 1; }
+
+rm -rf "$gen" && mkdir -p "$gen"
+generated=()
+for s in "${scenarios[@]}"; do
+	name=$(basename "$s" .sh)
+	out=$gen/$name.sh
+	{
+		echo "#!/bin/sh"
+		# Keep the scenario's own header lines (timeout, needs) where the runners look.
+		grep -E '^# *(timeout|needs|firmware):' "$s" || true
+		echo ". \"\${TESTLIB:-$root/tests/testhost/lib.sh}\""
+		if [ "$mode" = testhost ]; then
+			# shellcheck disable=SC2016 # expanded inside the test host
+			printf '%s\n' 'FW_DIR=$SCRATCH/fw' 'mkdir -p "$FW_DIR"'
+			# shellcheck disable=SC2013 # image names are words
+			for fw in $(sed -n 's/^# *firmware: *//p' "$s"); do
+				[ -r "$FW/$fw.elf" ] || {
+					echo "kvm: $s needs $FW/$fw.elf, which is not built" >&2
+					echo "0 passed, 1 failed" >&2
+					exit 1
+				}
+				strip -o "$gen/$fw.stripped" "$FW/$fw.elf"
+				echo "base64 -d <<'@@FW@@' | gunzip >\"\$FW_DIR/$fw.elf\""
+				gzip -9c "$gen/$fw.stripped" | base64
+				echo "@@FW@@"
+			done
+		else
+			echo "FW_DIR=$FW"
+		fi
+		cat "$here/fwlib.sh"
+		# The scenario itself, without its shebang and its own sourcing of lib.sh.
+		grep -vE '^#!|^\. "\$\{TESTLIB' "$s"
+	} >"$out"
+	generated+=("$out")
+done
+
+if [ "$mode" = testhost ]; then
+	# A build directory of our own (the vmm binary only): the test host's work files do not
+	# collide with an e2e run, and the initramfs stays small (no guest kernel).
+	thb=$B/kvm/testhost
+	mkdir -p "$thb"
+	ln -sf "$(readlink -f "$vmm")" "$thb/vmm"
+	runner=${TESTHOST_RUN:-$root/tests/testhost/run.sh}
+	opts=(--timeout 30)
+	# (the runner itself boots the test host with tsc_early_khz: see tests/testhost/run.sh)
+	B=$thb exec "$runner" "${opts[@]}" "${generated[@]}"
+fi
+
+# --- direct mode: one scenario at a time, each under its own deadline ---------------------------
+logs=$B/kvm/logs
+mkdir -p "$logs"
+export VMM=$vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
+export QEMU=${QEMU-$(command -v qemu-system-x86_64 || true)}
+passed=0 failed=0 skipped=0
+for s in "${generated[@]}"; do
+	name=$(basename "$s" .sh)
+	t=$(sed -n 's/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$s" | head -n1)
+	t=${t:-30}
+	scratch=$(mktemp -d "${TMPDIR:-/tmp}/kvm-$name.XXXXXX")
+	start=$(date +%s.%N)
+	set +e
+	(cd "$scratch" && SCRATCH=$scratch exec timeout -k 5 "$t" sh "$s") \
+		</dev/null >"$logs/$name.log" 2>&1
+	rc=$?
+	set -e
+	secs=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
+	case $rc in 0) st=PASS ;; 77) st=SKIP ;; *) st=FAIL ;; esac
+	echo "=== scenario $name: $st (rc=$rc, $secs s) ==="
+	if [ $st = FAIL ]; then
+		[ $rc != 124 ] || echo "scenario $name hit its deadline of $t s and was killed"
+		echo "--- last 30 lines of $logs/$name.log ---"
+		tail -n 30 "$logs/$name.log" | sed 's/^/    /'
+		echo "---"
+	elif [ $st = SKIP ]; then
+		grep -m1 '^SKIP:' "$logs/$name.log" | sed 's/^/    /' || true
+	fi
+	case $st in PASS) passed=$((passed + 1)) ;; SKIP) skipped=$((skipped + 1)) ;; *) failed=$((failed + 1)) ;; esac
+	rm -rf "$scratch"
+done
+echo "$passed passed, $failed failed$([ $skipped = 0 ] || echo ", $skipped skipped")"
+[ $failed = 0 ] || exit 1
+[ $passed -gt 0 ] || exit 77 # everything skipped: the tier is a skip, not a pass
