@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# tests/e2e/run.sh [SCENARIO.sh...]: the e2e tier: Linux guests booted by build/vmm.
+#
+# Runs every tests/e2e/*.sh scenario (except this file), or the ones given. Where this host's
+# /dev/kvm boots Linux (tests/detect-kvm.sh says "direct") each runs here with VMM=build/vmm,
+# GUEST_DIR=build/guest; otherwise all run in one boot of the nested test host
+# (tests/testhost/run.sh, with QEMU inside only if a scenario declares "# needs: qemu").
+# A scenario may declare "# timeout: S" (default 300). Ends with "N passed, N failed".
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+B=${B:-$root/build}
+
+scenarios=()
+if [ $# -gt 0 ]; then
+	scenarios=("$@")
+else
+	for s in "$here"/*.sh; do
+		[ "$(basename "$s")" = run.sh ] || scenarios+=("$s")
+	done
+fi
+[ ${#scenarios[@]} -gt 0 ] || { echo "e2e: no scenarios"; echo "0 passed, 0 failed"; exit 77; }
+
+mode=$("$root/tests/detect-kvm.sh")
+echo "e2e: ${#scenarios[@]} scenario(s), mode $mode"
+
+if [ "$mode" = testhost ]; then
+	opts=()
+	grep -l '^# *needs:.*\bqemu\b' "${scenarios[@]}" >/dev/null 2>&1 && opts+=(--with-qemu)
+	exec "$root/tests/testhost/run.sh" "${opts[@]}" "${scenarios[@]}"
+fi
+
+# Direct mode: one scenario at a time on this host, each under its own deadline.
+logs=$B/e2e/logs
+mkdir -p "$logs"
+export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
+export QEMU=${QEMU-$(command -v qemu-system-x86_64 || true)}
+passed=0 failed=0 skipped=0
+for s in "${scenarios[@]}"; do
+	name=$(basename "$s" .sh)
+	t=$(sed -n 's/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$s" | head -n1)
+	t=${t:-300}
+	scratch=$(mktemp -d "${TMPDIR:-/tmp}/e2e-$name.XXXXXX")
+	start=$(date +%s.%N)
+	set +e
+	(cd "$scratch" && SCRATCH=$scratch exec timeout -k 10 "$t" sh "$s") \
+		</dev/null >"$logs/$name.log" 2>&1
+	rc=$?
+	set -e
+	secs=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
+	case $rc in 0) st=PASS ;; 77) st=SKIP ;; *) st=FAIL ;; esac
+	echo "=== scenario $name: $st (rc=$rc, $secs s) ==="
+	if [ $st = FAIL ]; then
+		[ $rc != 124 ] || echo "scenario $name hit its deadline of $t s and was killed"
+		echo "--- last 30 lines of $logs/$name.log ---"
+		tail -n 30 "$logs/$name.log" | sed 's/^/    /'
+		echo "---"
+	fi
+	case $st in PASS) passed=$((passed + 1)) ;; SKIP) skipped=$((skipped + 1)) ;; *) failed=$((failed + 1)) ;; esac
+	rm -rf "$scratch"
+done
+echo "$passed passed, $failed failed$([ $skipped = 0 ] || echo ", $skipped skipped")"
+[ $failed = 0 ]

@@ -1,0 +1,164 @@
+# shellcheck shell=sh
+# Helpers for test scenarios (tests/e2e/*.sh, tests/testhost/*.sh). POSIX sh: scenarios run under
+# busybox sh inside the nested test host and under /bin/sh directly on a host with hardware KVM.
+#
+#   . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+#
+# The runners export: VMM (the vmm binary), GUEST_DIR (bzImage, vmlinux, initramfs.cpio.gz),
+# QEMU (qemu-system-x86_64, empty when unavailable), TEST_MODE (direct|testhost), SCRATCH (an
+# empty per-scenario directory, also the working directory), TESTLIB (this file).
+# Exit status of a scenario: 0 pass, 77 skip, anything else fail.
+
+: "${VMM:=build/vmm}"
+: "${GUEST_DIR:=build/guest}"
+: "${TEST_MODE:=direct}"
+if [ -z "${QEMU+set}" ]; then
+	QEMU=$(command -v qemu-system-x86_64 2>/dev/null || true)
+fi
+if [ -z "${SCRATCH:-}" ]; then
+	SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/scenario.XXXXXX")
+fi
+export VMM GUEST_DIR TEST_MODE QEMU SCRATCH
+
+# now_ms: milliseconds since boot (monotonic, same clock inside and outside the test host).
+now_ms() {
+	awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime
+}
+
+_lib_t0=$(now_ms)
+
+# log MSG...: a line with the seconds since the scenario started.
+log() {
+	printf '[%6s] %s\n' "$(awk -v t0="$_lib_t0" '{ printf "%.1f", $1 - t0 / 1000 }' /proc/uptime)" "$*"
+}
+
+# fail MSG...: report and end the scenario as failed.
+fail() {
+	printf 'FAIL: %s\n' "$*" >&2
+	exit 1
+}
+
+# skip MSG...: end the scenario as skipped (exit 77).
+skip() {
+	printf 'SKIP: %s\n' "$*" >&2
+	exit 77
+}
+
+# assert_eq EXPECTED ACTUAL [WHAT]: fail unless the two strings are equal.
+assert_eq() {
+	[ "$1" = "$2" ] || fail "${3:-value}: expected '$1', got '$2'"
+}
+
+# assert_le A B [WHAT]: fail unless integer A <= integer B.
+assert_le() {
+	[ "$1" -le "$2" ] || fail "${3:-value}: expected $1 <= $2"
+}
+
+# assert_line FILE LINE [WHAT]: fail unless FILE has a line exactly LINE (a trailing CR ignored).
+assert_line() {
+	tr -d '\r' <"$1" | grep -qxF -e "$2" || fail "${3:-output}: no line '$2' in $1"
+}
+
+# wait_for PATTERN FILE TIMEOUT_S: poll until FILE has a line matching the basic regex PATTERN.
+# Returns 0 when found, 1 (with a log line) after TIMEOUT_S seconds.
+wait_for() {
+	_wf_end=$(($(now_ms) + $3 * 1000))
+	while ! grep -q -e "$1" "$2" 2>/dev/null; do
+		if [ "$(now_ms)" -ge "$_wf_end" ]; then
+			log "wait_for: '$1' not in $2 after $3 s"
+			return 1
+		fi
+		sleep 0.1
+	done
+	return 0
+}
+
+# wait_until TIMEOUT_S CMD...: poll CMD (every 0.1 s) until it succeeds; 1 after TIMEOUT_S.
+wait_until() {
+	_wu_t=$1
+	_wu_end=$(($(now_ms) + _wu_t * 1000))
+	shift
+	until "$@"; do
+		if [ "$(now_ms)" -ge "$_wu_end" ]; then
+			log "wait_until: '$*' still false after $_wu_t s"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# run_with_timeout SECS CMD...: run CMD (stdin passed through) with a deadline. Returns CMD's
+# status, or 124 when it had to be killed (SIGTERM, then SIGKILL 3 s later).
+run_with_timeout() {
+	_rwt_t=$1
+	shift
+	_rwt_flag=$SCRATCH/.timeout.$$.$(now_ms)
+	exec 9<&0
+	"$@" <&9 9<&- &
+	_rwt_pid=$!
+	exec 9<&-
+	(
+		trap 'kill "$_rwt_s" 2>/dev/null; exit 0' TERM
+		sleep "$_rwt_t" &
+		_rwt_s=$!
+		wait "$_rwt_s"
+		: >"$_rwt_flag"
+		kill -TERM "$_rwt_pid" 2>/dev/null
+		sleep 3 &
+		_rwt_s=$!
+		wait "$_rwt_s"
+		kill -KILL "$_rwt_pid" 2>/dev/null
+	) >/dev/null 2>&1 </dev/null &
+	_rwt_w=$!
+	wait "$_rwt_pid"
+	_rwt_rc=$?
+	kill -TERM "$_rwt_w" 2>/dev/null
+	wait "$_rwt_w" 2>/dev/null
+	if [ -e "$_rwt_flag" ]; then
+		rm -f "$_rwt_flag"
+		log "run_with_timeout: killed after $_rwt_t s: $*"
+		return 124
+	fi
+	return "$_rwt_rc"
+}
+
+# rss_kib PID [FIELD]: a /proc/PID/status field in KiB (default VmRSS; e.g. RssAnon, VmSwap).
+rss_kib() {
+	awk -v f="${2:-VmRSS}:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' \
+		"/proc/$1/status"
+}
+
+# rss_mib PID [FIELD]: the same in MiB (rounded down).
+rss_mib() {
+	echo $(($(rss_kib "$@") / 1024))
+}
+
+# pss_mib PID [FIELD]: a /proc/PID/smaps_rollup field in MiB (default Pss; e.g. Rss, Anonymous).
+pss_mib() {
+	awk -v f="${2:-Pss}:" '$1 == f { print int($2 / 1024); found = 1 } END { if (!found) print 0 }' \
+		"/proc/$1/smaps_rollup"
+}
+
+# b64 STRING: base64 of STRING on one line (what the vmm puts in vmm.cmd=).
+b64() {
+	printf '%s' "$1" | base64 | tr -d '\n'
+}
+
+# need_qemu: skip the scenario unless qemu-system-x86_64 is available ($QEMU).
+need_qemu() {
+	[ -n "$QEMU" ] && [ -x "$QEMU" ] ||
+		skip "qemu-system-x86_64 not available here (mode $TEST_MODE; the test host has it only with --with-qemu)"
+}
+
+# need_kvm: skip the scenario unless /dev/kvm is usable.
+need_kvm() {
+	[ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "no usable /dev/kvm"
+}
+
+# need_vmm: fail unless the vmm binary and the default guest are there.
+need_vmm() {
+	[ -x "$VMM" ] || fail "vmm binary $VMM missing (make all)"
+	for _f in bzImage initramfs.cpio.gz; do
+		[ -s "$GUEST_DIR/$_f" ] || fail "default guest $GUEST_DIR/$_f missing (make guest)"
+	done
+}
