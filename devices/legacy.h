@@ -4,10 +4,10 @@
 
 struct vm;
 
-#define I8042_DATA_PORT	   0x60
-#define I8042_CMD_PORT	   0x64
-#define I8042_CMD_RESET	   0xfe
-#define EXIT_PORT	   0x501 /* a byte written here ends the VM: vmm exits with that value */
+#define I8042_DATA_PORT 0x60
+#define I8042_CMD_PORT	0x64
+#define I8042_CMD_RESET 0xfe
+#define EXIT_PORT	0x501 /* a byte written here ends the VM: vmm exits with that value */
 
 /**
  * i8042_create() - the part of an i8042 controller Linux needs: status reads as idle, and the

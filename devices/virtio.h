@@ -17,11 +17,11 @@ struct virtio_dev;
 
 /* Device hooks; all are called with dev->lock held unless noted. */
 struct virtio_dev_ops {
-	const char *name;	  /* "virtio-balloon" */
-	uint16_t device_id;	  /* VIRTIO_ID_* from <linux/virtio_ids.h> */
-	uint16_t max_queues;	  /* queues the transport exposes (may exceed what features create) */
-	uint16_t max_queue_size;  /* largest queue size offered, a power of two */
-	uint32_t config_size;	  /* bytes of device-specific config space */
+	const char *name;    /* "virtio-balloon" */
+	uint16_t device_id;  /* VIRTIO_ID_* from <linux/virtio_ids.h> */
+	uint16_t max_queues; /* queues the transport exposes (may exceed what features create) */
+	uint16_t max_queue_size; /* largest queue size offered, a power of two */
+	uint32_t config_size;	 /* bytes of device-specific config space */
 	/* Feature bits offered (VIRTIO_F_VERSION_1 is added by the transport). */
 	uint64_t (*get_features)(struct virtio_dev *dev);
 	/* Device config space access; @off + @len <= config_size is guaranteed by the transport. */
@@ -58,9 +58,10 @@ struct virtio_dev {
 	uint8_t status;		  /* VIRTIO_CONFIG_S_* */
 	uint8_t config_generation;
 	struct virtqueue vqs[VIRTIO_MAX_QUEUES];
-	uint64_t err_count;	   /* guest-caused errors: malformed buffers, bad addresses, ... */
-	uint64_t early_kicks;	   /* notifications before DRIVER_OK, drained and logged */
-	uint64_t used_signals;	   /* used-buffer notifications raised (counted without transport too) */
+	uint64_t err_count;   /* guest-caused errors: malformed buffers, bad addresses, ... */
+	uint64_t early_kicks; /* notifications before DRIVER_OK, drained and logged */
+	uint64_t
+		used_signals; /* used-buffer notifications raised (counted without transport too) */
 };
 
 /**

@@ -157,8 +157,7 @@ static void vp_kick(struct virtio_pci *vp, uint16_t qidx)
 	if (live)
 		dev->ops->queue_notify(dev, qidx);
 	else if (early)
-		pr_debug("%s: queue %u kicked before DRIVER_OK: deferred",
-				    dev->ops->name, qidx);
+		pr_debug("%s: queue %u kicked before DRIVER_OK: deferred", dev->ops->name, qidx);
 	else
 		pr_err_ratelimited("%s: queue %u kicked while not ready: dropped", dev->ops->name,
 				   qidx);

@@ -11,20 +11,20 @@
 
 struct guest_mem;
 
-#define VQ_MAX_SIZE  32768 /* virtio 1.2 §2.7: Queue Size max */
-#define VQ_MAX_BUFS  64    /* buffers one popped chain may hold (longer chains are malformed) */
+#define VQ_MAX_SIZE  32768  /* virtio 1.2 §2.7: Queue Size max */
+#define VQ_MAX_BUFS  64	    /* buffers one popped chain may hold (longer chains are malformed) */
 #define VQ_HEAD_NONE 0xffff /* chain->head after vq_pop() found no valid head index */
 
 struct virtqueue {
-	uint16_t size;	       /* entries; power of two, 1..VQ_MAX_SIZE; 0 = not configured */
-	bool ready;	       /* enabled by the driver and validated */
-	uint16_t msix_vector;  /* VIRTIO_MSI_NO_VECTOR when none (owned by the transport) */
+	uint16_t size;	      /* entries; power of two, 1..VQ_MAX_SIZE; 0 = not configured */
+	bool ready;	      /* enabled by the driver and validated */
+	uint16_t msix_vector; /* VIRTIO_MSI_NO_VECTOR when none (owned by the transport) */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
-	uint16_t last_avail;   /* next avail ring slot to consume */
-	uint16_t used_idx;     /* our copy of used->idx */
+	uint16_t last_avail;	 /* next avail ring slot to consume */
+	uint16_t used_idx;	 /* our copy of used->idx */
 	uint16_t signalled_used; /* used_idx at the last interrupt (event_idx) */
 	bool signalled_valid;
-	bool event_idx;	       /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
 	struct guest_mem *gm;
 };
 
@@ -37,11 +37,11 @@ struct vq_buf {
 
 /* A popped chain: device-readable buffers first, then device-writable ones (§2.7.4.2). */
 struct vq_chain {
-	uint16_t head;	   /* descriptor index to return in the used ring */
-	uint16_t n_out;	   /* device-readable buffers: bufs[0 .. n_out) */
-	uint16_t n_in;	   /* device-writable buffers: bufs[n_out .. n_out + n_in) */
-	uint32_t out_len;  /* total readable bytes */
-	uint32_t in_len;   /* total writable bytes */
+	uint16_t head;	  /* descriptor index to return in the used ring */
+	uint16_t n_out;	  /* device-readable buffers: bufs[0 .. n_out) */
+	uint16_t n_in;	  /* device-writable buffers: bufs[n_out .. n_out + n_in) */
+	uint32_t out_len; /* total readable bytes */
+	uint32_t in_len;  /* total writable bytes */
 	struct vq_buf bufs[VQ_MAX_BUFS];
 };
 

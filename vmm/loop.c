@@ -108,7 +108,7 @@ static struct loop_entry *find_entry(struct loop *loop, int fd)
 
 int loop_add_fd(struct loop *loop, int fd, uint32_t events, loop_fd_fn fn, void *opaque)
 {
-	struct epoll_event ev = { .events = events };
+	struct epoll_event ev = {.events = events};
 	struct loop_entry *e;
 	int ret = 0;
 
@@ -122,7 +122,7 @@ int loop_add_fd(struct loop *loop, int fd, uint32_t events, loop_fd_fn fn, void 
 		ret = -ENOMEM;
 		goto out;
 	}
-	*e = (struct loop_entry){ .fd = fd, .fn = fn, .opaque = opaque, .next = loop->entries };
+	*e = (struct loop_entry){.fd = fd, .fn = fn, .opaque = opaque, .next = loop->entries};
 	ev.data.ptr = e;
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		ret = -errno;
@@ -137,7 +137,7 @@ out:
 
 int loop_mod_fd(struct loop *loop, int fd, uint32_t events)
 {
-	struct epoll_event ev = { .events = events };
+	struct epoll_event ev = {.events = events};
 	struct loop_entry *e;
 	int ret = 0;
 
@@ -196,7 +196,7 @@ static void timer_cb(void *opaque, int fd, uint32_t events)
 int loop_add_timer(struct loop *loop, uint64_t period_ms, bool periodic, loop_timer_fn fn,
 		   void *opaque)
 {
-	struct itimerspec its = { 0 };
+	struct itimerspec its = {0};
 	struct loop_timer *t = NULL;
 	int id, fd, ret;
 

@@ -23,9 +23,9 @@
 #include "util.h"
 #include "vm.h"
 
-#define MIN_MEM	      (64 * MiB)
-#define DEFAULT_MEM   (256 * MiB)
-#define BASE_CMDLINE  "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
+#define MIN_MEM	     (64 * MiB)
+#define DEFAULT_MEM  (256 * MiB)
+#define BASE_CMDLINE "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
 
 int ctl_main(int argc, char **argv); /* vmm/ctl.c */
 
@@ -46,11 +46,14 @@ static void usage(FILE *f)
 		"  --mem SIZE           guest RAM, K/M/G suffixes (default 256M, at least 64M)\n"
 		"  --cpus N             vCPUs (default 1)\n"
 		"  --console MODE       stdio (default), none, or file:PATH\n"
-		"  --balloon OPTS       virtio-balloon: on|off or comma list of deflate-on-oom=on|off,\n"
-		"                       free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
+		"  --balloon OPTS       virtio-balloon: on|off or comma list of "
+		"deflate-on-oom=on|off,\n"
+		"                       "
+		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
-		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of Linux\n"
+		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of "
+		"Linux\n"
 		"  -v, --verbose        more messages (repeat for debug)\n"
 		"\n"
 		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
@@ -214,27 +217,30 @@ static void signal_cb(void *opaque, int fd, uint32_t events)
 static int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "initrd", required_argument, NULL, 'i' },
-		{ "cmdline", required_argument, NULL, 'c' },
-		{ "mem", required_argument, NULL, 'm' },
-		{ "cpus", required_argument, NULL, 'p' },
-		{ "console", required_argument, NULL, 'C' },
-		{ "balloon", required_argument, NULL, 'b' },
-		{ "control", required_argument, NULL, 's' },
-		{ "merge", required_argument, NULL, 'M' },
-		{ "firmware", required_argument, NULL, 'f' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"kernel", required_argument, NULL, 'k'},
+		{"initrd", required_argument, NULL, 'i'},
+		{"cmdline", required_argument, NULL, 'c'},
+		{"mem", required_argument, NULL, 'm'},
+		{"cpus", required_argument, NULL, 'p'},
+		{"console", required_argument, NULL, 'C'},
+		{"balloon", required_argument, NULL, 'b'},
+		{"control", required_argument, NULL, 's'},
+		{"merge", required_argument, NULL, 'M'},
+		{"firmware", required_argument, NULL, 'f'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	struct vm_config cfg = {
 		.mem_bytes = DEFAULT_MEM,
 		.nr_vcpus = 1,
 		.merge = true,
 		.console = CONSOLE_STDIO,
-		.balloon = { .enabled = true, .deflate_on_oom = true, .free_page_reporting = true,
-			     .stats = true, .stats_period_s = 0 },
+		.balloon = {.enabled = true,
+			    .deflate_on_oom = true,
+			    .free_page_reporting = true,
+			    .stats = true,
+			    .stats_period_s = 0},
 	};
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL;
@@ -267,7 +273,8 @@ static int cmd_run(int argc, char **argv)
 			long n = strtol(optarg, &end, 10);
 
 			if (*optarg == '\0' || *end || n < 1 || n > 1024)
-				die("--cpus '%s': expected a number of vCPUs from 1 up to the KVM limit",
+				die("--cpus '%s': expected a number of vCPUs from 1 up to the KVM "
+				    "limit",
 				    optarg);
 			cfg.nr_vcpus = (unsigned int)n;
 			break;
@@ -316,8 +323,7 @@ static int cmd_run(int argc, char **argv)
 		    (unsigned long long)(host_ram_bytes() / MiB));
 	cfg.mem_bytes = ALIGN_DOWN(cfg.mem_bytes, 2 * MiB);
 
-	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) &&
-		      cfg.console == CONSOLE_STDIO;
+	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
 	shcmd[0] = '\0';
 	for (size_t len = 0; optind < argc; optind++)
 		if (append_quoted(shcmd, sizeof(shcmd), &len, argv[optind]) < 0)
@@ -338,8 +344,8 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s", user_cmdline ? user_cmdline
-									   : BASE_CMDLINE,
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s",
+			 user_cmdline ? user_cmdline : BASE_CMDLINE,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0", "");
 		cfg.kernel = kernel;

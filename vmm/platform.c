@@ -36,8 +36,8 @@ static int create_console(struct vm *vm)
 		in = STDIN_FILENO;
 		break;
 	case CONSOLE_FILE:
-		console_fd = open(vm->cfg.console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				  0644);
+		console_fd =
+			open(vm->cfg.console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (console_fd < 0) {
 			pr_err("--console file:%s: %s", vm->cfg.console_path, strerror(errno));
 			return -errno;
@@ -193,7 +193,7 @@ static int write_mptable(struct vm *vm)
 
 	n = MIN(n, (unsigned int)PCI_MAX_SLOTS);
 	for (unsigned int i = 0; i < n; i++)
-		irqs[i] = (struct mp_pci_irq){ routes[i].slot, routes[i].pin, routes[i].gsi };
+		irqs[i] = (struct mp_pci_irq){routes[i].slot, routes[i].pin, routes[i].gsi};
 	return boot_mptable(vm, irqs, n);
 }
 

@@ -9,7 +9,7 @@
 
 enum log_level log_level = LOG_WARN;
 
-static const char *const level_names[] = { "error", "warning", "info", "debug" };
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 static void vlog(enum log_level lvl, const char *fmt, va_list ap)
 {
@@ -78,10 +78,26 @@ int parse_size(const char *s, uint64_t *out)
 	switch (*end) {
 	case '\0':
 		break;
-	case 'k': case 'K': mult = KiB; end++; break;
-	case 'm': case 'M': mult = MiB; end++; break;
-	case 'g': case 'G': mult = GiB; end++; break;
-	case 't': case 'T': mult = 1024 * GiB; end++; break;
+	case 'k':
+	case 'K':
+		mult = KiB;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mult = MiB;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = GiB;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mult = 1024 * GiB;
+		end++;
+		break;
 	default:
 		return -EINVAL;
 	}

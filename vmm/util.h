@@ -39,7 +39,8 @@ void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /**
  * ratelimit_ok() - token bucket for guest-caused messages: at most 10 per second per @state.
- * @state: caller-owned bucket (zero-initialised static is fine). Returns true when the caller may log.
+ * @state: caller-owned bucket (zero-initialised static is fine). Returns true when the caller may
+ * log.
  */
 struct ratelimit {
 	uint64_t window_ns;
@@ -48,17 +49,17 @@ struct ratelimit {
 bool ratelimit_ok(struct ratelimit *state);
 
 /* Log at most 10 lines per second from this call site: for anything a guest can trigger. */
-#define pr_err_ratelimited(...)                                                                    \
-	do {                                                                                       \
-		static struct ratelimit _rl;                                                      \
-		if (ratelimit_ok(&_rl))                                                            \
-			pr_err(__VA_ARGS__);                                                       \
+#define pr_err_ratelimited(...)              \
+	do {                                 \
+		static struct ratelimit _rl; \
+		if (ratelimit_ok(&_rl))      \
+			pr_err(__VA_ARGS__); \
 	} while (0)
-#define pr_warn_ratelimited(...)                                                                   \
-	do {                                                                                       \
-		static struct ratelimit _rl;                                                      \
-		if (ratelimit_ok(&_rl))                                                            \
-			pr_warn(__VA_ARGS__);                                                      \
+#define pr_warn_ratelimited(...)              \
+	do {                                  \
+		static struct ratelimit _rl;  \
+		if (ratelimit_ok(&_rl))       \
+			pr_warn(__VA_ARGS__); \
 	} while (0)
 
 /** now_ns() - CLOCK_MONOTONIC in nanoseconds. */

@@ -78,14 +78,19 @@ out:
 
 static int setup_msrs(struct vcpu *vcpu)
 {
-	static const uint32_t zeroed[] = { MSR_IA32_SYSENTER_CS, MSR_IA32_SYSENTER_ESP,
-					   MSR_IA32_SYSENTER_EIP, MSR_STAR, MSR_CSTAR,
-					   MSR_KERNEL_GS_BASE, MSR_SYSCALL_MASK, MSR_LSTAR,
-					   MSR_IA32_TSC };
+	static const uint32_t zeroed[] = {MSR_IA32_SYSENTER_CS,
+					  MSR_IA32_SYSENTER_ESP,
+					  MSR_IA32_SYSENTER_EIP,
+					  MSR_STAR,
+					  MSR_CSTAR,
+					  MSR_KERNEL_GS_BASE,
+					  MSR_SYSCALL_MASK,
+					  MSR_LSTAR,
+					  MSR_IA32_TSC};
 	struct {
 		struct kvm_msrs hdr;
 		struct kvm_msr_entry e[ARRAY_SIZE(zeroed) + 1];
-	} m = { 0 };
+	} m = {0};
 	unsigned int n = 0;
 
 	for (; n < ARRAY_SIZE(zeroed); n++)
@@ -135,8 +140,7 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 		pr_err("KVM_CREATE_VCPU %u: %s", id, strerror(errno));
 		return -errno;
 	}
-	vcpu->run = mmap(NULL, vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd,
-			 0);
+	vcpu->run = mmap(NULL, vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED) {
 		vcpu->run = NULL;
 		return -errno;
@@ -152,15 +156,22 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64, bool db,
 		    uint8_t dpl)
 {
-	*s = (struct kvm_segment){ .base = 0, .limit = 0xffffffff, .selector = sel, .type = type,
-				   .present = 1, .dpl = dpl, .db = db, .s = 1, .l = code64,
-				   .g = 1 };
+	*s = (struct kvm_segment){.base = 0,
+				  .limit = 0xffffffff,
+				  .selector = sel,
+				  .type = type,
+				  .present = 1,
+				  .dpl = dpl,
+				  .db = db,
+				  .s = 1,
+				  .l = code64,
+				  .g = 1};
 }
 
 int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *be)
 {
 	struct kvm_sregs sregs;
-	struct kvm_regs regs = { .rflags = 2 };
+	struct kvm_regs regs = {.rflags = 2};
 	struct kvm_segment data;
 
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
@@ -172,9 +183,9 @@ int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *be)
 		set_seg(&sregs.cs, 0x10, 0xb, true, false, 0);
 		set_seg(&data, 0x18, 0x3, false, true, 0);
 		sregs.cr3 = be->cr3;
-		sregs.cr4 = 0x20;			/* PAE */
-		sregs.cr0 = 0x80050033;			/* PG WP NE ET MP PE */
-		sregs.efer = 0x500;			/* LME LMA */
+		sregs.cr4 = 0x20;	/* PAE */
+		sregs.cr0 = 0x80050033; /* PG WP NE ET MP PE */
+		sregs.efer = 0x500;	/* LME LMA */
 		regs.rsi = be->rsi;
 		break;
 	case BOOT_USER64:
@@ -202,8 +213,8 @@ int vcpu_set_boot_state(struct vcpu *vcpu, const struct boot_entry *be)
 	}
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
 	/* A busy TSS at 0x28 (see boot_gdt): VM entry checks want a usable TR. */
-	sregs.tr = (struct kvm_segment){ .base = 0, .limit = 0x67, .selector = 0x28, .type = 11,
-					 .present = 1 };
+	sregs.tr = (struct kvm_segment){
+		.base = 0, .limit = 0x67, .selector = 0x28, .type = 11, .present = 1};
 	regs.rip = be->rip;
 	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0 || ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
@@ -287,7 +298,8 @@ static void handle_mmio(struct vm *vm, struct kvm_run *run)
 	if (!run->mmio.is_write)
 		memset(run->mmio.data, 0xff, len);
 	if (first_time(run->mmio.phys_addr | (1ULL << 63)))
-		pr_debug("unhandled MMIO %s 0x%llx (%u bytes)", run->mmio.is_write ? "write" : "read",
+		pr_debug("unhandled MMIO %s 0x%llx (%u bytes)",
+			 run->mmio.is_write ? "write" : "read",
 			 (unsigned long long)run->mmio.phys_addr, len);
 }
 
@@ -333,7 +345,8 @@ enum vcpu_action vcpu_handle_exit(struct vm *vm, struct kvm_run *run, int vcpu_f
 				 : "");
 		pr_err("%s", msg);
 		if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && host_is_pvm())
-			pr_err("this host's /dev/kvm is PVM (kvm_pvm): it emulates guest kernel code "
+			pr_err("this host's /dev/kvm is PVM (kvm_pvm): it emulates guest kernel "
+			       "code "
 			       "and cannot run XSAVE-family instructions, so it cannot boot Linux; "
 			       "run on hardware KVM or inside the nested test host "
 			       "(tests/testhost/run.sh)");
@@ -408,7 +421,7 @@ static void *vcpu_thread(void *arg)
 int vcpu_start(struct vcpu *vcpu)
 {
 	static bool handler_installed;
-	struct sigaction sa = { .sa_handler = kick_handler };
+	struct sigaction sa = {.sa_handler = kick_handler};
 	int ret;
 
 	if (!handler_installed) {

@@ -11,9 +11,9 @@ struct vm;
 
 /* How the boot vCPU enters the guest (set by vmm/boot). */
 enum boot_mode {
-	BOOT_LONG64,	/* Linux 64-bit boot protocol: paging on, CPL0, rsi = boot_params */
-	BOOT_PROT32,	/* PVH: 32-bit protected mode, paging off, rbx = hvm_start_info */
-	BOOT_USER64,	/* firmware: 64-bit CPL3 with IOPL 3 */
+	BOOT_LONG64, /* Linux 64-bit boot protocol: paging on, CPL0, rsi = boot_params */
+	BOOT_PROT32, /* PVH: 32-bit protected mode, paging off, rbx = hvm_start_info */
+	BOOT_USER64, /* firmware: 64-bit CPL3 with IOPL 3 */
 };
 
 struct boot_entry {

@@ -13,11 +13,11 @@
 #include "util.h"
 #include "vcpu.h"
 
-#define KVM_TSS_ADDR	    0xfffbd000ULL
-#define KVM_IDENTITY_MAP    0xfffbc000ULL
-#define IOAPIC_PINS	    24
+#define KVM_TSS_ADDR	 0xfffbd000ULL
+#define KVM_IDENTITY_MAP 0xfffbc000ULL
+#define IOAPIC_PINS	 24
 
-static const char *const state_names[] = { "created", "running", "paused", "stopped" };
+static const char *const state_names[] = {"created", "running", "paused", "stopped"};
 
 const char *vm_state_name(enum vm_state s)
 {
@@ -40,14 +40,15 @@ static void init_routing(struct vm *vm)
 			r->entries[n++] = (struct kvm_irq_routing_entry){
 				.gsi = gsi,
 				.type = KVM_IRQ_ROUTING_IRQCHIP,
-				.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
-					       gsi % 8 },
+				.u.irqchip = {gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+						      : KVM_IRQCHIP_PIC_SLAVE,
+					      gsi % 8},
 			};
 		}
 		r->entries[n++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi,
 			.type = KVM_IRQ_ROUTING_IRQCHIP,
-			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi },
+			.u.irqchip = {KVM_IRQCHIP_IOAPIC, gsi},
 		};
 	}
 	r->nr = n;
@@ -82,7 +83,8 @@ static int open_kvm(struct vm *vm)
 		int e = errno;
 
 		if (e == ENOENT)
-			pr_err("/dev/kvm does not exist: load the kvm module (kvm_intel or kvm_amd) "
+			pr_err("/dev/kvm does not exist: load the kvm module (kvm_intel or "
+			       "kvm_amd) "
 			       "or run on a host with hardware virtualization");
 		else if (e == EACCES || e == EPERM)
 			pr_err("no permission to open /dev/kvm: run as root or add your user to "
@@ -101,7 +103,7 @@ static int open_kvm(struct vm *vm)
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
-	struct kvm_pit_config pit = { .flags = 0 };
+	struct kvm_pit_config pit = {.flags = 0};
 	int ret, max_vcpus;
 
 	memset(vm, 0, sizeof(*vm));
@@ -130,7 +132,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		return -errno;
 	}
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP }) < 0) {
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP}) < 0) {
 		pr_err("KVM_SET_TSS_ADDR: %s", strerror(errno));
 		return -errno;
 	}
@@ -277,7 +279,7 @@ void vm_emit_event(struct vm *vm, const char *event, const char *data_json)
 
 int vm_irq_line(struct vm *vm, uint32_t irq, int level)
 {
-	struct kvm_irq_level l = { .irq = irq, .level = level };
+	struct kvm_irq_level l = {.irq = irq, .level = level};
 
 	return ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0 ? -errno : 0;
 }
@@ -309,9 +311,9 @@ int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, 
 		r->entries[i] = (struct kvm_irq_routing_entry){
 			.gsi = gsi,
 			.type = KVM_IRQ_ROUTING_MSI,
-			.u.msi = { .address_lo = (uint32_t)addr,
-				   .address_hi = (uint32_t)(addr >> 32),
-				   .data = data },
+			.u.msi = {.address_lo = (uint32_t)addr,
+				  .address_hi = (uint32_t)(addr >> 32),
+				  .data = data},
 		};
 		if (i == r->nr)
 			r->nr++;
@@ -326,24 +328,23 @@ int vm_set_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data, 
 
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 {
-	struct kvm_msi msi = { .address_lo = (uint32_t)addr,
-			       .address_hi = (uint32_t)(addr >> 32),
-			       .data = data };
+	struct kvm_msi msi = {
+		.address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data};
 
 	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
 int vm_irqfd(struct vm *vm, int efd, uint32_t gsi, bool assign)
 {
-	struct kvm_irqfd irqfd = { .fd = efd, .gsi = gsi,
-				   .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+	struct kvm_irqfd irqfd = {
+		.fd = efd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
 
 	return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
 }
 
 int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, int efd, bool mmio, bool assign)
 {
-	struct kvm_ioeventfd io = { .addr = addr, .len = len, .fd = efd };
+	struct kvm_ioeventfd io = {.addr = addr, .len = len, .fd = efd};
 
 	if (!mmio)
 		io.flags |= KVM_IOEVENTFD_FLAG_PIO;

@@ -28,13 +28,13 @@ enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 
 struct vm_config {
-	uint64_t mem_bytes;	/* guest RAM, bytes */
+	uint64_t mem_bytes; /* guest RAM, bytes */
 	unsigned int nr_vcpus;
-	const char *kernel;	/* bzImage or ELF vmlinux (PVH) */
-	const char *initrd;	/* may be NULL */
-	const char *cmdline;	/* full kernel command line */
-	const char *firmware;	/* ELF firmware image instead of a kernel, or NULL */
-	bool merge;		/* MADV_MERGEABLE */
+	const char *kernel;   /* bzImage or ELF vmlinux (PVH) */
+	const char *initrd;   /* may be NULL */
+	const char *cmdline;  /* full kernel command line */
+	const char *firmware; /* ELF firmware image instead of a kernel, or NULL */
+	bool merge;	      /* MADV_MERGEABLE */
 	enum console_mode console;
 	const char *console_path; /* CONSOLE_FILE */
 	const char *control_path; /* control socket, or NULL */
@@ -56,15 +56,15 @@ struct vm {
 	pthread_mutex_t lock; /* state, exit fields, routing table */
 	pthread_cond_t cond;
 	enum vm_state state;
-	int exit_status;      /* process exit status once stopped */
+	int exit_status; /* process exit status once stopped */
 	char exit_reason[256];
 	uint64_t start_ns;
-	bool pause_req;	      /* vCPUs park when set */
-	unsigned int parked;  /* vCPUs currently parked */
-	bool guest_panicked;  /* the console showed a kernel panic */
+	bool pause_req;	     /* vCPUs park when set */
+	unsigned int parked; /* vCPUs currently parked */
+	bool guest_panicked; /* the console showed a kernel panic */
 
 	/* GSI routing: entries 0..23 are the IOAPIC pins, MSI routes follow. */
-	void *routing;	      /* struct kvm_irq_routing with VM_MAX_GSI entries */
+	void *routing; /* struct kvm_irq_routing with VM_MAX_GSI entries */
 	uint32_t next_gsi;
 
 	struct pci_bus *pci;

@@ -1,7 +1,8 @@
 /*
- * Linux x86-64 boot protocol (Documentation/arch/x86/boot.rst) and PVH (xen/arch-x86/hvm/start_info.h):
- * load a bzImage or an ELF vmlinux with a PVH entry note, the initrd and the command line into
- * guest RAM, build e820, identity page tables, a GDT and the MP table, and say how to enter.
+ * Linux x86-64 boot protocol (Documentation/arch/x86/boot.rst) and PVH
+ * (xen/arch-x86/hvm/start_info.h): load a bzImage or an ELF vmlinux with a PVH entry note, the
+ * initrd and the command line into guest RAM, build e820, identity page tables, a GDT and the MP
+ * table, and say how to enter.
  */
 #ifndef VMM_BOOT_BOOT_H
 #define VMM_BOOT_BOOT_H
@@ -14,23 +15,23 @@
 struct vm;
 
 /* Fixed guest-physical layout of boot data (all below 640 KiB or at 1 MiB). */
-#define BOOT_GDT_GPA	     0x500ULL
-#define BOOT_PVH_INFO_GPA    0x6000ULL
-#define BOOT_ZERO_PAGE_GPA   0x7000ULL
-#define BOOT_PML4_GPA	     0x9000ULL /* PML4, PDPT and 4 PDs: 0x9000-0xefff */
-#define BOOT_CMDLINE_GPA     0x20000ULL
-#define BOOT_CMDLINE_MAX     2048
-#define BOOT_EBDA_GPA	     0x9fc00ULL /* reserved from here to 1 MiB; MP table lives here */
-#define BOOT_KERNEL_GPA	     0x100000ULL
-#define BOOT_HIMEM_GPA	     0x100000ULL
+#define BOOT_GDT_GPA	   0x500ULL
+#define BOOT_PVH_INFO_GPA  0x6000ULL
+#define BOOT_ZERO_PAGE_GPA 0x7000ULL
+#define BOOT_PML4_GPA	   0x9000ULL /* PML4, PDPT and 4 PDs: 0x9000-0xefff */
+#define BOOT_CMDLINE_GPA   0x20000ULL
+#define BOOT_CMDLINE_MAX   2048
+#define BOOT_EBDA_GPA	   0x9fc00ULL /* reserved from here to 1 MiB; MP table lives here */
+#define BOOT_KERNEL_GPA	   0x100000ULL
+#define BOOT_HIMEM_GPA	   0x100000ULL
 
 /* One contiguous guest-physical range of the e820 map. */
 struct e820_range {
 	uint64_t addr, size;
 	uint32_t type; /* BOOT_E820_RAM (1) or BOOT_E820_RESERVED (2) */
 };
-#define BOOT_MAX_E820 8
-#define BOOT_E820_RAM 1 /* ACPI address range types (ACPI 6.5 §15) */
+#define BOOT_MAX_E820	   8
+#define BOOT_E820_RAM	   1 /* ACPI address range types (ACPI 6.5 §15) */
 #define BOOT_E820_RESERVED 2
 
 /**

@@ -19,7 +19,7 @@
 #define MIN_PROTOCOL	 0x020c	    /* 2.12: XLF_KERNEL_64 */
 
 /* PVH start info, version 1 (xen/include/public/arch-x86/hvm/start_info.h); not a Linux UAPI. */
-#define PVH_MAGIC		  0x336ec578
+#define PVH_MAGIC		 0x336ec578
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 struct hvm_start_info {
 	uint32_t magic, version, flags, nr_modules;
@@ -50,8 +50,8 @@ static int load_cmdline(struct vm *vm, const char *cmdline, uint32_t max)
 	size_t len = strlen(cmdline) + 1;
 
 	if (len > max || len > BOOT_CMDLINE_MAX) {
-		pr_err("kernel command line is %zu bytes; this kernel accepts at most %u",
-		       len - 1, MIN(max, BOOT_CMDLINE_MAX) - 1);
+		pr_err("kernel command line is %zu bytes; this kernel accepts at most %u", len - 1,
+		       MIN(max, BOOT_CMDLINE_MAX) - 1);
 		return -E2BIG;
 	}
 	return load(vm, BOOT_CMDLINE_GPA, cmdline, len);
@@ -140,7 +140,7 @@ static int boot_bzimage(struct vm *vm, const uint8_t *img, size_t len, const cha
 	bp->ext_ramdisk_size = (uint32_t)(rd_size >> 32);
 	n = boot_e820(vm, map);
 	for (unsigned int i = 0; i < n; i++)
-		bp->e820_table[i] = (struct boot_e820_entry){ map[i].addr, map[i].size, map[i].type };
+		bp->e820_table[i] = (struct boot_e820_entry){map[i].addr, map[i].size, map[i].type};
 	bp->e820_entries = (uint8_t)n;
 
 	e->mode = BOOT_LONG64;
@@ -238,19 +238,20 @@ static int boot_pvh(struct vm *vm, const uint8_t *img, size_t len, const char *i
 	memset(si, 0, 0x1000);
 	mm = (void *)((uint8_t *)si + 0x100);
 	mod = (void *)((uint8_t *)si + 0x800);
-	*si = (struct hvm_start_info){ .magic = PVH_MAGIC, .version = 1,
-				       .cmdline_paddr = BOOT_CMDLINE_GPA,
-				       .memmap_paddr = BOOT_PVH_INFO_GPA + 0x100 };
+	*si = (struct hvm_start_info){.magic = PVH_MAGIC,
+				      .version = 1,
+				      .cmdline_paddr = BOOT_CMDLINE_GPA,
+				      .memmap_paddr = BOOT_PVH_INFO_GPA + 0x100};
 	n = boot_e820(vm, map);
 	for (unsigned int i = 0; i < n; i++)
-		mm[i] = (struct hvm_memmap_table_entry){ map[i].addr, map[i].size, map[i].type, 0 };
+		mm[i] = (struct hvm_memmap_table_entry){map[i].addr, map[i].size, map[i].type, 0};
 	si->memmap_entries = n;
 	if (initrd) {
 		ret = load_initrd(vm, initrd, ALIGN_UP(kernel_end, GM_PAGE_SIZE), 0xffffffffULL,
 				  &rd_gpa, &rd_size);
 		if (ret)
 			return ret;
-		*mod = (struct hvm_modlist_entry){ .paddr = rd_gpa, .size = rd_size };
+		*mod = (struct hvm_modlist_entry){.paddr = rd_gpa, .size = rd_size};
 		si->nr_modules = 1;
 		si->modlist_paddr = BOOT_PVH_INFO_GPA + 0x800;
 	}

@@ -93,33 +93,42 @@ int boot_mptable(struct vm *vm, const struct mp_pci_irq *pci, unsigned int nr_pc
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		struct mpc_cpu *c = (struct mpc_cpu *)p;
 
-		*c = (struct mpc_cpu){ .type = MP_PROCESSOR, .apicid = (uint8_t)i, .apicver = 0x14,
-				       .cpuflag = 1 | (i == 0 ? 2 : 0), .cpufeature = 0x600,
-				       .featureflag = 0x201 };
+		*c = (struct mpc_cpu){.type = MP_PROCESSOR,
+				      .apicid = (uint8_t)i,
+				      .apicver = 0x14,
+				      .cpuflag = 1 | (i == 0 ? 2 : 0),
+				      .cpufeature = 0x600,
+				      .featureflag = 0x201};
 		p += sizeof(*c);
 	}
-	*(struct mpc_bus *)p = (struct mpc_bus){ MP_BUS, MP_BUS_PCI, "PCI   " };
+	*(struct mpc_bus *)p = (struct mpc_bus){MP_BUS, MP_BUS_PCI, "PCI   "};
 	p += sizeof(struct mpc_bus);
-	*(struct mpc_bus *)p = (struct mpc_bus){ MP_BUS, MP_BUS_ISA, "ISA   " };
+	*(struct mpc_bus *)p = (struct mpc_bus){MP_BUS, MP_BUS_ISA, "ISA   "};
 	p += sizeof(struct mpc_bus);
-	*(struct mpc_ioapic *)p = (struct mpc_ioapic){ MP_IOAPIC, ioapic_id, 0x11, 1, MP_IOAPIC_GPA };
+	*(struct mpc_ioapic *)p = (struct mpc_ioapic){MP_IOAPIC, ioapic_id, 0x11, 1, MP_IOAPIC_GPA};
 	p += sizeof(struct mpc_ioapic);
 	/* ISA IRQs map 1:1 onto IOAPIC pins, as KVM's default GSI routing does. */
 	for (uint8_t irq = 0; irq < 16; irq++) {
-		*(struct mpc_intsrc *)p = (struct mpc_intsrc){ MP_INTSRC, MP_INT, 0, MP_BUS_ISA, irq,
-							       ioapic_id, irq };
+		*(struct mpc_intsrc *)p =
+			(struct mpc_intsrc){MP_INTSRC, MP_INT, 0, MP_BUS_ISA, irq, ioapic_id, irq};
 		p += sizeof(struct mpc_intsrc);
 	}
 	for (unsigned int i = 0; i < nr_pci; i++) {
-		*(struct mpc_intsrc *)p = (struct mpc_intsrc){
-			MP_INTSRC, MP_INT, MP_IRQ_PCI_FLAGS, MP_BUS_PCI,
-			(uint8_t)((pci[i].slot << 2) | ((pci[i].pin - 1) & 3)), ioapic_id,
-			pci[i].irq };
+		*(struct mpc_intsrc *)p =
+			(struct mpc_intsrc){MP_INTSRC,
+					    MP_INT,
+					    MP_IRQ_PCI_FLAGS,
+					    MP_BUS_PCI,
+					    (uint8_t)((pci[i].slot << 2) | ((pci[i].pin - 1) & 3)),
+					    ioapic_id,
+					    pci[i].irq};
 		p += sizeof(struct mpc_intsrc);
 	}
-	*(struct mpc_intsrc *)p = (struct mpc_intsrc){ MP_LINTSRC, MP_EXTINT, 0, MP_BUS_ISA, 0, 0xff, 0 };
+	*(struct mpc_intsrc *)p =
+		(struct mpc_intsrc){MP_LINTSRC, MP_EXTINT, 0, MP_BUS_ISA, 0, 0xff, 0};
 	p += sizeof(struct mpc_intsrc);
-	*(struct mpc_intsrc *)p = (struct mpc_intsrc){ MP_LINTSRC, MP_NMI, 0, MP_BUS_ISA, 0, 0xff, 1 };
+	*(struct mpc_intsrc *)p =
+		(struct mpc_intsrc){MP_LINTSRC, MP_NMI, 0, MP_BUS_ISA, 0, 0xff, 1};
 	p += sizeof(struct mpc_intsrc);
 
 	memcpy(mpc->signature, "PCMP", 4);

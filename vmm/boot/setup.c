@@ -28,9 +28,9 @@ int boot_gdt(struct vm *vm, struct boot_entry *e)
 	if (!gdt)
 		return -EFAULT;
 	memset(gdt, 0, GDT_ENTRIES * 8);
-	gdt[2] = e->mode == BOOT_PROT32 ? gdt_entry(0xc09b, 0, 0xfffff)	/* code32 */
+	gdt[2] = e->mode == BOOT_PROT32 ? gdt_entry(0xc09b, 0, 0xfffff)	 /* code32 */
 					: gdt_entry(0xa09b, 0, 0xfffff); /* code64 */
-	gdt[3] = e->mode == BOOT_USER64 ? gdt_entry(0xa0fb, 0, 0xfffff) /* user code64 */
+	gdt[3] = e->mode == BOOT_USER64 ? gdt_entry(0xa0fb, 0, 0xfffff)	 /* user code64 */
 					: gdt_entry(0xc093, 0, 0xfffff); /* data */
 	gdt[4] = gdt_entry(0xc0f3, 0, 0xfffff);				 /* user data */
 	gdt[5] = gdt_entry(0x008b, 0, 0x67);				 /* TSS, busy */

@@ -37,10 +37,10 @@ struct gm_region {
 struct guest_mem {
 	struct gm_region regions[2];
 	unsigned int nr_regions;
-	uint8_t *base;	    /* the one host mapping, base of region 0 */
-	uint64_t size;	    /* total RAM bytes (all regions) */
-	uint64_t nr_pages;  /* size / GM_PAGE_SIZE */
-	uint8_t *state;	    /* nr_pages entries of enum gm_page_state */
+	uint8_t *base;	      /* the one host mapping, base of region 0 */
+	uint64_t size;	      /* total RAM bytes (all regions) */
+	uint64_t nr_pages;    /* size / GM_PAGE_SIZE */
+	uint8_t *state;	      /* nr_pages entries of enum gm_page_state */
 	pthread_mutex_t lock; /* protects state[] and the counters below */
 	uint64_t nr_ballooned, nr_reported;
 	uint64_t discard_calls; /* madvise calls made by gm_discard */

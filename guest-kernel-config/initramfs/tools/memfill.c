@@ -30,7 +30,7 @@
 #define MAX_SHOWN 10
 
 enum pattern { PAT_ZERO, PAT_DUP, PAT_TEXT, PAT_RANDOM };
-static const char *const pattern_names[] = { "zero", "dup", "text", "random" };
+static const char *const pattern_names[] = {"zero", "dup", "text", "random"};
 
 static volatile sig_atomic_t stop;
 
@@ -67,14 +67,14 @@ static uint64_t hash_page(const void *page, uint64_t idx)
 }
 
 static const char *const words[] = {
-	"the",	   "memory", "balloon", "page",	 "guest", "host",    "kernel",	"virtio",
-	"queue",   "of",     "and",	"to",	 "a",	  "in",	     "is",	"that",
-	"for",	   "it",     "with",	"as",	 "was",	  "on",	     "be",	"at",
-	"by",	   "this",   "had",	"not",	 "are",	  "but",     "from",	"or",
-	"have",	   "an",     "they",	"which", "one",	  "you",     "were",	"her",
-	"all",	   "she",    "there",	"would", "their", "we",	     "him",	"been",
-	"has",	   "when",   "who",	"will",	 "more",  "no",	     "if",	"out",
-	"compress", "ratio", "lz4",	"zstd",	 "store", "fault",   "reclaim", "merge",
+	"the",	    "memory", "balloon", "page",  "guest", "host",  "kernel",  "virtio",
+	"queue",    "of",     "and",	 "to",	  "a",	   "in",    "is",      "that",
+	"for",	    "it",     "with",	 "as",	  "was",   "on",    "be",      "at",
+	"by",	    "this",   "had",	 "not",	  "are",   "but",   "from",    "or",
+	"have",	    "an",     "they",	 "which", "one",   "you",   "were",    "her",
+	"all",	    "she",    "there",	 "would", "their", "we",    "him",     "been",
+	"has",	    "when",   "who",	 "will",  "more",  "no",    "if",      "out",
+	"compress", "ratio",  "lz4",	 "zstd",  "store", "fault", "reclaim", "merge",
 };
 
 static void gen_text(unsigned char *p, uint64_t *s)
@@ -95,7 +95,8 @@ static void gen_text(unsigned char *p, uint64_t *s)
 	}
 }
 
-/* The content of page idx in generation gen; deterministic so a rewrite can differ from the last. */
+/* The content of page idx in generation gen; deterministic so a rewrite can differ from the last.
+ */
 static void gen_page(const struct fill *f, size_t idx, unsigned char *p)
 {
 	uint64_t s = f->seed * 0xd1342543de82ef95ULL + f->gen * 0x2545f4914f6cdd1dULL;
@@ -193,15 +194,18 @@ static void sleep_until(double deadline)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: memfill -m MIB [-p zero|dup|text|random] [-s SEED] [-t SECS | -w] [-i SECS] "
+		"usage: memfill -m MIB [-p zero|dup|text|random] [-s SEED] [-t SECS | -w] [-i "
+		"SECS] "
 		"[-W]\n"
 		"  -m MIB   memory to allocate and fill (MiB)\n"
-		"  -p PAT   zero, dup (all pages identical), text (compressible), random (default)\n"
+		"  -p PAT   zero, dup (all pages identical), text (compressible), random "
+		"(default)\n"
 		"  -s SEED  pattern seed (default 1)\n"
 		"  -t SECS  after filling, hold the memory SECS seconds (or until a signal)\n"
 		"  -w       after filling, hold the memory until SIGTERM/SIGINT/SIGHUP/SIGUSR1\n"
 		"  -i SECS  while holding, verify every SECS seconds (default: only at the end)\n"
-		"  -W       while holding, rewrite every page (next generation) before each verify;\n"
+		"  -W       while holding, rewrite every page (next generation) before each "
+		"verify;\n"
 		"           without -i the rewrite+verify passes run back to back\n");
 	exit(2);
 }
@@ -222,11 +226,11 @@ static double parse_num(const char *s, const char *what)
 
 int main(int argc, char **argv)
 {
-	struct fill f = { .pat = PAT_RANDOM, .seed = 1, .first_bad = -1 };
+	struct fill f = {.pat = PAT_RANDOM, .seed = 1, .first_bad = -1};
 	double hold = 0, interval = -1, t0, fill_s, verify_s, held = 0;
 	bool wait_signal = false, rewrite = false;
 	unsigned long mib = 0, passes = 1;
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = {.sa_handler = on_signal};
 	int opt;
 
 	while ((opt = getopt(argc, argv, "m:p:s:t:wi:Wh")) != -1) {
@@ -279,7 +283,8 @@ int main(int argc, char **argv)
 	f.mem = mmap(NULL, f.pages * PAGE_SIZE, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (!f.sums || f.mem == MAP_FAILED) {
-		printf("memfill: result=fail reason=alloc mib=%lu error=%s\n", mib, strerror(errno));
+		printf("memfill: result=fail reason=alloc mib=%lu error=%s\n", mib,
+		       strerror(errno));
 		return 2;
 	}
 
@@ -317,12 +322,11 @@ int main(int argc, char **argv)
 		}
 	}
 
-	printf("memfill: result=%s mib=%lu pattern=%s seed=%" PRIu64
-	       " pages=%zu gen=%" PRIu64 " passes=%lu mismatches=%lu first_bad=%ld fill_ms=%.0f"
+	printf("memfill: result=%s mib=%lu pattern=%s seed=%" PRIu64 " pages=%zu gen=%" PRIu64
+	       " passes=%lu mismatches=%lu first_bad=%ld fill_ms=%.0f"
 	       " verify_ms=%.0f held_s=%.1f sum=%016" PRIx64 "\n",
 	       f.mismatches ? "fail" : "ok", mib, pattern_names[f.pat], f.seed, f.pages, f.gen,
-	       passes, f.mismatches, f.first_bad, fill_s * 1e3, verify_s * 1e3, held,
-	       sum_all(&f));
+	       passes, f.mismatches, f.first_bad, fill_s * 1e3, verify_s * 1e3, held, sum_all(&f));
 	fflush(stdout);
 	munmap(f.mem, f.pages * PAGE_SIZE);
 	free(f.sums);

@@ -6,10 +6,10 @@
  * process exits with status N. The write uses ioperm()+outb, or /dev/port (the kernel does the
  * outb) when the kernel has no ioperm() (CONFIG_X86_IOPL_IOPERM is off in tinyconfig kernels) or
  * the outb faults: under KVM nested on QEMU's TCG-emulated SVM (the test host), a user-mode outb
- * allowed by the TSS I/O bitmap raises #GP (SIGSEGV). Under another hypervisor (QEMU without isa-debug-exit) the write
- * does nothing, so fall back to the kernel's reboot(2): power off when the kernel can (ACPI),
- * otherwise a reboot, which QEMU's -no-reboot turns into an exit. Power off without a
- * pm_power_off handler only halts the CPU and would hang the VM, hence the ACPI check.
+ * allowed by the TSS I/O bitmap raises #GP (SIGSEGV). Under another hypervisor (QEMU without
+ * isa-debug-exit) the write does nothing, so fall back to the kernel's reboot(2): power off when
+ * the kernel can (ACPI), otherwise a reboot, which QEMU's -no-reboot turns into an exit. Power off
+ * without a pm_power_off handler only halts the CPU and would hang the VM, hence the ACPI check.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +50,7 @@ static void on_fault(int sig)
 /* ioperm() + outb; returns -1 if either is unavailable or the outb faulted. */
 static int outb_user(unsigned short port, unsigned char val)
 {
-	struct sigaction sa = { .sa_handler = on_fault }, old_segv, old_bus;
+	struct sigaction sa = {.sa_handler = on_fault}, old_segv, old_bus;
 	int ret = -1;
 
 	if (ioperm(port, 1, 1) < 0)
