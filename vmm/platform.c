@@ -239,14 +239,15 @@ void platform_destroy(struct vm *vm)
 	vm_stop(vm, vm->exit_status, "shutting down");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
-	control_stop(vm);
 	if (vm->balloon)
 		virtio_pci_detach(balloon_virtio_dev(vm->balloon));
 	pci_bus_destroy(vm->pci);
 	vm->pci = NULL;
+	/* The balloon's event thread posts to the control socket: stop it first. */
 	if (vm->balloon)
 		balloon_destroy(vm->balloon);
 	vm->balloon = NULL;
+	control_stop(vm);
 	serial_destroy(console);
 	console = NULL;
 	if (console_fd >= 0)
