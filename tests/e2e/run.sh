@@ -14,7 +14,9 @@ B=${B:-$root/build}
 
 scenarios=()
 if [ $# -gt 0 ]; then
-	scenarios=("$@")
+	for s in "$@"; do
+		scenarios+=("$(readlink -f "$s")")
+	done
 else
 	for s in "$here"/*.sh; do
 		[ "$(basename "$s")" = run.sh ] || scenarios+=("$s")

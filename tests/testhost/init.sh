@@ -29,7 +29,7 @@ uptime_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 
 say "init uptime=$(cut -d' ' -f1 /proc/uptime)"
 [ -f /testhost/env ] && . /testhost/env
-mkdir -p /sys/fs/cgroup 2>/dev/null
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 
 run_scenario() { # NAME TIMEOUT_S
 	name=$1

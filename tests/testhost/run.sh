@@ -3,7 +3,7 @@
 #
 # The test host is a small Linux (tests/testhost/host.config) with KVM built in, booted under
 # QEMU TCG with emulated SVM + NPT, so it has a real /dev/kvm even where this machine has none
-# (../../docs or /work/shared/environment.md). Its initramfs holds busybox, build/vmm (as
+# (see ../shared/environment.md). Its initramfs holds busybox, build/vmm (as
 # /vmm/vmm), build/guest/* (as /vmm/guest/), lib.sh and the scenarios; with --with-qemu also
 # qemu-system-x86_64, its shared libraries and firmware.
 #
@@ -20,6 +20,9 @@
 # Output: "=== scenario NAME: PASS|FAIL|SKIP (rc=N, T s) ===" per scenario, the last 30 log lines
 # of each failing one, then "N passed, N failed[, N skipped]". Logs: build/testhost/logs/NAME.log,
 # the test host console (kernel messages): build/testhost/console.log. Exit 1 if any failed.
+# Scenarios see VMM, GUEST_DIR, QEMU, TESTLIB, TEST_MODE=testhost and SCRATCH (see lib.sh).
+# Environment: TESTHOST_SMP (default vCPUs), TESTHOST_DEADLINE (override the whole run's deadline,
+# by default the sum of the scenario deadlines + 60 s + 10 s per scenario), VMM_CACHE, BUSYBOX.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,8 +31,9 @@ B=${B:-$root/build}
 work=$B/testhost
 
 append= with_qemu=0 timeout_default=300 mem=2048 stream=0 quiet_results=0
-# SMP: measured on the 2-core dev machine, one vCPU boots and runs nested guests faster than two
-# with MTTCG (see the report in tests/testhost/README or the commit message); override with --smp.
+# SMP: measured on the 2-core dev machine, -smp 2 with MTTCG does not help: boot to /init is the
+# same (~2 s) and a nested 1-vCPU guest filling 160 MiB took 10.1 s vs 5.5 s with -smp 1 (5.6 s
+# with a 2-vCPU nested guest). So one vCPU by default; override with --smp or TESTHOST_SMP.
 smp=${TESTHOST_SMP:-1}
 scenarios=() envs=()
 while [ $# -gt 0 ]; do
@@ -42,7 +46,7 @@ while [ $# -gt 0 ]; do
 	--append) append="$append $2"; shift ;;
 	--stream) stream=1 ;;
 	--quiet-results) quiet_results=1 ;;
-	-h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	-*) echo "testhost: unknown option $1" >&2; exit 2 ;;
 	*) scenarios+=("$1") ;;
 	esac
@@ -54,11 +58,15 @@ qemu=$(command -v qemu-system-x86_64 || true)
 [ -n "$qemu" ] || { echo "testhost: qemu-system-x86_64 missing: run 'make deps'" >&2; exit 2; }
 
 kdir=$("$root/guest-kernel-config/build-kernel.sh" "$here/host.config")
-mkdir -p "$work/logs" "$work/gen"
-rm -f "$work"/logs/*.log "$work/gen"/*
+mkdir -p "$work/logs"
+# Per-run files (cpio list, initramfs, results) in a private directory, so that two runs at once
+# (e2e and kvm tiers, or a developer's run during make test) do not collide; the console log and
+# QEMU's stderr of the latest run are copied to $work at the end.
+run=$(mktemp -d "$work/run.XXXXXX")
+trap 'rm -rf "$run"' EXIT
 
 # --- the initramfs, as a gen_init_cpio list --------------------------------------------------------
-list=$work/gen/cpio.list
+list=$run/cpio.list
 declare -A have
 emit() { echo "$*" >>"$list"; }
 add_dir() { # PATH (and its parents)
@@ -100,10 +108,10 @@ done < <("$busybox" --list-full | sort)
 add_file /init "$here/init.sh"
 add_file /testhost/lib.sh "$here/lib.sh" 0644
 
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$work/gen/passwd"
-printf 'root:x:0:\n' >"$work/gen/group"
-add_file /etc/passwd "$work/gen/passwd" 0644
-add_file /etc/group "$work/gen/group" 0644
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$run/passwd"
+printf 'root:x:0:\n' >"$run/group"
+add_file /etc/passwd "$run/passwd" 0644
+add_file /etc/group "$run/group" 0644
 
 if [ -x "$B/vmm" ]; then
 	if ldd "$B/vmm" 2>&1 | grep -q '=>'; then
@@ -149,38 +157,39 @@ for s in "${scenarios[@]}"; do
 	names+=("$name")
 	timeouts+=("${t:-$timeout_default}")
 	add_file "/scenarios/$name.sh" "$s"
-	echo "$name ${t:-$timeout_default}" >>"$work/gen/list"
+	echo "$name ${t:-$timeout_default}" >>"$run/list"
+	rm -f "$work/logs/$name.log"
 done
-add_file /scenarios/list "$work/gen/list" 0644
-cat >"$work/gen/env" <<EOF
+add_file /scenarios/list "$run/list" 0644
+cat >"$run/env" <<EOF
 export VMM=/vmm/vmm GUEST_DIR=/vmm/guest TESTLIB=/testhost/lib.sh TEST_MODE=testhost
 export QEMU=$qemu_in
 EOF
 for kv in ${envs[@]+"${envs[@]}"}; do
 	[[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "testhost: bad --env '$kv'" >&2; exit 2; }
 	v=${kv#*=}
-	echo "export ${kv%%=*}='${v//\'/\'\\\'\'}'" >>"$work/gen/env"
+	echo "export ${kv%%=*}='${v//\'/\'\\\'\'}'" >>"$run/env"
 done
-add_file /testhost/env "$work/gen/env" 0644
+add_file /testhost/env "$run/env" 0644
 
-"$root/scripts/gen-cpio.sh" "$list" "$work/initramfs.cpio"
+"$root/scripts/gen-cpio.sh" "$list" "$run/initramfs.cpio"
 
 # --- boot ------------------------------------------------------------------------------------------
 total=0
 for t in "${timeouts[@]}"; do total=$((total + t)); done
-outer=$((total + 60 + 10 * ${#names[@]}))
+# The whole run's deadline: every scenario's own, plus boot and shutdown margins.
+outer=${TESTHOST_DEADLINE:-$((total + 60 + 10 * ${#names[@]}))}
 accel=tcg
 [ "$smp" -gt 1 ] && accel=tcg,thread=multi
 echo "testhost: booting (${#names[@]} scenario(s), smp $smp, ${mem} MiB, initramfs" \
-	"$(($(stat -c %s "$work/initramfs.cpio") / 1048576)) MiB, deadline $outer s)" >&2
+	"$(($(stat -c %s "$run/initramfs.cpio") / 1048576)) MiB, deadline $outer s)" >&2
 
-rm -f "$work/results" "$work/console.log"
 report() { # NAME STATUS RC SECS [NOTE]
 	echo "=== scenario $1: $2 (rc=$3, $4 s) ==="
 	if [ "$2" = FAIL ]; then
 		[ -z "${5:-}" ] || echo "$5"
 		echo "--- last 30 lines of $work/logs/$1.log ---"
-		tail -n 30 "$work/logs/$1.log" 2>/dev/null | sed 's/^/    /'
+		tail -n 30 "$work/logs/$1.log" 2>/dev/null | sed 's/^/    /' || true
 		echo "---"
 	fi
 }
@@ -195,10 +204,10 @@ host_tsc_khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuin
 tsc_args="tsc=reliable clocksource=tsc${host_tsc_khz:+ tsc_early_khz=$host_tsc_khz}"
 timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "$mem" -smp "$smp" \
 	-nodefaults -no-user-config -display none -no-reboot \
-	-chardev file,id=con,path="$work/console.log" -serial chardev:con \
+	-chardev file,id=con,path="$run/console.log" -serial chardev:con \
 	-chardev stdio,id=proto,signal=off -serial chardev:proto \
-	-kernel "$kdir/bzImage" -initrd "$work/initramfs.cpio" \
-	-append "console=ttyS0 quiet panic=-1 $tsc_args$append" </dev/null 2>"$work/qemu.err" |
+	-kernel "$kdir/bzImage" -initrd "$run/initramfs.cpio" \
+	-append "console=ttyS0 quiet panic=-1 $tsc_args$append" </dev/null 2>"$run/qemu.err" |
 	while IFS= read -r line || [ -n "$line" ]; do
 		case "$line" in
 		*@@TH:*) line=@@TH:${line#*@@TH:} ;;
@@ -228,17 +237,18 @@ timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "
 			note=
 			[ "$tmo" != timedout=1 ] || note="scenario $n hit its deadline and was killed"
 			[ $st = PASS ] && [ $quiet_results = 1 ] || report "$n" $st "$r" "$sec" "$note"
-			echo "$n $st" >>"$work/results"
+			echo "$n $st" >>"$run/results"
 			;;
-		"@@TH: done"*) echo "@done" >>"$work/results" ;;
+		"@@TH: done"*) echo "@done" >>"$run/results" ;;
 		esac
 	done
 qrc=${PIPESTATUS[0]}
 set -e
+cp "$run/console.log" "$run/qemu.err" "$work/" 2>/dev/null || true
 
 passed=0 failed=0 skipped=0
 for n in "${names[@]}"; do
-	st=$(awk -v n="$n" '$1 == n { print $2 }' "$work/results" 2>/dev/null || true)
+	st=$(awk -v n="$n" '$1 == n { print $2 }' "$run/results" 2>/dev/null || true)
 	if [ -z "$st" ]; then
 		st=FAIL
 		if [ -e "$work/logs/$n.log" ]; then
@@ -251,9 +261,9 @@ for n in "${names[@]}"; do
 	fi
 	case $st in PASS) passed=$((passed + 1)) ;; SKIP) skipped=$((skipped + 1)) ;; *) failed=$((failed + 1)) ;; esac
 done
-if ! grep -q '^@done' "$work/results" 2>/dev/null; then
+if ! grep -q '^@done' "$run/results" 2>/dev/null; then
 	echo "testhost: the test host did not finish cleanly (QEMU status $qrc); last console lines:"
-	tail -n 30 "$work/console.log" 2>/dev/null | sed 's/^/    /'
+	tail -n 30 "$work/console.log" 2>/dev/null | sed 's/^/    /' || true
 	[ ! -s "$work/qemu.err" ] || { echo "qemu stderr:"; sed 's/^/    /' "$work/qemu.err"; }
 	[ $failed -gt 0 ] || failed=1
 fi
