@@ -1,0 +1,75 @@
+#!/bin/sh
+# Deflate-on-OOM (VIRTIO_BALLOON_F_DEFLATE_ON_OOM) with the real Linux driver: with the balloon
+# leaving the guest (256 MiB) only 48 MiB, a guest program allocating 150 MiB must succeed
+# without an OOM kill: the driver's OOM notifier gives the balloon back 1 MiB at a time instead.
+# timeout: 400
+. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+need_vmm
+
+sock=$SCRATCH/ctl.sock
+con=$SCRATCH/console.txt
+vpid=
+
+jnum() {
+	grep -o "\"$1\":-\{0,1\}[0-9]*" | head -n1 | cut -d: -f2
+}
+ctl() {
+	run_with_timeout 30 "$VMM" ctl -s "$sock" "$@"
+}
+cleanup() {
+	st=$?
+	[ -z "$vpid" ] || kill -KILL "$vpid" 2>/dev/null
+	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
+}
+trap cleanup EXIT
+dumped=
+dump() {
+	dumped=1
+	log "guest console:"
+	tr -d '\r' <"$con" | sed 's/^/    | /'
+	[ ! -s "$SCRATCH/vmm.err" ] || sed 's/^/    ! /' "$SCRATCH/vmm.err"
+}
+
+# shellcheck disable=SC2016 # expanded by the guest's shell
+gcmd='mf() { awk "/^MemFree:/ { print int(\$2 / 1024) }" /proc/meminfo; }
+echo "@@ready memfree=$(mf)"
+n=0; while [ "$(mf)" -ge 64 ]; do sleep 0.2; n=$((n + 1)); [ $n -lt 900 ] || { echo "@@timeout"; exit 20; }; done
+echo "@@inflated memfree=$(mf)"
+memfill -m 150 -p random; rc=$?
+echo "@@memfill rc=$rc memfree=$(mf)"
+dmesg | grep -i -e "killed process" -e "oom-kill" -e "out of memory" | sed "s/^/@@oom /"
+echo "@@done"
+sleep 600'
+
+log "vmm run --mem 256M (default balloon options: deflate-on-oom on)"
+"$VMM" run --mem 256M --console "file:$con" --control "$sock" -- sh -c "$gcmd" \
+	</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
+vpid=$!
+wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+wait_for '^@@ready' "$con" 120 || { dump; fail "the guest did not start its command"; }
+
+log "vmm ctl balloon set --guest 48M --wait --timeout 90s (balloon 208 MiB)"
+ctl balloon set --guest 48M --wait --timeout 90s || { dump; fail "balloon set --guest 48M --wait failed"; }
+ctl --json balloon get >"$SCRATCH/get1.json" || fail "balloon get failed"
+cat "$SCRATCH/get1.json"
+assert_eq $((208 * 256)) "$(jnum actual_pages <"$SCRATCH/get1.json")" "actual_pages after inflating"
+
+log "the guest allocates 150 MiB (memfill -m 150)"
+wait_for '^@@done' "$con" 300 || { dump; fail "the guest's 150 MiB allocation did not finish"; }
+ctl --json balloon get >"$SCRATCH/get2.json" || fail "balloon get failed"
+ctl --json memory >"$SCRATCH/mem.json" || fail "vmm ctl memory failed"
+cat "$SCRATCH/get2.json" "$SCRATCH/mem.json"
+dump
+tr -d '\r' <"$con" | grep -q '^@@oom' && fail "the guest's kernel log shows an OOM kill"
+tr -d '\r' <"$con" | grep -q '^memfill: result=ok mib=150 ' || fail "memfill -m 150 did not succeed"
+tr -d '\r' <"$con" | grep -q '^@@memfill rc=0 ' || fail "memfill -m 150 exited with an error"
+after=$(jnum actual_pages <"$SCRATCH/get2.json")
+[ "$after" -lt $((208 * 256)) ] || fail "actual_pages is still $after: the balloon did not deflate on OOM"
+log "deflate-on-OOM: actual $((208 * 256)) -> $after pages ($(((208 * 256 - after) / 256)) MiB given back);" \
+	"deflated_pages total $(jnum deflated_pages <"$SCRATCH/mem.json")"
+
+ctl shutdown --timeout 10s || fail "vmm ctl shutdown failed"
+wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop after shutdown"
+wait "$vpid"
+vpid=
+log "ok: 150 MiB allocated with a 208 MiB balloon, no OOM kill"

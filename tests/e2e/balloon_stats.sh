@@ -1,0 +1,74 @@
+#!/bin/sh
+# virtio-balloon statistics (VIRTIO_BALLOON_F_STATS_VQ, virtio 1.2 §5.5.6.3) with the real Linux
+# driver: `vmm ctl balloon stats` must report free, available and total memory within 10% of
+# what the guest's /proc/meminfo says (printed into the console right after a marker).
+# timeout: 150
+. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+need_vmm
+
+sock=$SCRATCH/ctl.sock
+con=$SCRATCH/console.txt
+vpid=
+
+jnum() {
+	grep -o "\"$1\":-\{0,1\}[0-9]*" | head -n1 | cut -d: -f2
+}
+ctl() {
+	run_with_timeout 30 "$VMM" ctl -s "$sock" "$@"
+}
+cleanup() {
+	st=$?
+	[ -z "$vpid" ] || kill -KILL "$vpid" 2>/dev/null
+	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
+}
+trap cleanup EXIT
+dumped=
+dump() {
+	dumped=1
+	log "guest console:"
+	tr -d '\r' <"$con" | sed 's/^/    | /'
+	[ ! -s "$SCRATCH/vmm.err" ] || sed 's/^/    ! /' "$SCRATCH/vmm.err"
+}
+
+# shellcheck disable=SC2016 # expanded by the guest's shell
+gcmd='echo "@@meminfo"
+cat /proc/meminfo
+echo "@@meminfo-end"
+sleep 600'
+
+log "vmm run --mem 256M (default balloon options: stats on)"
+"$VMM" run --mem 256M --console "file:$con" --control "$sock" -- sh -c "$gcmd" \
+	</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
+vpid=$!
+wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+wait_for '^@@meminfo-end' "$con" 120 || { dump; fail "the guest did not print /proc/meminfo"; }
+
+ctl balloon stats || fail "vmm ctl balloon stats failed"
+ctl --json balloon stats >"$SCRATCH/stats.json" || fail "vmm ctl --json balloon stats failed"
+cat "$SCRATCH/stats.json"
+grep -q '"fresh":true' "$SCRATCH/stats.json" || fail "balloon.stats did not get a fresh set from the guest"
+[ "$(jnum seq <"$SCRATCH/stats.json")" -ge 1 ] || fail "balloon.stats: no set received (seq 0)"
+
+# meminfo KEY: the guest's /proc/meminfo value in bytes.
+meminfo() {
+	tr -d '\r' <"$con" | sed -n '/^@@meminfo$/,/^@@meminfo-end$/p' |
+		awk -v k="$1:" '$1 == k { printf "%d\n", $2 * 1024; exit }'
+}
+# within10 WHAT DEVICE_BYTES GUEST_BYTES
+within10() {
+	{ [ -n "$2" ] && [ -n "$3" ]; } || fail "$1: missing value (stats '$2', meminfo '$3')"
+	d=$(($2 - $3))
+	[ $d -ge 0 ] || d=$((-d))
+	log "$1: balloon.stats $(($2 / 1024)) KiB, /proc/meminfo $(($3 / 1024)) KiB" \
+		"(off by $((d * 1000 / $3 / 10)).$((d * 1000 / $3 % 10))%)"
+	[ $((d * 10)) -le "$3" ] || fail "$1: balloon.stats $2 is not within 10% of /proc/meminfo $3"
+}
+within10 free "$(jnum free_bytes <"$SCRATCH/stats.json")" "$(meminfo MemFree)"
+within10 available "$(jnum available_bytes <"$SCRATCH/stats.json")" "$(meminfo MemAvailable)"
+within10 total "$(jnum total_bytes <"$SCRATCH/stats.json")" "$(meminfo MemTotal)"
+
+ctl shutdown --timeout 10s || fail "vmm ctl shutdown failed"
+wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop after shutdown"
+wait "$vpid"
+vpid=
+log "ok: balloon stats match the guest's /proc/meminfo within 10%"
