@@ -16,12 +16,19 @@
 #define CTRL_A	     0x01
 #define CTRL_D	     0x04
 #define PANIC_MARK   "Kernel panic - not syncing"
+/*
+ * Host input is held back until the guest has listened (IER.RDI on) this long: Linux's 8250
+ * driver clears the receive FIFO and reads RX once when it opens the port, and sets IER to 0x0f
+ * for a moment while probing it, so input taken earlier would be lost.
+ */
+#define RX_SETTLE_MS 50
 
 struct serial {
 	struct vm *vm;
 	pthread_mutex_t lock;
 	int out_fd, in_fd;
 	bool in_watched, in_eof, in_is_file, escape, saw_ctrl_a;
+	bool listening, settle_armed; /* RDI has been on for RX_SETTLE_MS; its timer is armed */
 	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
 	bool thr_ipending;
 	int irq_level;
@@ -55,12 +62,20 @@ static void update_irq(struct serial *s)
 	}
 }
 
+static void input_ready(void *opaque, int fd, uint32_t events);
+
+/* Removed rather than masked while off: epoll reports EPOLLHUP of a closed pipe even with no
+ * events asked for. */
 static void watch_input(struct serial *s, bool on)
 {
-	if (s->in_fd < 0 || s->in_eof || s->in_watched == on)
+	on = on && s->listening;
+	if (s->in_fd < 0 || s->in_eof || s->in_is_file || s->in_watched == on)
 		return;
 	s->in_watched = on;
-	loop_mod_fd(s->vm->loop, s->in_fd, on ? EPOLLIN : 0);
+	if (on)
+		loop_add_fd(s->vm->loop, s->in_fd, EPOLLIN, input_ready, s);
+	else
+		loop_del_fd(s->vm->loop, s->in_fd);
 }
 
 static void rx_push(struct serial *s, uint8_t c)
@@ -113,7 +128,8 @@ static void refill_from_file(struct serial *s)
 	uint8_t buf[256];
 	ssize_t n;
 
-	if (!s->in_is_file || s->in_eof || s->rx_count > RX_FIFO_SIZE - sizeof(buf))
+	if (!s->in_is_file || s->in_eof || !s->listening ||
+	    s->rx_count > RX_FIFO_SIZE - sizeof(buf))
 		return;
 	n = read(s->in_fd, buf, sizeof(buf));
 	if (n <= 0) {
@@ -169,6 +185,33 @@ static uint8_t reg_read(struct serial *s, unsigned int off)
 	}
 }
 
+static void settle_done(void *opaque)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	s->settle_armed = false;
+	if (s->ier & UART_IER_RDI) {
+		s->listening = true;
+		watch_input(s, s->rx_count < RX_FIFO_SIZE / 2);
+		refill_from_file(s);
+		update_irq(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The guest turned receive interrupts on or off: take host input only while they are on. */
+static void rx_enable(struct serial *s, bool on)
+{
+	if (!on) {
+		watch_input(s, false);
+		s->listening = false;
+	} else if (!s->listening && !s->settle_armed && s->in_fd >= 0) {
+		s->settle_armed =
+			loop_add_timer(s->vm->loop, RX_SETTLE_MS, false, settle_done, s) >= 0;
+	}
+}
+
 static void reg_write(struct serial *s, unsigned int off, uint8_t v)
 {
 	switch (off) {
@@ -189,6 +232,7 @@ static void reg_write(struct serial *s, unsigned int off, uint8_t v)
 		if (!(s->ier & UART_IER_THRI) && (v & UART_IER_THRI))
 			s->thr_ipending = true;
 		s->ier = v & 0x0f;
+		rx_enable(s, s->ier & UART_IER_RDI);
 		break;
 	case UART_FCR:
 		s->fcr = v;
@@ -235,13 +279,17 @@ static void input_ready(void *opaque, int fd, uint32_t events)
 
 	(void)events;
 	pthread_mutex_lock(&s->lock);
+	if (!s->in_watched || s->rx_count == RX_FIFO_SIZE) {
+		/* Unwatched since this event was fetched; a read of 0 bytes would look like EOF. */
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	n = read(fd, buf, MIN(sizeof(buf), (size_t)(RX_FIFO_SIZE - s->rx_count)));
 	if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR))) {
 		/* End of host input: tell a canonical-mode reader with one ^D, then stop. */
 		rx_push(s, CTRL_D);
 		watch_input(s, false);
 		s->in_eof = true;
-		loop_del_fd(s->vm->loop, fd);
 	}
 	for (ssize_t i = 0; i < n; i++) {
 		if (s->escape && s->saw_ctrl_a && (buf[i] == 'x' || buf[i] == 'X')) {
@@ -291,15 +339,15 @@ struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape)
 		return NULL;
 	}
 	if (in_fd >= 0) {
+		/* Only probe whether epoll takes it: input is watched once the guest listens. */
 		int ret = loop_add_fd(vm->loop, in_fd, EPOLLIN, input_ready, s);
 
 		if (ret == 0) {
+			loop_del_fd(vm->loop, in_fd);
 			s->in_fd = in_fd;
-			s->in_watched = true;
 		} else if (ret == -EPERM) {
 			s->in_fd = in_fd;
 			s->in_is_file = true;
-			refill_from_file(s);
 		}
 	}
 	return s;
@@ -309,7 +357,7 @@ void serial_destroy(struct serial *s)
 {
 	if (!s)
 		return;
-	if (s->in_fd >= 0 && !s->in_eof && !s->in_is_file)
+	if (s->in_watched)
 		loop_del_fd(s->vm->loop, s->in_fd);
 	bus_unregister(&s->vm->pio, SERIAL_COM1_PORT);
 	free(s);

@@ -13,9 +13,11 @@ struct serial;
 /**
  * serial_create() - a 16550A at COM1 on @vm's port bus, raising IRQ 4.
  * @out_fd: where transmitted bytes go (-1 discards them); @in_fd: host input fed to the receiver
- * through the event loop (-1: none); at EOF a ^D is sent once so a canonical-mode guest reader
- * sees end of file. @escape: input "Ctrl-A x" stops the VM (for a raw-mode terminal).
- * Returns the device or NULL (ENOMEM, or the ports are taken).
+ * through the event loop (-1: none), read only while the guest has receive interrupts on (IER.RDI,
+ * held for 50 ms), so input written before the guest's driver opened the port is not lost; at EOF
+ * a ^D is sent once so a canonical-mode guest reader sees end of file. @escape: input "Ctrl-A x"
+ * stops the VM (for a raw-mode terminal). Returns the device or NULL (ENOMEM, or the ports are
+ * taken).
  */
 struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape);
 

@@ -103,8 +103,12 @@ static int boot_bzimage(struct vm *vm, const uint8_t *img, size_t len, const cha
 		return -ENOEXEC;
 	}
 	setup_bytes = ((uint64_t)(hdr.setup_sects ? hdr.setup_sects : 4) + 1) * 512;
-	if (setup_bytes >= len)
+	if (setup_bytes >= len || setup_bytes + (uint64_t)hdr.syssize * 16 > len) {
+		/* syssize: the protected-mode kernel's size in 16-byte units (boot.rst) */
+		pr_err("bzImage is truncated: %zu bytes, its header says %llu", len,
+		       (unsigned long long)(setup_bytes + (uint64_t)hdr.syssize * 16));
 		return -ENOEXEC;
+	}
 	kernel_end = BOOT_KERNEL_GPA + MAX(len - setup_bytes, (uint64_t)hdr.init_size);
 	if (kernel_end > low_ram_end(vm)) {
 		pr_err("kernel needs %llu MiB of RAM to decompress: use a larger --mem",
