@@ -14,25 +14,7 @@ con=$SCRATCH/console.txt
 vpid=
 
 # jnum FIELD: the first integer field FIELD of the JSON on stdin.
-jnum() {
-	grep -o "\"$1\":-\{0,1\}[0-9]*" | head -n1 | cut -d: -f2
-}
-ctl() {
-	run_with_timeout 30 "$VMM" ctl -s "$sock" "$@"
-}
-cleanup() {
-	st=$?
-	[ -z "$vpid" ] || kill -KILL "$vpid" 2>/dev/null
-	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
-}
-trap cleanup EXIT
-dumped=
-dump() {
-	dumped=1
-	log "guest console:"
-	tr -d '\r' <"$con" | sed 's/^/    | /'
-	[ ! -s "$SCRATCH/vmm.err" ] || sed 's/^/    ! /' "$SCRATCH/vmm.err"
-}
+trap bg_vmm_cleanup EXIT
 
 # The guest: fill+verify+free 160 MiB, then follow the balloon through MemFree (ballooned pages
 # are allocated by the driver), then allocate 200 MiB. Every wait is bounded.

@@ -18,25 +18,7 @@ sock=$SCRATCH/ctl.sock
 con=$SCRATCH/console.txt
 vpid=
 
-jnum() {
-	grep -o "\"$1\":-\{0,1\}[0-9]*" | head -n1 | cut -d: -f2
-}
-ctl() {
-	run_with_timeout 30 "$VMM" ctl -s "$sock" "$@"
-}
-cleanup() {
-	st=$?
-	[ -z "$vpid" ] || kill -KILL "$vpid" 2>/dev/null
-	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
-}
-trap cleanup EXIT
-dumped=
-dump() {
-	dumped=1
-	log "guest console:"
-	tr -d '\r' <"$con" | sed 's/^/    | /'
-	[ ! -s "$SCRATCH/vmm.err" ] || sed 's/^/    ! /' "$SCRATCH/vmm.err"
-}
+trap bg_vmm_cleanup EXIT
 
 # shellcheck disable=SC2016 # expanded by the guest's shell
 gcmd='echo 100000 >/proc/sys/vm/percpu_pagelist_high_fraction || exit 9

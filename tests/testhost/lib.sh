@@ -162,3 +162,28 @@ need_vmm() {
 		[ -s "$GUEST_DIR/$_f" ] || fail "default guest $GUEST_DIR/$_f missing (make guest)"
 	done
 }
+
+# --- A VMM in the background: scenarios set sock (control socket), con (console file) and vpid
+# (the vmm's pid, empty once reaped), then call `trap bg_vmm_cleanup EXIT` once.
+# jnum NAME: the first integer value of JSON field NAME on stdin.
+jnum() {
+	grep -o "\"$1\":-\{0,1\}[0-9]*" | head -n1 | cut -d: -f2
+}
+# ctl ARGS...: vmm ctl on $sock with a 30 s deadline.
+ctl() {
+	run_with_timeout 30 "$VMM" ctl -s "$sock" "$@"
+}
+# dump: print the guest console and the vmm's stderr (once per failure).
+dumped=
+dump() {
+	dumped=1
+	log "guest console:"
+	tr -d '\r' <"$con" | sed 's/^/    | /'
+	[ ! -s "$SCRATCH/vmm.err" ] || sed 's/^/    ! /' "$SCRATCH/vmm.err"
+}
+# bg_vmm_cleanup: EXIT trap: kill a vmm still running; on failure show what the guest printed.
+bg_vmm_cleanup() {
+	st=$?
+	[ -z "$vpid" ] || kill -KILL "$vpid" 2>/dev/null
+	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
+}
