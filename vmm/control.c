@@ -41,12 +41,14 @@ struct ctl_client {
 	struct wbuf w;
 };
 
-/* A deferred balloon.stats reply. */
+/* A deferred balloon.stats or memory.reclaim reply. */
 struct pending {
 	struct pending *next;
 	struct ctl_client *cl;
 	bool has_id;
 	int64_t id;
+	bool reclaim; /* memory.reclaim: completed by its event, @job */
+	uint64_t job;
 	uint64_t seq0;	      /* stats seq when the request came */
 	uint64_t deadline_ns; /* reply with what we have then */
 };
@@ -246,12 +248,23 @@ static void complete_stats(struct control *c, bool expire_all)
 {
 	struct balloon_stats st = {0};
 	uint64_t now = now_ns();
-	int ret = c->ops->stats_get(c->opaque, &st);
+	struct pending *q = c->pending;
+	int ret;
+
+	while (q && q->reclaim)
+		q = q->next;
+	if (!q)
+		return; /* only memory.reclaim replies wait */
+	ret = c->ops->stats_get(c->opaque, &st);
 
 	for (struct pending **pp = &c->pending, *p; (p = *pp);) {
 		bool fresh = st.seq > p->seq0;
 		struct ctl_request req = {.has_id = p->has_id, .id = p->id};
 
+		if (p->reclaim) {
+			pp = &p->next;
+			continue;
+		}
 		if (!fresh && !expire_all && now < p->deadline_ns) {
 			pp = &p->next;
 			continue;
@@ -265,6 +278,46 @@ static void complete_stats(struct control *c, bool expire_all)
 		free(p);
 	}
 	arm_timer(c);
+}
+
+/*
+ * Answer the deferred memory.reclaim requests: those of run @job with @data (the event's JSON
+ * text; NULL: none), and those whose deadline passed (or all, @expire_all) with an error.
+ */
+static void complete_reclaims(struct control *c, uint64_t job, const char *data, bool expire_all)
+{
+	uint64_t now = now_ns();
+
+	for (struct pending **pp = &c->pending, *p; (p = *pp);) {
+		struct ctl_request req = {.has_id = p->has_id, .id = p->id};
+		bool match = data && p->job == job;
+
+		if (!p->reclaim || (!match && !expire_all && now < p->deadline_ns)) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		p->cl->nr_pending--;
+		if (match)
+			send_ok(p->cl, &req, json_tokener_parse(data));
+		else
+			send_error(p->cl, p->has_id, p->id, CTL_E_INTERNAL,
+				   "memory.reclaim: no result in time (the reclaim may go on)");
+		free(p);
+	}
+	arm_timer(c);
+}
+
+/* The "job" field of a memory.reclaim event's data, 0 when absent. */
+static uint64_t event_job(const char *data)
+{
+	struct json_object *o = data ? json_tokener_parse(data) : NULL, *j;
+	uint64_t job = 0;
+
+	if (o && json_object_object_get_ex(o, "job", &j))
+		job = json_object_get_uint64(j);
+	json_object_put(o);
+	return job;
 }
 
 static int defer_stats(struct control *c, struct ctl_client *cl, const struct ctl_request *req,
@@ -315,6 +368,50 @@ static void cmd_balloon_stats(struct control *c, struct ctl_client *cl,
 		return;
 	}
 	send_ok(cl, req, ctl_stats_json(&st, now_ns(), false));
+}
+
+static void cmd_reclaim(struct control *c, struct ctl_client *cl, const struct ctl_request *req)
+{
+	uint64_t tmo = req->args.reclaim.timeout_ms, job = 0;
+	struct pending *p;
+	int ret;
+
+	if (!c->ops->reclaim) {
+		send_errno(cl, req, -ENODEV, "memory.reclaim");
+		return;
+	}
+	if (cl->nr_pending >= CTL_MAX_PENDING) {
+		send_error(cl, req->has_id, req->id, CTL_E_BUSY,
+			   "memory.reclaim: too many requests waiting on this connection");
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		send_errno(cl, req, -ENOMEM, "memory.reclaim");
+		return;
+	}
+	ret = c->ops->reclaim(c->opaque, req->args.reclaim.target_mib, tmo, &job);
+	if (ret < 0) {
+		free(p);
+		send_errno(cl, req, ret,
+			   ret == -ENODEV ? "memory.reclaim (no compressed tier: "
+					    "--compress=off)"
+					  : "memory.reclaim");
+		return;
+	}
+	/* The result comes as the run's event; past the run's own limit, answer anyway. */
+	*p = (struct pending){
+		.next = c->pending,
+		.cl = cl,
+		.has_id = req->has_id,
+		.id = req->id,
+		.reclaim = true,
+		.job = job,
+		.deadline_ns = now_ns() + (tmo + CTL_RECLAIM_GRACE_MS) * 1000000ULL,
+	};
+	c->pending = p;
+	cl->nr_pending++;
+	arm_timer(c);
 }
 
 static void cmd_balloon_set(struct control *c, struct ctl_client *cl, const struct ctl_request *req)
@@ -395,7 +492,7 @@ static void cmd_shutdown(struct control *c, struct ctl_client *cl, const struct 
 static void cmd_subscribe(struct ctl_client *cl, const struct ctl_request *req)
 {
 	static const char *const names[] = {"balloon.change", "balloon.stats", "vm.state",
-					    "guest.exit"};
+					    "guest.exit", "memory.reclaim"};
 	struct json_object *o = json_object_new_object(), *a = json_object_new_array();
 	uint32_t mask = req->args.subscribe.mask;
 
@@ -466,6 +563,9 @@ static void dispatch(struct control *c, struct ctl_client *cl, const struct ctl_
 		break;
 	case CTL_CMD_EVENTS_SUBSCRIBE:
 		cmd_subscribe(cl, req);
+		break;
+	case CTL_CMD_MEMORY_RECLAIM:
+		cmd_reclaim(c, cl, req);
 		break;
 	default:
 		send_error(cl, req->has_id, req->id, CTL_E_INTERNAL, "unhandled command");
@@ -729,6 +829,8 @@ static void deliver_events(struct control *c)
 		next = list->next;
 		if (bit == CTL_EV_BALLOON_STATS)
 			stats = true;
+		if (bit == CTL_EV_MEMORY_RECLAIM && c->pending)
+			complete_reclaims(c, event_job(list->data), list->data, false);
 		if (!line) {
 			pthread_mutex_lock(&c->evlock);
 			c->events_dropped++;
@@ -769,6 +871,7 @@ static void timer_cb(void *opaque, int fd, uint32_t events)
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
 	complete_stats(c, false);
+	complete_reclaims(c, 0, NULL, false);
 	reap(c);
 }
 
@@ -979,6 +1082,8 @@ void control_destroy(struct control *c)
 	deliver_events(c);
 	if (c->pending)
 		complete_stats(c, true);
+	if (c->pending)
+		complete_reclaims(c, 0, NULL, true);
 	flush_all(c);
 	for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
 		struct ctl_client *cl = c->clients[i];
@@ -1072,5 +1177,7 @@ void control_test_poll(struct control *c, bool expire_all)
 	deliver_events(c);
 	if (c->pending)
 		complete_stats(c, expire_all);
+	if (c->pending)
+		complete_reclaims(c, 0, NULL, expire_all);
 	reap(c);
 }

@@ -52,6 +52,14 @@ struct control_backend_ops {
 	int (*stats_get)(void *opaque, struct balloon_stats *out);
 	/* memory.stats figures. */
 	int (*memory_stats)(void *opaque, struct ctl_memory_stats *out);
+	/*
+	 * memory.reclaim: start compressing guest RAM down to @target_mib resident within
+	 * @timeout_ms; *@job identifies the run. The backend then posts the event
+	 * "memory.reclaim" with ctl_reclaim_json() data carrying that "job" (control_post_event()),
+	 * which completes the deferred reply. -ENODEV without a compressed tier, -EBUSY while a
+	 * reclaim runs. May be NULL (not-supported).
+	 */
+	int (*reclaim)(void *opaque, uint64_t target_mib, uint64_t timeout_ms, uint64_t *job);
 };
 
 /**

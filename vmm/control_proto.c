@@ -22,6 +22,7 @@ static const char *const cmd_names[CTL_NR_CMDS] = {
 	[CTL_CMD_BALLOON_STATS] = "balloon.stats",
 	[CTL_CMD_MEMORY_STATS] = "memory.stats",
 	[CTL_CMD_EVENTS_SUBSCRIBE] = "events.subscribe",
+	[CTL_CMD_MEMORY_RECLAIM] = "memory.reclaim",
 };
 
 static const char *const code_names[CTL_NR_CODES] = {
@@ -43,6 +44,7 @@ static const struct {
 	{"balloon.stats", CTL_EV_BALLOON_STATS},
 	{"vm.state", CTL_EV_VM_STATE},
 	{"guest.exit", CTL_EV_GUEST_EXIT},
+	{"memory.reclaim", CTL_EV_MEMORY_RECLAIM},
 };
 
 /*
@@ -251,6 +253,30 @@ static int args_subscribe(struct json_object *args, struct ctl_request *req, str
 	return 0;
 }
 
+static int args_reclaim(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
+{
+	bool target = false;
+
+	req->args.reclaim.timeout_ms = CTL_RECLAIM_DEF_MS;
+	json_object_object_foreach(args, key, val)
+	{
+		if (!strcmp(key, "target_mib")) {
+			if (get_u64(val, key, CTL_MAX_MIB, &req->args.reclaim.target_mib, err))
+				return -1;
+			target = true;
+		} else if (!strcmp(key, "timeout_ms")) {
+			if (get_u64(val, key, CTL_RECLAIM_MAX_MS, &req->args.reclaim.timeout_ms,
+				    err))
+				return -1;
+		} else {
+			return unknown_arg("memory.reclaim", key, err);
+		}
+	}
+	if (!target)
+		return fail(err, CTL_E_INVALID_ARG, "memory.reclaim: 'target_mib' is required");
+	return 0;
+}
+
 static int parse_args(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
 {
 	struct json_object *none = NULL;
@@ -272,6 +298,8 @@ static int parse_args(struct json_object *args, struct ctl_request *req, struct 
 		return args_balloon_set(args, req, err);
 	case CTL_CMD_EVENTS_SUBSCRIBE:
 		return args_subscribe(args, req, err);
+	case CTL_CMD_MEMORY_RECLAIM:
+		return args_reclaim(args, req, err);
 	default:
 		return args_none(args, req, err);
 	}
@@ -555,6 +583,12 @@ struct json_object *ctl_stats_json(const struct balloon_stats *st, uint64_t now_
 	return o;
 }
 
+/* A host figure that may be unreadable (negative): null then. A zeroed struct reads as 0. */
+static void add_opt(struct json_object *o, const char *key, int64_t v)
+{
+	json_object_object_add(o, key, v >= 0 ? json_object_new_int64(v) : NULL);
+}
+
 static struct json_object *ksm_json(const struct ctl_ksm_stats *k)
 {
 	struct json_object *o = json_object_new_object();
@@ -574,6 +608,91 @@ static struct json_object *ksm_json(const struct ctl_ksm_stats *k)
 		add_u64(o, "guest_ksm_bytes", k->smaps_ksm_bytes);
 		add_u64(o, "guest_swap_bytes", k->smaps_swap_bytes);
 	}
+	add_opt(o, "pages_to_scan", k->pages_to_scan);
+	add_opt(o, "sleep_millisecs", k->sleep_millisecs);
+	add_opt(o, "host_pages_shared", k->pages_shared);
+	add_opt(o, "host_pages_sharing", k->pages_sharing);
+	add_opt(o, "host_full_scans", k->full_scans);
+	return o;
+}
+
+/* Pages and bytes held, ratio, skips, faults and their latency, reclaim throughput. */
+static void tier_json(struct json_object *o, const struct memtier_stats *t)
+{
+	uint64_t orig = t->compressed_pages * PAGE_4K;
+
+	json_object_object_add(o, "algorithm", json_object_new_string(t->algo ? t->algo : "?"));
+	add_u64(o, "stored_pages_bytes", t->stored_pages * PAGE_4K);
+	add_u64(o, "compressed_pages", t->compressed_pages);
+	add_u64(o, "store_alloc_bytes", t->store_alloc_bytes);
+	add_u64(o, "zero_pages", t->zero_pages);
+	/* Page bytes per blob byte over the compressed pages; same-filled pages cost nothing. */
+	json_object_object_add(o, "compression_ratio",
+			       json_object_new_double(t->compressed_bytes
+							      ? (double)orig / t->compressed_bytes
+							      : 0));
+	add_u64(o, "incompressible_pages_skipped", t->incompressible_skipped);
+	add_u64(o, "shared_pages_skipped", t->shared_skipped);
+	add_u64(o, "evicted_pages", t->evicted_pages);
+	add_u64(o, "faults_stored", t->faults_stored);
+	add_u64(o, "faults_zero", t->faults_zero);
+	add_u64(o, "wp_faults", t->wp_faults);
+	add_u64(o, "fault_p50_ns", t->fault_p50_ns);
+	add_u64(o, "fault_p99_ns", t->fault_p99_ns);
+	add_u64(o, "fault_max_ns", t->fault_max_ns);
+	add_u64(o, "fault_samples", t->fault_samples);
+	add_u64(o, "reclaim_runs", t->reclaim_runs);
+	add_u64(o, "reclaim_input_bytes", t->reclaim_input_bytes);
+	/* Compression throughput per core: page bytes over the worker's CPU time. */
+	json_object_object_add(
+		o, "reclaim_mb_per_s_per_core",
+		json_object_new_double(
+			t->reclaim_cpu_ns ? t->reclaim_input_bytes * 1e3 / t->reclaim_cpu_ns : 0));
+	add_u64(o, "registered_bytes", t->registered_bytes);
+	add_u64(o, "mem_limit_bytes", t->mem_limit_bytes);
+	add_u64(o, "checksum_errors", t->checksum_errors);
+	json_object_object_add(o, "busy", json_object_new_boolean(t->busy));
+	json_object_object_add(o, "idle_tracking", json_object_new_boolean(t->idle_tracking));
+	json_object_object_add(o, "dirty_logging", json_object_new_boolean(t->dirty_logging));
+}
+
+struct json_object *ctl_reclaim_json(const struct memtier_result *r)
+{
+	struct json_object *o = json_object_new_object();
+	double secs = r->elapsed_ns / 1e9;
+
+	if (!o)
+		return NULL;
+	add_u64(o, "job", r->job);
+	add_u64(o, "target_mib", r->target_bytes / MiB);
+	json_object_object_add(o, "reached", json_object_new_boolean(r->reached));
+	json_object_object_add(o, "stopped_because", json_object_new_string(r->why ? r->why : "?"));
+	add_u64(o, "resident_before_bytes", r->resident_before);
+	add_u64(o, "resident_bytes", r->resident_after);
+	add_u64(o, "resident_mib", r->resident_after / MiB);
+	add_u64(o, "incompressible_resident_bytes", r->incompressible_resident_bytes);
+	add_u64(o, "scanned_pages", r->scanned_pages);
+	add_u64(o, "evicted_pages", r->evicted_pages);
+	add_u64(o, "compressed_pages", r->compressed_pages);
+	add_u64(o, "same_filled_pages", r->same_pages);
+	add_u64(o, "incompressible_pages", r->incompressible_pages);
+	add_u64(o, "shared_pages_skipped", r->shared_pages);
+	add_u64(o, "hot_pages_skipped", r->hot_pages);
+	add_u64(o, "input_bytes", r->input_bytes);
+	add_u64(o, "output_bytes", r->output_bytes);
+	json_object_object_add(o, "compression_ratio",
+			       json_object_new_double(r->output_bytes
+							      ? (double)r->compressed_pages *
+									PAGE_4K / r->output_bytes
+							      : 0));
+	add_u64(o, "elapsed_ms", r->elapsed_ns / 1000000);
+	add_u64(o, "cpu_ms", r->cpu_ns / 1000000);
+	json_object_object_add(o, "mb_per_s",
+			       json_object_new_double(secs > 0 ? r->input_bytes / 1e6 / secs : 0));
+	json_object_object_add(
+		o, "mb_per_s_per_core",
+		json_object_new_double(r->cpu_ns ? r->input_bytes * 1e3 / r->cpu_ns : 0));
+	add_u64(o, "revolutions", r->revolutions);
 	return o;
 }
 
@@ -590,6 +709,7 @@ static struct json_object *compressed_json(const struct ctl_compressed_stats *c)
 	add_u64(o, "stored_bytes", c->stored_bytes);
 	add_u64(o, "same_filled_pages", c->same_filled_pages);
 	add_u64(o, "faults", c->faults);
+	tier_json(o, &c->tier);
 	return o;
 }
 

@@ -14,15 +14,19 @@
 #include <stdint.h>
 
 #include "../devices/virtio_balloon.h"
+#include "mem/memtier.h"
 
-#define CTL_MAX_LINE	    65536 /* bytes of one request line, '\n' not counted */
-#define CTL_MAX_CLIENTS	    32
-#define CTL_STATS_WAIT_MS   1000	 /* balloon.stats waits this long for a fresh set */
-#define CTL_SHUTDOWN_DEF_MS 5000	 /* vm.shutdown grace period when timeout_ms is absent */
-#define CTL_SHUTDOWN_MAX_MS 600000	 /* largest accepted timeout_ms */
-#define CTL_MAX_MIB	    (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
-#define CTL_MAX_DEVICES	    16
-#define CTL_MSG_LEN	    192
+#define CTL_MAX_LINE	     65536 /* bytes of one request line, '\n' not counted */
+#define CTL_MAX_CLIENTS	     32
+#define CTL_STATS_WAIT_MS    1000	  /* balloon.stats waits this long for a fresh set */
+#define CTL_SHUTDOWN_DEF_MS  5000	  /* vm.shutdown grace period when timeout_ms is absent */
+#define CTL_SHUTDOWN_MAX_MS  600000	  /* largest accepted timeout_ms */
+#define CTL_MAX_MIB	     (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
+#define CTL_RECLAIM_DEF_MS   300000	  /* memory.reclaim time limit when timeout_ms is absent */
+#define CTL_RECLAIM_MAX_MS   3600000	  /* largest accepted memory.reclaim timeout_ms */
+#define CTL_RECLAIM_GRACE_MS 30000	  /* the server answers by itself this long after */
+#define CTL_MAX_DEVICES	     16
+#define CTL_MSG_LEN	     192
 
 /* Commands, in the order of docs/control.md. */
 enum ctl_cmd {
@@ -35,6 +39,7 @@ enum ctl_cmd {
 	CTL_CMD_BALLOON_STATS,
 	CTL_CMD_MEMORY_STATS,
 	CTL_CMD_EVENTS_SUBSCRIBE,
+	CTL_CMD_MEMORY_RECLAIM,
 	CTL_NR_CMDS,
 };
 
@@ -58,7 +63,8 @@ enum ctl_event_bit {
 	CTL_EV_VM_STATE = 1u << 2,	 /* "vm.state" */
 	CTL_EV_GUEST_EXIT = 1u << 3,	 /* "guest.exit" */
 	CTL_EV_OTHER = 1u << 4,		 /* any other name (only with a full subscription) */
-	CTL_EV_ALL = (1u << 5) - 1,
+	CTL_EV_MEMORY_RECLAIM = 1u << 5, /* "memory.reclaim" */
+	CTL_EV_ALL = (1u << 6) - 1,
 };
 
 /* A validated request. Only the union member of @cmd is meaningful. */
@@ -77,6 +83,10 @@ struct ctl_request {
 		struct {
 			uint32_t mask; /* enum ctl_event_bit */
 		} subscribe;
+		struct {
+			uint64_t target_mib; /* guest RAM resident target, <= CTL_MAX_MIB */
+			uint64_t timeout_ms; /* <= CTL_RECLAIM_MAX_MS */
+		} reclaim;
 	} args;
 };
 
@@ -113,16 +123,19 @@ struct ctl_ksm_stats {
 	uint64_t smaps_rss_bytes; /* Rss of the guest mapping */
 	uint64_t smaps_ksm_bytes; /* KSM line of the guest mapping (0 when the kernel lacks it) */
 	uint64_t smaps_swap_bytes;
+	/* Host-wide, /sys/kernel/mm/ksm/ (-1 when unreadable). */
+	int64_t pages_to_scan, sleep_millisecs, pages_shared, pages_sharing, full_scans;
 };
 
 /* Compressed-tier figures; all zero while the tier does not exist or is off. */
 struct ctl_compressed_stats {
 	bool enabled;
-	uint64_t stored_pages;	    /* pages held compressed */
+	uint64_t stored_pages;	    /* pages held by the tier (compressed + same-filled) */
 	uint64_t stored_bytes;	    /* compressed bytes held */
 	uint64_t same_filled_pages; /* zero/same-filled pages held at no store cost */
 	uint64_t faults;	    /* fault-ins served */
 	uint64_t errors;	    /* checksum failures and other tier errors */
+	struct memtier_stats tier;  /* everything else (memtier.h) */
 };
 
 /* Server-side counters (the control socket itself). */
@@ -219,6 +232,13 @@ const char *ctl_stat_name(unsigned int tag);
 /** ctl_memory_json() - memory.stats reply. @srv may be NULL. */
 struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
 				    const struct ctl_server_stats *srv);
+
+/**
+ * ctl_reclaim_json() - memory.reclaim reply and event data from @r: the target, what was reached
+ * and why it stopped, resident bytes before/after, pages evicted / skipped, bytes in and out,
+ * times and throughput (docs/control.md).
+ */
+struct json_object *ctl_reclaim_json(const struct memtier_result *r);
 
 /**
  * ctl_parse_ksm_stat() - fill the ksm_stat fields of @out from the text of /proc/self/ksm_stat

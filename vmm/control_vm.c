@@ -9,6 +9,7 @@
 #include "../devices/virtio_balloon.h"
 #include "control.h"
 #include "loop.h"
+#include "mem/memtier.h"
 #include "util.h"
 #include "vm.h"
 
@@ -204,20 +205,40 @@ err:
 	return NULL;
 }
 
+/* A number from a one-line /proc or /sys file, -1 when unreadable. */
+static int64_t read_num(const char *path)
+{
+	char *text = read_text(path);
+	int64_t v = text && *text >= '0' && *text <= '9' ? strtoll(text, NULL, 10) : -1;
+
+	free(text);
+	return v;
+}
+
 static void ksm_figures(struct vm *vm, struct ctl_ksm_stats *k)
 {
 	char *text;
 
 	k->mergeable = vm->gm.mergeable;
-	k->run = -1;
-	text = read_text("/sys/kernel/mm/ksm/run");
-	if (text)
-		k->run = atoi(text);
-	free(text);
+	k->run = (int)read_num("/sys/kernel/mm/ksm/run");
+	k->pages_to_scan = read_num("/sys/kernel/mm/ksm/pages_to_scan");
+	k->sleep_millisecs = read_num("/sys/kernel/mm/ksm/sleep_millisecs");
+	k->pages_shared = read_num("/sys/kernel/mm/ksm/pages_shared");
+	k->pages_sharing = read_num("/sys/kernel/mm/ksm/pages_sharing");
+	k->full_scans = read_num("/sys/kernel/mm/ksm/full_scans");
 	text = read_text("/proc/self/ksm_stat");
 	if (text)
 		ctl_parse_ksm_stat(text, k);
 	free(text);
+	/* Linux 6.1's ksm_stat has only ksm_rmap_items: the merged pages have their own file. */
+	if (!k->merging_pages) {
+		int64_t m = read_num("/proc/self/ksm_merging_pages");
+
+		if (m >= 0) {
+			k->merging_pages = (uint64_t)m;
+			k->have_ksm_stat = true;
+		}
+	}
 	text = read_text("/proc/self/smaps");
 	if (text && vm->gm.base)
 		ctl_parse_smaps(text, (uintptr_t)vm->gm.base, (uintptr_t)vm->gm.base + vm->gm.size,
@@ -242,8 +263,29 @@ static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
 		balloon_get_counters(vm->balloon, &out->balloon);
 	}
 	ksm_figures(vm, &out->ksm);
-	/* The compressed tier fills out->compressed once it exists. */
+	if (vm->memtier) {
+		struct ctl_compressed_stats *c = &out->compressed;
+
+		memtier_get_stats(vm->memtier, &c->tier);
+		c->enabled = true;
+		c->stored_pages = c->tier.stored_pages;
+		c->stored_bytes = c->tier.compressed_bytes;
+		c->same_filled_pages = c->tier.same_filled_pages;
+		c->faults = c->tier.faults;
+		c->errors = c->tier.errors;
+	}
 	return 0;
+}
+
+static int cvm_reclaim(void *opaque, uint64_t target_mib, uint64_t timeout_ms, uint64_t *job)
+{
+	struct control_vm *cv = opaque;
+
+	if (!cv->vm->memtier)
+		return -ENODEV;
+	if (vm_get_state(cv->vm) == VM_STOPPED)
+		return -ESRCH;
+	return memtier_reclaim(cv->vm->memtier, target_mib * MiB, timeout_ms, job);
 }
 
 static const struct control_backend_ops control_vm_ops = {
@@ -256,6 +298,7 @@ static const struct control_backend_ops control_vm_ops = {
 	.stats_request = cvm_stats_request,
 	.stats_get = cvm_stats_get,
 	.memory_stats = cvm_memory_stats,
+	.reclaim = cvm_reclaim,
 };
 
 int control_start(struct vm *vm, const char *path)

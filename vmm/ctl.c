@@ -62,6 +62,10 @@ static void usage(FILE *f)
 		"  balloon get                   target and actual balloon size\n"
 		"  balloon stats                 the guest's memory statistics\n"
 		"  memory                        host RSS, ballooned pages, KSM, compressed tier\n"
+		"  memory reclaim SIZE [--timeout DUR]\n"
+		"                                compress cold guest pages until at most SIZE of\n"
+		"                                guest RAM is resident; prints what was reached\n"
+		"                                (DUR: the reclaim's time limit, default 300s)\n"
 		"  events [NAME...]              print events until interrupted\n"
 		"options: -s, --socket PATH   control socket (vmm run --control PATH)\n"
 		"         --json              print the raw JSON reply lines\n"
@@ -297,10 +301,19 @@ static struct json_object *parse_json(const char *s)
  * (caller puts it). Returns EXIT_OK with an ok reply, EXIT_REPLY_ERR with an error reply (printed),
  * EXIT_USAGE on connection trouble (printed).
  */
+static int conn_call_until(struct conn *c, const char *cmd, struct json_object *args,
+			   struct json_object **reply, uint64_t deadline);
+
 static int conn_call(struct conn *c, const char *cmd, struct json_object *args,
 		     struct json_object **reply)
 {
-	uint64_t deadline = now_ns() + REPLY_TIMEOUT;
+	return conn_call_until(c, cmd, args, reply, now_ns() + REPLY_TIMEOUT);
+}
+
+/* conn_call() with the reply awaited until @deadline (ns, CLOCK_MONOTONIC). */
+static int conn_call_until(struct conn *c, const char *cmd, struct json_object *args,
+			   struct json_object **reply, uint64_t deadline)
+{
 	int64_t id = conn_send(c, cmd, args);
 
 	*reply = NULL;
@@ -664,6 +677,36 @@ static void print_memory(struct json_object *ok)
 	print_flat(ok, "");
 }
 
+/* memory reclaim SIZE: one request whose reply comes when the reclaim is over. */
+static int cmd_reclaim(struct conn *c, struct opts *o)
+{
+	uint64_t tmo = o->has_timeout ? o->timeout_ms : CTL_RECLAIM_DEF_MS;
+	struct json_object *args = json_object_new_object(), *reply, *ok;
+	int ret;
+
+	json_object_object_add(args, "target_mib", json_object_new_uint64(o->mib));
+	if (o->has_timeout)
+		json_object_object_add(args, "timeout_ms", json_object_new_uint64(tmo));
+	ret = conn_call_until(c, "memory.reclaim", args, &reply,
+			      now_ns() + (tmo + CTL_RECLAIM_GRACE_MS + 10000) * 1000000ULL);
+	if (ret)
+		return ret;
+	ok = ok_of(reply);
+	if (!o->json) {
+		printf("%s: guest RAM resident %.1f MiB (target %" PRIu64 " MiB, was %.1f MiB) "
+		       "after %.2f s\n",
+		       json_object_get_boolean(json_object_object_get(ok, "reached"))
+			       ? "reached"
+			       : "not reached",
+		       (double)get_u64(ok, "resident_bytes") / MiB, get_u64(ok, "target_mib"),
+		       (double)get_u64(ok, "resident_before_bytes") / MiB,
+		       (double)get_u64(ok, "elapsed_ms") / 1000);
+		print_flat(ok, "");
+	}
+	json_object_put(reply);
+	return EXIT_OK;
+}
+
 static void print_state(struct json_object *ok)
 {
 	printf("%s%s\n", get_str(ok, "state"),
@@ -681,6 +724,7 @@ static int check(struct opts *o)
 	static const char *const plain[] = {"info", "pause", "resume", "shutdown", "memory"};
 	const char *w0 = o->words[0];
 	bool bal = !strcmp(w0, "balloon"), set = is(o, "balloon", "set", 2);
+	bool reclaim = is(o, "memory", "reclaim", 2);
 	bool known = bal || !strcmp(w0, "events");
 
 	for (size_t i = 0; i < ARRAY_SIZE(plain); i++)
@@ -690,14 +734,21 @@ static int check(struct opts *o)
 	if (bal && (o->nwords < 2 || (strcmp(o->words[1], "set") && strcmp(o->words[1], "get") &&
 				      strcmp(o->words[1], "stats"))))
 		return usage_err("usage: balloon set|get|stats%s", "");
-	if (!bal && strcmp(w0, "events") && o->nwords > 1)
+	if (reclaim && o->nwords != 3)
+		return usage_err("usage: memory reclaim SIZE [--timeout DUR]%s", "");
+	if (reclaim && parse_mib(o->words[2], &o->mib) < 0)
+		return usage_err("bad SIZE '%s' (MiB, or a whole number of MiB with K/M/G/T)",
+				 o->words[2]);
+	if (!bal && !reclaim && strcmp(w0, "events") && o->nwords > 1)
 		return usage_err("'%s' takes no arguments", w0);
 	if (bal && !set && o->nwords > 2)
 		return usage_err("'balloon %s' takes no arguments", o->words[1]);
 	if ((o->wait || o->guest) && !set)
 		return usage_err("--wait and --guest go with 'balloon set'%s", "");
-	if (o->has_timeout && strcmp(w0, "shutdown") && !(set && o->wait))
-		return usage_err("--timeout goes with 'shutdown' or 'balloon set --wait'%s", "");
+	if (o->has_timeout && strcmp(w0, "shutdown") && !(set && o->wait) && !reclaim)
+		return usage_err("--timeout goes with 'shutdown', 'balloon set --wait' or 'memory "
+				 "reclaim'%s",
+				 "");
 	if (set && o->nwords != 3)
 		return usage_err("usage: balloon set [--guest] SIZE [--wait [--timeout DUR]]%s",
 				 "");
@@ -717,6 +768,8 @@ static int run(struct conn *c, struct opts *o)
 		return cmd_simple(c, o, "vm.resume", print_state);
 	if (is(o, "shutdown", NULL, 1))
 		return cmd_shutdown(c, o);
+	if (is(o, "memory", "reclaim", 2))
+		return cmd_reclaim(c, o);
 	if (is(o, "memory", NULL, 1))
 		return cmd_simple(c, o, "memory.stats", print_memory);
 	if (is(o, "events", NULL, 1))

@@ -25,6 +25,7 @@
 
 #define MIN_MEM	     (64 * MiB)
 #define DEFAULT_MEM  (256 * MiB)
+#define MAX_VCPUS    254 /* APIC IDs 0..253, the IOAPIC takes the next (boot/mptable.c) */
 #define BASE_CMDLINE "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
 
 int ctl_main(int argc, char **argv); /* vmm/ctl.c */
@@ -52,6 +53,11 @@ static void usage(FILE *f)
 		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
+		"  --compress ALGO      compressed tier for cold guest pages: lz4 (default), "
+		"zstd,\n"
+		"                       zstd:LEVEL, or off\n"
+		"  --mem-limit SIZE     keep guest RAM resident in host memory at or below SIZE\n"
+		"                       (compresses cold pages; needs the compressed tier)\n"
 		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of "
 		"Linux\n"
 		"  -v, --verbose        more messages (repeat for debug)\n"
@@ -195,6 +201,29 @@ static void parse_balloon(const char *arg, struct balloon_config *b)
 	free(copy);
 }
 
+/* --compress lz4 | zstd | zstd:LEVEL | off */
+static void parse_compress(const char *arg, struct vm_config *cfg)
+{
+	bool on;
+
+	cfg->compress_level = 0;
+	if (!strcmp(arg, "lz4")) {
+		cfg->compress = VM_COMPRESS_LZ4;
+	} else if (!strncmp(arg, "zstd", 4) && (!arg[4] || arg[4] == ':')) {
+		char *end = NULL;
+		long lvl = arg[4] ? strtol(arg + 5, &end, 10) : 0;
+
+		if (arg[4] && (!arg[5] || *end || lvl < 1 || lvl > 19))
+			die("--compress '%s': the zstd level goes from 1 to 19", arg);
+		cfg->compress = VM_COMPRESS_ZSTD;
+		cfg->compress_level = (int)lvl;
+	} else if (parse_onoff(arg, &on) && !on) {
+		cfg->compress = VM_COMPRESS_OFF;
+	} else {
+		die("--compress '%s': expected lz4, zstd, zstd:LEVEL or off", arg);
+	}
+}
+
 static uint64_t host_ram_bytes(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -226,6 +255,8 @@ static int cmd_run(int argc, char **argv)
 		{"balloon", required_argument, NULL, 'b'},
 		{"control", required_argument, NULL, 's'},
 		{"merge", required_argument, NULL, 'M'},
+		{"compress", required_argument, NULL, 'Z'},
+		{"mem-limit", required_argument, NULL, 'L'},
 		{"firmware", required_argument, NULL, 'f'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -235,6 +266,7 @@ static int cmd_run(int argc, char **argv)
 		.mem_bytes = DEFAULT_MEM,
 		.nr_vcpus = 1,
 		.merge = true,
+		.compress = VM_COMPRESS_LZ4,
 		.console = CONSOLE_STDIO,
 		.balloon = {.enabled = true,
 			    .deflate_on_oom = true,
@@ -249,7 +281,8 @@ static int cmd_run(int argc, char **argv)
 	sigset_t sigs;
 	int c, sfd, ret;
 
-	while ((c = getopt_long(argc, argv, "+vh", opts, NULL)) != -1) {
+	opterr = 0; /* our own messages: getopt's would name the program "run" */
+	while ((c = getopt_long(argc, argv, "+:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			snprintf(kernel, sizeof(kernel), "%s", optarg);
@@ -272,10 +305,10 @@ static int cmd_run(int argc, char **argv)
 			char *end;
 			long n = strtol(optarg, &end, 10);
 
-			if (*optarg == '\0' || *end || n < 1 || n > 1024)
-				die("--cpus '%s': expected a number of vCPUs from 1 up to the KVM "
-				    "limit",
-				    optarg);
+			if (*optarg == '\0' || *end || n < 1)
+				die("--cpus '%s': expected a number of vCPUs, at least 1", optarg);
+			if (n > MAX_VCPUS)
+				die("--cpus %ld is above the limit of %d vCPUs", n, MAX_VCPUS);
 			cfg.nr_vcpus = (unsigned int)n;
 			break;
 		}
@@ -300,6 +333,15 @@ static int cmd_run(int argc, char **argv)
 			if (!parse_onoff(optarg, &cfg.merge))
 				die("--merge '%s': expected on or off", optarg);
 			break;
+		case 'Z':
+			parse_compress(optarg, &cfg);
+			break;
+		case 'L':
+			if (parse_size(optarg, &cfg.mem_limit_bytes) < 0 || !cfg.mem_limit_bytes)
+				die("--mem-limit '%s': expected a size like 512M or 2G", optarg);
+			if (!strpbrk(optarg, "kKmMgGtT"))
+				cfg.mem_limit_bytes *= MiB;
+			break;
 		case 'f':
 			cfg.firmware = optarg;
 			break;
@@ -309,9 +351,12 @@ static int cmd_run(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case ':':
+			die("option '%s' needs a value (see 'vmm run --help')", argv[optind - 1]);
 		default:
-			usage(stderr);
-			return 2;
+			if (optopt)
+				die("unknown option '-%c' (see 'vmm run --help')", optopt);
+			die("unknown option '%s' (see 'vmm run --help')", argv[optind - 1]);
 		}
 	}
 	if (cfg.mem_bytes < MIN_MEM)
@@ -322,6 +367,8 @@ static int cmd_run(int argc, char **argv)
 		    (unsigned long long)(cfg.mem_bytes / MiB),
 		    (unsigned long long)(host_ram_bytes() / MiB));
 	cfg.mem_bytes = ALIGN_DOWN(cfg.mem_bytes, 2 * MiB);
+	if (cfg.mem_limit_bytes && cfg.compress == VM_COMPRESS_OFF)
+		die("--mem-limit needs the compressed tier (--compress lz4 or zstd)");
 
 	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
 	shcmd[0] = '\0';
@@ -384,7 +431,9 @@ static int cmd_run(int argc, char **argv)
 		exit(2);
 	loop_run(vm->loop);
 	ret = vm->exit_status;
-	if (ret && vm->exit_reason[0] && ret != 130 && ret != 143)
+	if (vm->guest_panicked)
+		pr_err("%s", vm->exit_reason); /* the one stop that the guest does not explain */
+	else if (ret && vm->exit_reason[0] && ret != 130 && ret != 143)
 		pr_info("guest ended: %s", vm->exit_reason);
 	if (ret == 130 || ret == 143)
 		fprintf(stderr, "vmm: %s\n", vm->exit_reason);

@@ -15,6 +15,7 @@
 #include "boot/boot.h"
 #include "control.h"
 #include "loop.h"
+#include "mem/memtier.h"
 #include "util.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -141,13 +142,58 @@ static int create_pci(struct vm *vm)
 	return 0;
 }
 
+/* The compressed tier's glue: an integrity failure stops the VM; a reclaim result is an event. */
+static void memtier_fatal(void *opaque, const char *msg)
+{
+	vm_stop(opaque, 1, msg);
+}
+
+static void memtier_done(void *opaque, const struct memtier_result *r)
+{
+	struct json_object *o = ctl_reclaim_json(r);
+
+	if (o)
+		vm_emit_event(opaque, "memory.reclaim",
+			      json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
+static int create_memtier(struct vm *vm)
+{
+	struct memtier_config mc = {
+		.algo = vm->cfg.compress == VM_COMPRESS_ZSTD ? CS_ALGO_ZSTD : CS_ALGO_LZ4,
+		.level = vm->cfg.compress_level,
+		.mem_limit_bytes = vm->cfg.mem_limit_bytes,
+		.vm_fd = vm->vm_fd,
+		/* Test-only: VMM_TEST_CORRUPT_STORE=GPA (tests/kvm/memtier_corrupt.sh). */
+		.test_corrupt = getenv("VMM_TEST_CORRUPT_STORE") != NULL,
+		.test_corrupt_gpa = strtoull(getenv("VMM_TEST_CORRUPT_STORE") ?: "0", NULL, 0),
+		.fatal = memtier_fatal,
+		.done = memtier_done,
+		.opaque = vm,
+	};
+	int ret;
+
+	if (vm->cfg.compress == VM_COMPRESS_OFF)
+		return 0;
+	ret = memtier_create(&vm->gm, &mc, &vm->memtier);
+	if (ret && vm->cfg.mem_limit_bytes) {
+		pr_err("--mem-limit needs the compressed tier: %s", strerror(-ret));
+		return ret;
+	}
+	if (ret)
+		pr_warn("compressed tier unavailable (%s): continuing without it", strerror(-ret));
+	return 0;
+}
+
 int platform_create(struct vm *vm)
 {
 	int ret;
 
-	ret = create_console(vm);
-	if (!ret)
-		ret = i8042_create(vm);
+	ret = create_console(vm); /* says what is wrong with --console itself */
+	if (ret)
+		return ret;
+	ret = i8042_create(vm);
 	if (!ret)
 		ret = exit_port_create(vm);
 	if (ret) {
@@ -155,6 +201,8 @@ int platform_create(struct vm *vm)
 		return ret;
 	}
 	ret = create_pci(vm);
+	if (!ret)
+		ret = create_memtier(vm);
 	if (ret)
 		return ret;
 	if (vm->cfg.control_path) {
@@ -248,6 +296,9 @@ void platform_destroy(struct vm *vm)
 		balloon_destroy(vm->balloon);
 	vm->balloon = NULL;
 	control_stop(vm);
+	/* After every thread that may fault on guest RAM (vCPUs, loop, balloon) is gone. */
+	memtier_destroy(vm->memtier);
+	vm->memtier = NULL;
 	serial_destroy(console);
 	console = NULL;
 	if (console_fd >= 0)

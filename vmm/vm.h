@@ -18,6 +18,7 @@ struct vcpu;
 struct pci_bus;
 struct balloon;
 struct control;
+struct memtier;
 
 /* The 32-bit PCI MMIO window (BARs), reserved in e820; between RAM and the IOAPIC. */
 #define VM_PCI_MMIO_BASE 0xe0000000ULL
@@ -27,6 +28,9 @@ enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
 enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 
+/* The compressed tier (vmm/mem/memtier.h); main.c defaults to lz4. */
+enum vm_compress { VM_COMPRESS_OFF, VM_COMPRESS_LZ4, VM_COMPRESS_ZSTD };
+
 struct vm_config {
 	uint64_t mem_bytes; /* guest RAM, bytes */
 	unsigned int nr_vcpus;
@@ -35,6 +39,9 @@ struct vm_config {
 	const char *cmdline;  /* full kernel command line */
 	const char *firmware; /* ELF firmware image instead of a kernel, or NULL */
 	bool merge;	      /* MADV_MERGEABLE */
+	enum vm_compress compress;
+	int compress_level;	  /* zstd level / lz4 acceleration, 0: default */
+	uint64_t mem_limit_bytes; /* --mem-limit: resident guest RAM ceiling, 0: none */
 	enum console_mode console;
 	const char *console_path; /* CONSOLE_FILE */
 	const char *control_path; /* control socket, or NULL */
@@ -70,6 +77,7 @@ struct vm {
 	struct pci_bus *pci;
 	struct balloon *balloon;
 	struct control *control;
+	struct memtier *memtier; /* NULL with --compress=off */
 
 	/* Event sink (the control socket); may be NULL. Called from any thread. */
 	void (*event_fn)(void *opaque, const char *event, const char *data_json);

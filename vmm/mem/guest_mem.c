@@ -206,6 +206,8 @@ int gm_discard(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages, enum gm_pa
 		if (!n)
 			continue;
 		hva = gm->base + first * GM_PAGE_SIZE;
+		if (gm->discard_hook)
+			gm->discard_hook(gm->discard_opaque, first, n);
 		gm->discard_calls++;
 		if (madvise(hva, n * GM_PAGE_SIZE, MADV_DONTNEED)) {
 			ret = -errno;
@@ -215,6 +217,13 @@ int gm_discard(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages, enum gm_pa
 	}
 	pthread_mutex_unlock(&gm->lock);
 	return ret;
+}
+
+void gm_set_discard_hook(struct guest_mem *gm, void (*fn)(void *opaque, uint64_t idx, uint64_t nr),
+			 void *opaque)
+{
+	gm->discard_hook = fn;
+	gm->discard_opaque = opaque;
 }
 
 int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)

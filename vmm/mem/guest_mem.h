@@ -45,6 +45,9 @@ struct guest_mem {
 	uint64_t nr_ballooned, nr_reported;
 	uint64_t discard_calls; /* madvise calls made by gm_discard */
 	bool mergeable;		/* MADV_MERGEABLE applied */
+	/* gm_set_discard_hook(): called by gm_discard(), lock held; NULL when none. */
+	void (*discard_hook)(void *opaque, uint64_t idx, uint64_t nr_pages);
+	void *discard_opaque;
 };
 
 /**
@@ -89,6 +92,16 @@ int gm_page_index(const struct guest_mem *gm, uint64_t gpa, uint64_t *idx);
  * or -errno from madvise.
  */
 int gm_discard(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages, enum gm_page_state state);
+
+/**
+ * gm_set_discard_hook() - have gm_discard() call @fn(@opaque, idx, nr) for each state-map range
+ * [idx, idx + nr) it is about to discard, with gm->lock held and before the madvise, so the
+ * compressed tier drops its stored copies of those pages (a discarded page reads back as zeros).
+ * @fn must not touch guest RAM or take gm->lock. NULL @fn removes the hook. Call before other
+ * threads use @gm, or with gm->lock held.
+ */
+void gm_set_discard_hook(struct guest_mem *gm, void (*fn)(void *opaque, uint64_t idx, uint64_t nr),
+			 void *opaque);
 
 /**
  * gm_reclaim_clear() - mark [@pfn, @pfn + @nr_pages) resident again (balloon deflate).

@@ -1,0 +1,923 @@
+#include "memtier.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util.h"
+#include "reclaim.h"
+#include "uffd.h"
+
+#define PG	     GM_PAGE_SIZE
+#define BATCH	     64u    /* pages write-protected and compressed together */
+#define LAT_RING     16384u /* fault-in latency samples kept */
+#define RESIDENT_REM 64u    /* chunks between two mincore re-measures during a reclaim */
+#define MAX_PASSES   3u	    /* revolutions per reclaim: 2 honour references, the 3rd does not */
+
+/* /proc/self/pagemap bits (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT   (1ULL << 63)
+#define PM_EXCLUSIVE (1ULL << 56)
+#define PM_PFN_MASK  ((1ULL << 55) - 1)
+
+struct memtier {
+	struct guest_mem *gm;
+	struct memtier_config cfg;
+	struct cs_store store;
+	struct wsclock clock;
+	int uffd;
+	struct uffd_thread *uthread;
+	struct cs_codec dec; /* the userfaultfd thread's */
+	uint8_t *fault_buf;  /* its page buffer for UFFDIO_COPY */
+	uint8_t *zero_buf;
+	struct cs_codec enc; /* the worker's */
+	int pagemap_fd, idle_fd;
+	uint8_t *registered; /* per WSC_CHUNK chunk: registered with userfaultfd (worker only) */
+	uint64_t nr_chunks, registered_pages;
+	bool dirty_on, dirty_failed;
+	uint64_t *dirty_bm[2];
+
+	pthread_t worker;
+	bool worker_started;
+	pthread_mutex_t wlock; /* everything below up to the latency ring */
+	pthread_cond_t wcond;  /* wakes the worker */
+	pthread_cond_t dcond;  /* a job finished */
+	bool stop, job_pending, job_running;
+	uint64_t next_job, job, job_target, job_timeout_ms;
+	uint64_t done_job;
+	struct memtier_result last;
+	uintptr_t batch_lo, batch_hi; /* host range write-protected by the worker right now */
+	uint64_t runs, evicted_total, incomp_total, shared_total, input_total, cpu_total;
+	uint64_t wp_faults;
+
+	/* Touched by the userfaultfd thread (atomics). */
+	uint64_t faults, faults_stored, faults_zero, errors, csum_errors;
+	bool dead;
+
+	pthread_mutex_t lat_lock;
+	uint32_t *lat;
+	uint64_t lat_n;
+};
+
+const char *memtier_algo_name(enum cs_algo algo)
+{
+	return algo == CS_ALGO_ZSTD ? "zstd" : "lz4";
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void inc(uint64_t *v)
+{
+	__atomic_add_fetch(v, 1, __ATOMIC_RELAXED);
+}
+
+/* Guest-physical address of state-map page @idx (for messages). */
+static uint64_t idx_gpa(const struct guest_mem *gm, uint64_t idx)
+{
+	for (unsigned int i = gm->nr_regions; i-- > 0;)
+		if (idx >= gm->regions[i].first_pg)
+			return gm->regions[i].gpa + (idx - gm->regions[i].first_pg) * PG;
+	return idx * PG;
+}
+
+static void lat_record(struct memtier *t, uint64_t ns)
+{
+	pthread_mutex_lock(&t->lat_lock);
+	t->lat[t->lat_n++ % LAT_RING] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+	pthread_mutex_unlock(&t->lat_lock);
+}
+
+/* --- the userfaultfd thread ------------------------------------------------------------------ */
+
+static void integrity_failure(struct memtier *t, uint64_t idx, int err, const struct cs_entry *e)
+{
+	char msg[256];
+
+	inc(&t->errors);
+	if (err == -EBADMSG)
+		inc(&t->csum_errors);
+	snprintf(msg, sizeof(msg),
+		 "compressed tier: stored copy of guest page 0x%" PRIx64
+		 " failed its integrity check (%s, %s entry, stored crc32c 0x%08x): stopping the "
+		 "VM rather than give the guest wrong data",
+		 idx_gpa(t->gm, idx), err == -EBADMSG ? "checksum mismatch" : "undecodable blob",
+		 e->kind == CS_SAME   ? "same-filled"
+		 : e->kind == CS_ZSTD ? "zstd"
+				      : "lz4",
+		 e->csum);
+	pr_err("%s", msg);
+	if (!__atomic_exchange_n(&t->dead, true, __ATOMIC_SEQ_CST) && t->cfg.fatal)
+		t->cfg.fatal(t->cfg.opaque, msg);
+}
+
+/*
+ * Fill the missing page at @p. gm->lock is held across the UFFDIO_COPY so a balloon discard of the
+ * same page cannot slip between taking the entry and installing its content.
+ */
+static void on_missing(void *opaque, uintptr_t addr, bool write)
+{
+	struct memtier *t = opaque;
+	struct guest_mem *gm = t->gm;
+	uint8_t *p = (uint8_t *)addr;
+	uint64_t t0 = now_ns(), idx;
+	struct cs_entry e;
+	int ret = 0;
+
+	if (p < gm->base || p >= gm->base + gm->size) {
+		uffd_zeropage(t->uffd, p, PG); /* not guest RAM: cannot be registered */
+		return;
+	}
+	idx = (uint64_t)(p - gm->base) / PG;
+	pthread_mutex_lock(&gm->lock);
+	if (gm->state[idx] != GM_PAGE_COMPRESSED || !cs_take(&t->store, idx, &e)) {
+		/* Never stored (untouched, ballooned, reported): it reads as zeros. */
+		if (gm->state[idx] == GM_PAGE_COMPRESSED) {
+			inc(&t->errors);
+			gm->state[idx] = GM_PAGE_RESIDENT;
+		}
+		/* Counted before the fill: the woken thread may read the counters at once. */
+		inc(&t->faults_zero);
+		inc(&t->faults);
+		ret = write ? uffd_copy(t->uffd, p, t->zero_buf, PG)
+			    : uffd_zeropage(t->uffd, p, PG);
+		goto out;
+	}
+	ret = cs_decode(&t->dec, idx, &e, t->fault_buf);
+	if (ret) {
+		gm->state[idx] = GM_PAGE_RESIDENT;
+		pthread_mutex_unlock(&gm->lock);
+		integrity_failure(t, idx, ret, &e);
+		cs_entry_free(&e);
+		/* The VM is stopped and its vCPUs kicked: release the waiter without the data. */
+		uffd_zeropage(t->uffd, p, PG);
+		return;
+	}
+	gm->state[idx] = GM_PAGE_RESIDENT;
+	wsc_ref(&t->clock, idx);
+	inc(&t->faults_stored);
+	inc(&t->faults);
+	if (e.kind == CS_SAME && !e.pattern && !write)
+		ret = uffd_zeropage(t->uffd, p, PG);
+	else
+		ret = uffd_copy(t->uffd, p, t->fault_buf, PG);
+	cs_entry_free(&e);
+out:
+	pthread_mutex_unlock(&gm->lock);
+	if (ret && ret != -EEXIST) {
+		char msg[160];
+
+		inc(&t->errors);
+		snprintf(msg, sizeof(msg),
+			 "compressed tier: cannot fill guest page 0x%" PRIx64 ": %s",
+			 idx_gpa(gm, idx), strerror(-ret));
+		pr_err("%s", msg);
+		if (!__atomic_exchange_n(&t->dead, true, __ATOMIC_SEQ_CST) && t->cfg.fatal)
+			t->cfg.fatal(t->cfg.opaque, msg);
+		uffd_wake(t->uffd, p, PG);
+		return;
+	}
+	lat_record(t, now_ns() - t0);
+}
+
+/*
+ * A write hit a write-protected page. Inside the worker's current batch the worker's un-protect
+ * wakes the writer; anywhere else the protection is stale (it cannot be: lift it anyway).
+ */
+static void on_wp(void *opaque, uintptr_t addr)
+{
+	struct memtier *t = opaque;
+	bool inside;
+
+	pthread_mutex_lock(&t->wlock);
+	inside = addr >= t->batch_lo && addr < t->batch_hi;
+	t->wp_faults++;
+	pthread_mutex_unlock(&t->wlock);
+	if (!inside)
+		uffd_writeprotect(t->uffd, (void *)addr, PG, false, true);
+}
+
+static const struct uffd_ops fault_ops = {.missing = on_missing, .wp = on_wp};
+
+/* gm_discard() is giving pages [idx, idx + nr) back to the host: their stored copies go too. */
+static void on_discard(void *opaque, uint64_t idx, uint64_t nr)
+{
+	struct memtier *t = opaque;
+
+	cs_drop(&t->store, idx, nr);
+	for (uint64_t i = idx; i < idx + nr && i < t->clock.nr_pages; i++)
+		wsc_set_incompressible(&t->clock, i, false);
+}
+
+/* --- the reclaim worker ---------------------------------------------------------------------- */
+
+/* Dirty logging on every RAM slot (slot i = region i, as vm.c maps them), once. */
+static void dirty_start(struct memtier *t)
+{
+	struct guest_mem *gm = t->gm;
+
+	if (t->cfg.vm_fd < 0 || t->dirty_on || t->dirty_failed)
+		return;
+	for (unsigned int i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->regions[i];
+		struct kvm_userspace_memory_region mr = {
+			.slot = i,
+			.flags = KVM_MEM_LOG_DIRTY_PAGES,
+			.guest_phys_addr = r->gpa,
+			.memory_size = r->size,
+			.userspace_addr = (uintptr_t)r->hva,
+		};
+
+		t->dirty_bm[i] = calloc((r->size / PG + 63) / 64, 8);
+		if (!t->dirty_bm[i] || ioctl(t->cfg.vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
+			pr_warn("compressed tier: KVM dirty logging unavailable (%s): the clock "
+				"goes without it",
+				strerror(t->dirty_bm[i] ? errno : ENOMEM));
+			t->dirty_failed = true;
+			return;
+		}
+	}
+	t->dirty_on = true;
+}
+
+/* Pages the guest wrote since the last harvest are referenced. */
+static void dirty_harvest(struct memtier *t)
+{
+	struct guest_mem *gm = t->gm;
+
+	if (!t->dirty_on)
+		return;
+	for (unsigned int i = 0; i < gm->nr_regions; i++) {
+		const struct gm_region *r = &gm->regions[i];
+		struct kvm_dirty_log dl = {.slot = i, .dirty_bitmap = t->dirty_bm[i]};
+
+		if (ioctl(t->cfg.vm_fd, KVM_GET_DIRTY_LOG, &dl) == 0)
+			wsc_ref_bitmap(&t->clock, r->first_pg, t->dirty_bm[i], r->size / PG);
+	}
+}
+
+static void read_pagemap(struct memtier *t, const uint8_t *hva, uint64_t n, uint64_t *pm)
+{
+	off_t off = (off_t)((uintptr_t)hva / PG * 8);
+
+	if (t->pagemap_fd < 0 || pread(t->pagemap_fd, pm, n * 8, off) != (ssize_t)(n * 8)) {
+		/* Unknown: treat pages as exclusive (no KSM skipping). */
+		for (uint64_t i = 0; i < n; i++)
+			pm[i] = PM_PRESENT | PM_EXCLUSIVE;
+	}
+}
+
+/* Idle-page tracking: what happened to each present page since it was armed; then re-arm. */
+static void idle_scan(struct memtier *t, const uint64_t *pm, uint64_t n, int8_t *idle)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t pfn = pm[i] & PM_PFN_MASK, word;
+		off_t off = (off_t)(pfn / 64 * 8);
+
+		idle[i] = WSC_IDLE_UNKNOWN;
+		if (t->idle_fd < 0 || !(pm[i] & PM_PRESENT) || !pfn)
+			continue;
+		if (pread(t->idle_fd, &word, 8, off) != 8)
+			continue;
+		idle[i] = word >> (pfn % 64) & 1 ? WSC_IDLE_IDLE : WSC_IDLE_ACCESSED;
+		word = 1ULL << (pfn % 64);
+		if (pwrite(t->idle_fd, &word, 8, off) != 8)
+			idle[i] = WSC_IDLE_UNKNOWN;
+	}
+}
+
+static int ensure_registered(struct memtier *t, uint64_t chunk)
+{
+	uint64_t first = chunk * WSC_CHUNK, n;
+	uint8_t *hva = t->gm->base + first * PG;
+	int ret;
+
+	if (t->registered[chunk])
+		return 0;
+	n = MIN((uint64_t)WSC_CHUNK, t->gm->nr_pages - first);
+	ret = uffd_register(t->uffd, hva, n * PG, true);
+	if (ret) {
+		pr_err_ratelimited("compressed tier: UFFDIO_REGISTER: %s", strerror(-ret));
+		return ret;
+	}
+	/* Fault-ins are 4 KiB; keep khugepaged from re-collapsing what was split. */
+	madvise(hva, n * PG, MADV_NOHUGEPAGE);
+	t->registered[chunk] = 1;
+	__atomic_add_fetch(&t->registered_pages, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Call @fn on every run of consecutive pages in sorted @idx[0..k) that @sel (NULL: all) picks. */
+static int for_runs(struct memtier *t, const uint64_t *idx, const bool *sel, unsigned int k,
+		    int (*fn)(struct memtier *t, uint8_t *hva, size_t len, void *arg), void *arg)
+{
+	int ret = 0;
+
+	for (unsigned int i = 0; i < k;) {
+		unsigned int j = i + 1;
+		int r;
+
+		if (sel && !sel[i]) {
+			i++;
+			continue;
+		}
+		while (j < k && idx[j] == idx[j - 1] + 1 && (!sel || sel[j]))
+			j++;
+		r = fn(t, t->gm->base + idx[i] * PG, (j - i) * PG, arg);
+		if (r)
+			ret = r;
+		i = j;
+	}
+	return ret;
+}
+
+static int run_madvise(struct memtier *t, uint8_t *hva, size_t len, void *arg)
+{
+	(void)t;
+	return madvise(hva, len, (int)(intptr_t)arg) ? -errno : 0;
+}
+
+static int run_wp(struct memtier *t, uint8_t *hva, size_t len, void *arg)
+{
+	return uffd_writeprotect(t->uffd, hva, len, arg != NULL, true);
+}
+
+static void set_window(struct memtier *t, uintptr_t lo, uintptr_t hi)
+{
+	pthread_mutex_lock(&t->wlock);
+	t->batch_lo = lo;
+	t->batch_hi = hi;
+	pthread_mutex_unlock(&t->wlock);
+}
+
+/*
+ * Present pages the guest owns: resident ones, and free-reported ones the guest has taken back
+ * (nothing tells the host when it does; present means it wrote them). Present ballooned pages are
+ * the balloon's business.
+ */
+static bool evictable_state(uint8_t st)
+{
+	return st == GM_PAGE_RESIDENT || st == GM_PAGE_REPORTED;
+}
+
+/*
+ * Commit the encoded pages of a batch: store them and drop them from guest RAM, unless a discard
+ * ran meanwhile (@gen changed: the snapshot may be of a page that was zeroed since).
+ */
+static unsigned int commit(struct memtier *t, const uint64_t *idx, struct cs_entry *ent, bool *drop,
+			   unsigned int k, uint64_t gen, struct memtier_result *r)
+{
+	struct guest_mem *gm = t->gm;
+	unsigned int evicted = 0;
+
+	pthread_mutex_lock(&gm->lock);
+	for (unsigned int j = 0; j < k; j++) {
+		struct cs_entry e = ent[j];
+
+		drop[j] = false;
+		if (e.kind == CS_EMPTY || gm->discard_calls != gen ||
+		    !evictable_state(gm->state[idx[j]]) || cs_insert(&t->store, idx[j], &ent[j]))
+			continue;
+		if (gm->state[idx[j]] == GM_PAGE_REPORTED)
+			gm->nr_reported--;
+		gm->state[idx[j]] = GM_PAGE_COMPRESSED;
+		drop[j] = true;
+		evicted++;
+		if (e.kind == CS_SAME) {
+			r->same_pages++;
+		} else {
+			r->compressed_pages++;
+			r->output_bytes += e.len;
+		}
+	}
+	for (unsigned int i = 0, j; i < k; i = j) {
+		for (j = i + 1; drop[i] && j < k && drop[j] && idx[j] == idx[j - 1] + 1; j++)
+			;
+		if (!drop[i] || !madvise(gm->base + idx[i] * PG, (j - i) * PG, MADV_DONTNEED))
+			continue;
+		/* This run could not be dropped: it stays resident and its copies go. */
+		pr_err_ratelimited("compressed tier: MADV_DONTNEED: %s", strerror(errno));
+		inc(&t->errors);
+		for (unsigned int m = i; m < j; m++) {
+			cs_drop(&t->store, idx[m], 1);
+			gm->state[idx[m]] = GM_PAGE_RESIDENT;
+			evicted--;
+		}
+	}
+	pthread_mutex_unlock(&gm->lock);
+	for (unsigned int j = 0; j < k; j++)
+		cs_entry_free(&ent[j]);
+	return evicted;
+}
+
+/*
+ * Evict the pages @idx[0..k) (sorted, one chunk): lift KSM merging and write-protect them, encode
+ * them, commit, then lift the protection (which wakes any writer that waited) and restore merging.
+ */
+static int evict_batch(struct memtier *t, const uint64_t *idx, unsigned int k,
+		       struct memtier_result *r)
+{
+	struct guest_mem *gm = t->gm;
+	struct cs_entry ent[BATCH];
+	bool drop[BATCH];
+	unsigned int evicted = 0;
+	uint64_t gen, c0;
+	int ret;
+
+	ret = ensure_registered(t, idx[0] / WSC_CHUNK);
+	if (ret)
+		return ret;
+	set_window(t, (uintptr_t)(gm->base + idx[0] * PG),
+		   (uintptr_t)(gm->base + (idx[k - 1] + 1) * PG));
+	pthread_mutex_lock(&gm->lock);
+	gen = gm->discard_calls;
+	pthread_mutex_unlock(&gm->lock);
+	/* A KSM merge replaces the PTE and with it the write protection: no merging meanwhile. */
+	if (gm->mergeable &&
+	    for_runs(t, idx, NULL, k, run_madvise, (void *)(intptr_t)MADV_UNMERGEABLE)) {
+		pr_err_ratelimited("compressed tier: MADV_UNMERGEABLE: %s", strerror(errno));
+		ret = -EIO;
+		goto out;
+	}
+	ret = for_runs(t, idx, NULL, k, run_wp, (void *)1);
+	if (ret) {
+		pr_err_ratelimited("compressed tier: write-protect: %s", strerror(-ret));
+		goto unprotect;
+	}
+	c0 = cpu_ns();
+	for (unsigned int j = 0; j < k; j++) {
+		int res = cs_encode(&t->enc, idx[j], gm->base + idx[j] * PG, &ent[j]);
+
+		r->input_bytes += PG;
+		if (res == CS_R_INCOMPRESSIBLE) {
+			r->incompressible_pages++;
+			wsc_set_incompressible(&t->clock, idx[j], true);
+		} else if (res >= 0) {
+			wsc_set_incompressible(&t->clock, idx[j], false);
+		}
+	}
+	r->cpu_ns += cpu_ns() - c0;
+	evicted = commit(t, idx, ent, drop, k, gen, r);
+unprotect:
+	if (for_runs(t, idx, NULL, k, run_wp, NULL)) {
+		inc(&t->errors);
+		pr_err_ratelimited("compressed tier: write-unprotect failed");
+	}
+out:
+	if (gm->mergeable)
+		for_runs(t, idx, NULL, k, run_madvise, (void *)(intptr_t)MADV_MERGEABLE);
+	set_window(t, 0, 0);
+	r->evicted_pages += evicted;
+	return ret ? ret : (int)evicted;
+}
+
+/* One step of the hand: pick the cold pages of chunk [first, first + n) and evict them. */
+static int64_t scan_chunk(struct memtier *t, uint64_t first, uint64_t n, unsigned int pass,
+			  struct memtier_result *r)
+{
+	struct guest_mem *gm = t->gm;
+	uint8_t *hva = gm->base + first * PG;
+	unsigned char vec[WSC_CHUNK];
+	uint64_t pm[WSC_CHUNK], cand[WSC_CHUNK];
+	uint8_t st[WSC_CHUNK];
+	int8_t idle[WSC_CHUNK];
+	unsigned int k = 0;
+	int64_t evicted = 0;
+
+	if (mincore(hva, n * PG, vec))
+		return -errno;
+	read_pagemap(t, hva, n, pm);
+	idle_scan(t, pm, n, idle);
+	pthread_mutex_lock(&gm->lock);
+	memcpy(st, gm->state + first, n);
+	pthread_mutex_unlock(&gm->lock);
+	for (uint64_t i = 0; i < n; i++) {
+		if (!(vec[i] & 1) || !evictable_state(st[i]))
+			continue;
+		if (!(pm[i] & PM_EXCLUSIVE)) {
+			r->shared_pages++;
+			continue;
+		}
+		switch (wsc_visit(&t->clock, first + i, pass, idle[i])) {
+		case WSC_EVICT:
+			cand[k++] = first + i;
+			break;
+		case WSC_KEEP_HOT:
+			r->hot_pages++;
+			break;
+		case WSC_KEEP_INCOMP:
+			break;
+		}
+	}
+	for (unsigned int j = 0; j < k; j += BATCH) {
+		int ret = evict_batch(t, cand + j, MIN(BATCH, k - j), r);
+
+		if (ret < 0)
+			return ret;
+		evicted += ret;
+	}
+	return evicted;
+}
+
+static uint64_t incompressible_resident(struct memtier *t)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&t->gm->lock);
+	for (uint64_t i = 0; i < t->clock.nr_pages; i++)
+		n += (t->clock.flags[i] & WSC_INCOMP) && evictable_state(t->gm->state[i]);
+	pthread_mutex_unlock(&t->gm->lock);
+	return n * PG;
+}
+
+static bool stopping(struct memtier *t)
+{
+	return __atomic_load_n(&t->stop, __ATOMIC_RELAXED);
+}
+
+/* Test hook: flip a byte of the first stored blob, one whose flip the decoder must notice. */
+static void test_corrupt(struct memtier *t)
+{
+	uint64_t from = 0, idx;
+	struct cs_entry e;
+	unsigned int byte;
+
+	gm_page_index(t->gm, t->cfg.test_corrupt_gpa, &from);
+	idx = cs_first(&t->store, from, t->cfg.algo == CS_ALGO_ZSTD ? CS_ZSTD : CS_LZ4);
+
+	pthread_mutex_lock(&t->gm->lock);
+	if (idx == UINT64_MAX || !cs_take(&t->store, idx, &e)) {
+		pthread_mutex_unlock(&t->gm->lock);
+		return;
+	}
+	/* Prefer a flip that still decompresses, so the checksum is what catches it. */
+	for (byte = e.len / 2; byte < 3u * e.len; byte++) {
+		int ret;
+
+		e.blob[byte % e.len] ^= 0x10;
+		ret = cs_decode(&t->enc, idx, &e, t->enc.buf);
+		if (ret == -EBADMSG || (ret && byte >= 2u * e.len))
+			break;
+		e.blob[byte % e.len] ^= 0x10; /* harmless or undecodable: try the next byte */
+	}
+	byte %= e.len;
+	if (cs_insert(&t->store, idx, &e))
+		cs_entry_free(&e);
+	pthread_mutex_unlock(&t->gm->lock);
+	pr_warn("compressed tier: test hook: flipped byte %u of the stored copy of guest page "
+		"0x%" PRIx64,
+		byte, idx_gpa(t->gm, idx));
+}
+
+/* Reclaim until resident guest RAM is at most @target bytes (the worker's one job). */
+static void reclaim(struct memtier *t, uint64_t target, uint64_t timeout_ms,
+		    struct memtier_result *r)
+{
+	uint64_t t0 = now_ns(), resident, chunks = 0, nr = t->gm->nr_pages;
+	uint64_t deadline = timeout_ms ? t0 + timeout_ms * 1000000ULL : UINT64_MAX;
+
+	memset(r, 0, sizeof(*r));
+	r->target_bytes = target;
+	resident = r->resident_before = gm_resident_bytes(t->gm);
+	dirty_start(t);
+	dirty_harvest(t);
+	while (resident > target) {
+		unsigned int pass = (unsigned int)(r->scanned_pages / nr);
+		uint64_t first, n;
+		bool wrapped;
+		int64_t ev;
+
+		if (stopping(t)) {
+			r->why = "stopped";
+			break;
+		}
+		if (now_ns() >= deadline) {
+			r->why = "timeout";
+			break;
+		}
+		if (pass >= MAX_PASSES) {
+			r->why = "nothing-left";
+			break;
+		}
+		n = wsc_next_chunk(&t->clock, &first, &wrapped);
+		ev = scan_chunk(t, first, n, pass, r);
+		r->scanned_pages += n;
+		if (ev < 0) {
+			inc(&t->errors);
+			r->why = "error";
+			break;
+		}
+		resident -= MIN(resident, (uint64_t)ev * PG);
+		if (wrapped)
+			dirty_harvest(t);
+		if (++chunks % RESIDENT_REM == 0)
+			resident = gm_resident_bytes(t->gm);
+	}
+	r->resident_after = gm_resident_bytes(t->gm);
+	r->reached = r->resident_after <= target;
+	if (!r->why)
+		r->why = "reached";
+	r->revolutions = (unsigned int)(r->scanned_pages / nr);
+	r->incompressible_resident_bytes = incompressible_resident(t);
+	r->elapsed_ns = now_ns() - t0;
+	if (t->cfg.test_corrupt)
+		test_corrupt(t);
+	pthread_mutex_lock(&t->wlock);
+	t->runs++;
+	t->evicted_total += r->evicted_pages;
+	t->incomp_total += r->incompressible_pages;
+	t->shared_total += r->shared_pages;
+	t->input_total += r->input_bytes;
+	t->cpu_total += r->cpu_ns;
+	pthread_mutex_unlock(&t->wlock);
+}
+
+static void *worker_main(void *arg)
+{
+	struct memtier *t = arg;
+	uint64_t period = (t->cfg.limit_period_ms ? t->cfg.limit_period_ms : 1000) * 1000000ULL;
+	uint64_t next_check = now_ns() + period;
+
+	pthread_mutex_lock(&t->wlock);
+	while (!t->stop) {
+		struct memtier_result r;
+		uint64_t now = now_ns();
+
+		if (t->job_pending) {
+			uint64_t job = t->job, target = t->job_target, tmo = t->job_timeout_ms;
+
+			t->job_pending = false;
+			t->job_running = true;
+			pthread_mutex_unlock(&t->wlock);
+			reclaim(t, target, tmo, &r);
+			r.job = job;
+			/* Idle before telling: the reply may bring the next request at once. */
+			pthread_mutex_lock(&t->wlock);
+			t->job_running = false;
+			t->last = r;
+			t->done_job = job;
+			pthread_cond_broadcast(&t->dcond);
+			pthread_mutex_unlock(&t->wlock);
+			if (t->cfg.done)
+				t->cfg.done(t->cfg.opaque, &r);
+			pthread_mutex_lock(&t->wlock);
+			continue;
+		}
+		if (t->cfg.mem_limit_bytes && now >= next_check) {
+			uint64_t limit = t->cfg.mem_limit_bytes;
+
+			next_check = now + period;
+			pthread_mutex_unlock(&t->wlock);
+			/* Hysteresis: go 1/32 below the limit so it is not hit again at once. */
+			if (gm_resident_bytes(t->gm) > limit)
+				reclaim(t, limit - limit / 32, period / 1000000 * 10, &r);
+			pthread_mutex_lock(&t->wlock);
+			continue;
+		}
+		if (t->cfg.mem_limit_bytes) {
+			struct timespec ts = {.tv_sec = next_check / 1000000000ULL,
+					      .tv_nsec = next_check % 1000000000ULL};
+
+			pthread_cond_timedwait(&t->wcond, &t->wlock, &ts);
+		} else {
+			pthread_cond_wait(&t->wcond, &t->wlock);
+		}
+	}
+	pthread_mutex_unlock(&t->wlock);
+	return NULL;
+}
+
+/* --- lifecycle and API ----------------------------------------------------------------------- */
+
+static int start_worker(struct memtier *t)
+{
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int ret;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->wcond, &ca);
+	pthread_cond_init(&t->dcond, &ca);
+	pthread_condattr_destroy(&ca);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = -pthread_create(&t->worker, NULL, worker_main, t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		return ret;
+	pthread_setname_np(t->worker, "vmm-reclaim");
+	t->worker_started = true;
+	return 0;
+}
+
+int memtier_create(struct guest_mem *gm, const struct memtier_config *cfg, struct memtier **out)
+{
+	struct memtier *t = calloc(1, sizeof(*t));
+	int ret;
+
+	if (!t)
+		return -ENOMEM;
+	t->gm = gm;
+	t->cfg = *cfg;
+	t->uffd = t->pagemap_fd = t->idle_fd = -1;
+	pthread_mutex_init(&t->wlock, NULL);
+	pthread_mutex_init(&t->lat_lock, NULL);
+	t->nr_chunks = (gm->nr_pages + WSC_CHUNK - 1) / WSC_CHUNK;
+	t->registered = calloc(t->nr_chunks, 1);
+	t->lat = calloc(LAT_RING, sizeof(*t->lat));
+	t->fault_buf = aligned_alloc(PG, PG);
+	t->zero_buf = aligned_alloc(PG, PG);
+	if (!t->registered || !t->lat || !t->fault_buf || !t->zero_buf) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	memset(t->zero_buf, 0, PG);
+	ret = cs_store_init(&t->store, gm->nr_pages);
+	if (!ret)
+		ret = wsc_init(&t->clock, gm->nr_pages);
+	if (!ret)
+		ret = cs_codec_init(&t->enc, cfg->algo, cfg->level);
+	if (!ret)
+		ret = cs_codec_init(&t->dec, cfg->algo, cfg->level);
+	if (ret)
+		goto err;
+	ret = uffd_open(true, &t->uffd);
+	if (ret) {
+		pr_err("compressed tier: userfaultfd with write-protect: %s%s", strerror(-ret),
+		       ret == -EPERM ? " (vm.unprivileged_userfaultfd=0: run as root)" : "");
+		goto err;
+	}
+	t->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (!getenv("VMM_MEMTIER_NO_IDLE"))
+		t->idle_fd = open("/sys/kernel/mm/page_idle/bitmap", O_RDWR | O_CLOEXEC);
+	ret = uffd_thread_start(t->uffd, &fault_ops, t, &t->uthread);
+	if (!ret)
+		ret = start_worker(t);
+	if (ret) {
+		pr_err("compressed tier: starting its threads: %s", strerror(-ret));
+		goto err;
+	}
+	pthread_mutex_lock(&gm->lock);
+	gm_set_discard_hook(gm, on_discard, t);
+	pthread_mutex_unlock(&gm->lock);
+	*out = t;
+	return 0;
+err:
+	memtier_destroy(t);
+	return ret;
+}
+
+void memtier_destroy(struct memtier *t)
+{
+	if (!t)
+		return;
+	if (t->worker_started) {
+		pthread_mutex_lock(&t->wlock);
+		t->stop = true;
+		pthread_cond_broadcast(&t->wcond);
+		pthread_mutex_unlock(&t->wlock);
+		pthread_join(t->worker, NULL);
+	}
+	uffd_thread_stop(t->uthread);
+	if (t->gm->discard_opaque == t) {
+		pthread_mutex_lock(&t->gm->lock);
+		gm_set_discard_hook(t->gm, NULL, NULL);
+		pthread_mutex_unlock(&t->gm->lock);
+	}
+	/* Closing the fd unregisters every range: later touches fault in ordinary zero pages. */
+	if (t->uffd >= 0)
+		close(t->uffd);
+	if (t->pagemap_fd >= 0)
+		close(t->pagemap_fd);
+	if (t->idle_fd >= 0)
+		close(t->idle_fd);
+	cs_store_destroy(&t->store);
+	wsc_destroy(&t->clock);
+	cs_codec_free(&t->enc);
+	cs_codec_free(&t->dec);
+	for (unsigned int i = 0; i < 2; i++)
+		free(t->dirty_bm[i]);
+	free(t->registered);
+	free(t->lat);
+	free(t->fault_buf);
+	free(t->zero_buf);
+	pthread_mutex_destroy(&t->wlock);
+	pthread_mutex_destroy(&t->lat_lock);
+	if (t->worker_started) {
+		pthread_cond_destroy(&t->wcond);
+		pthread_cond_destroy(&t->dcond);
+	}
+	free(t);
+}
+
+int memtier_reclaim(struct memtier *t, uint64_t target_bytes, uint64_t timeout_ms, uint64_t *job)
+{
+	pthread_mutex_lock(&t->wlock);
+	if (t->job_pending || t->job_running || t->stop) {
+		pthread_mutex_unlock(&t->wlock);
+		return -EBUSY;
+	}
+	t->job = ++t->next_job;
+	t->job_target = target_bytes;
+	t->job_timeout_ms = timeout_ms;
+	t->job_pending = true;
+	*job = t->job;
+	pthread_cond_broadcast(&t->wcond);
+	pthread_mutex_unlock(&t->wlock);
+	return 0;
+}
+
+int memtier_reclaim_sync(struct memtier *t, uint64_t target_bytes, uint64_t timeout_ms,
+			 struct memtier_result *r)
+{
+	uint64_t job;
+	int ret = memtier_reclaim(t, target_bytes, timeout_ms, &job);
+
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&t->wlock);
+	while (t->done_job < job)
+		pthread_cond_wait(&t->dcond, &t->wlock);
+	*r = t->last;
+	pthread_mutex_unlock(&t->wlock);
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void latency_figures(struct memtier *t, struct memtier_stats *out)
+{
+	uint32_t *v = malloc(LAT_RING * sizeof(*v));
+	uint64_t n;
+
+	pthread_mutex_lock(&t->lat_lock);
+	n = MIN(t->lat_n, (uint64_t)LAT_RING);
+	if (v)
+		memcpy(v, t->lat, n * sizeof(*v));
+	pthread_mutex_unlock(&t->lat_lock);
+	if (!v || !n) {
+		free(v);
+		return;
+	}
+	qsort(v, n, sizeof(*v), cmp_u32);
+	out->fault_samples = n;
+	out->fault_p50_ns = v[(n - 1) * 50 / 100];
+	out->fault_p99_ns = v[(n - 1) * 99 / 100];
+	out->fault_max_ns = v[n - 1];
+	free(v);
+}
+
+void memtier_get_stats(struct memtier *t, struct memtier_stats *out)
+{
+	struct cs_stats cs;
+
+	memset(out, 0, sizeof(*out));
+	cs_get_stats(&t->store, &cs);
+	out->algo = memtier_algo_name(t->cfg.algo);
+	out->stored_pages = cs.compressed_pages + cs.same_pages;
+	out->compressed_pages = cs.compressed_pages;
+	out->compressed_bytes = cs.compressed_bytes;
+	out->store_alloc_bytes = cs.alloc_bytes;
+	out->same_filled_pages = cs.same_pages;
+	out->zero_pages = cs.zero_pages;
+	pthread_mutex_lock(&t->wlock);
+	out->incompressible_skipped = t->incomp_total;
+	out->shared_skipped = t->shared_total;
+	out->evicted_pages = t->evicted_total;
+	out->reclaim_runs = t->runs;
+	out->reclaim_input_bytes = t->input_total;
+	out->reclaim_cpu_ns = t->cpu_total;
+	out->wp_faults = t->wp_faults;
+	out->busy = t->job_pending || t->job_running;
+	pthread_mutex_unlock(&t->wlock);
+	out->faults = __atomic_load_n(&t->faults, __ATOMIC_RELAXED);
+	out->faults_stored = __atomic_load_n(&t->faults_stored, __ATOMIC_RELAXED);
+	out->faults_zero = __atomic_load_n(&t->faults_zero, __ATOMIC_RELAXED);
+	out->errors = __atomic_load_n(&t->errors, __ATOMIC_RELAXED);
+	out->checksum_errors = __atomic_load_n(&t->csum_errors, __ATOMIC_RELAXED);
+	out->registered_bytes = __atomic_load_n(&t->registered_pages, __ATOMIC_RELAXED) * PG;
+	out->mem_limit_bytes = t->cfg.mem_limit_bytes;
+	out->idle_tracking = t->idle_fd >= 0;
+	out->dirty_logging = t->dirty_on;
+	latency_figures(t, out);
+}
