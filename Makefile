@@ -56,10 +56,21 @@ kvm-tests: all firmware
 e2e: all guest
 	@tests/tier.sh e2e tests/e2e/run.sh
 
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined
-$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+# Fuzzers: the library is compiled once with the sanitizers (build/fuzz/obj/), then each harness
+# links against it.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined \
+	       -Wno-gnu-variable-sized-type-not-at-end -MMD -MP
+FUZZ_OBJS   := $(LIB_SRCS:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) -luring -llz4 -lzstd -ljson-c
+	clang $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(B)/libvmm-fuzz.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/fuzz/%: $(B)/fuzz/obj/tests/fuzz/%.o $(B)/libvmm-fuzz.a
+	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c
 
 fuzz-smoke: $(FUZZ_BINS)
 	@tests/tier.sh fuzz tests/fuzz/smoke.sh $(FUZZ_BINS)
@@ -75,8 +86,12 @@ lint:
 		--enable=warning,portability --suppress=missingIncludeSystem -D_GNU_SOURCE \
 		-I vmm -I devices vmm devices
 
+# Everything the tiers need is built first, in parallel; the tiers then run one after the other
+# (a build failure still shows up as the failing tier).
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
 	@rm -f $(B)/tiers.log
+	-@$(MAKE) --no-print-directory -j$(NPROC) -k all guest $(B)/unit-tests $(FUZZ_BINS)
 	@$(MAKE) --no-print-directory -k format-check lint unit kvm-tests fuzz-smoke e2e; \
 		rc=$$?; tests/summary.sh $(B)/tiers.log; exit $$rc
 
@@ -86,4 +101,5 @@ bench: deps all guest
 clean:
 	rm -rf $(B)
 
--include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(B)/obj/vmm/main.d
+-include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(B)/obj/vmm/main.d $(FUZZ_OBJS:.o=.d) \
+	 $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/obj/tests/fuzz/%.d)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/fuzz/smoke.sh FUZZER...: run each libFuzzer binary for a short while (FUZZ_SECONDS, 20)
+# tests/fuzz/smoke.sh FUZZER...: run each libFuzzer binary for a short while (FUZZ_SECONDS, 10)
 # on a temporary corpus seeded from tests/fuzz/corpus/NAME/ (if present). Fuzzers run NPROC at a
 # time; crash/leak/timeout reproducers go to build/fuzz/artifacts/. Ends with
 # "N passed, N failed"; exit 77 when given no fuzzers.
@@ -8,7 +8,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 B=${B:-$root/build}
-secs=${FUZZ_SECONDS:-20}
+secs=${FUZZ_SECONDS:-10}
 jobs=${FUZZ_JOBS:-$(nproc)}
 
 [ $# -gt 0 ] || { echo "fuzz: no fuzzers to run"; exit 77; }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # memtier_race: the lost-write race of the compressed tier. The firmware race guest writes and
-# verifies a 64 MiB working area continuously for 60 s (each page carries its index and
+# verifies a 64 MiB working area continuously for 25 s (MEMTIER_RACE_SECS; each page carries its index and
 # generation) while the host compresses and drops its RAM in a loop (vmm ctl memory reclaim 0):
 # every write must survive, every page must come back intact.
 # firmware: race
@@ -10,7 +10,7 @@
 need_kvm
 sock=$SCRATCH/ctl.sock
 out=$SCRATCH/race.out
-secs=${MEMTIER_RACE_SECS:-60}
+secs=${MEMTIER_RACE_SECS:-25}
 log "vmm run --firmware race.elf --mem 256 --control ... --cmdline 'mib=64 secs=$secs'"
 "$VMM" run --firmware "$FW_DIR/race.elf" --mem 256 --console stdio --control "$sock" \
 	--cmdline "mib=64 secs=$secs" </dev/null >"$out" 2>"$SCRATCH/race.err" &
