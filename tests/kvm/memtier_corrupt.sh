@@ -1,8 +1,9 @@
 #!/bin/sh
 # memtier_corrupt: integrity of the compressed tier. With the test-only hook
-# VMM_TEST_CORRUPT_STORE=0x1000000 the VMM flips a byte in one stored page after a reclaim; the next
-# fault-in of that page must stop the VM (exit status 1) with the checksum error, and the guest
-# (memtouch, verifying its pages continuously) must never see wrong data.
+# VMM_TEST_CORRUPT_STORE=0x1000000 the VMM flips a byte of the first page it compresses at or
+# above 16 MiB (memtouch's text pages, which it keeps reading); the next fault-in of that page must
+# stop the VM (exit status 1) with the checksum error, and the guest (memtouch, verifying its pages
+# continuously) must never see wrong data.
 # firmware: memtouch
 # timeout: 240
 # shellcheck source=/dev/null
@@ -17,8 +18,8 @@ VMM_TEST_CORRUPT_STORE=0x1000000 "$VMM" run --firmware "$FW_DIR/memtouch.elf" --
 pid=$!
 show() { sed 's/^/    | /' "$out"; sed 's/^/    ! /' "$err"; }
 wait_for '^memtouch: verify 1' "$out" 120 || { kill "$pid"; wait "$pid"; show; fail "memtouch did not fill"; }
-# The reply may not arrive: the guest can hit the corrupted page before it is sent. The hook
-# needs a stored page at or above 16 MiB when the reclaim ends: retry a few times.
+# The reply may not arrive: the guest can hit the corrupted page before it is sent. Retry in case
+# no page at or above 16 MiB was compressed (all hot or incompressible in that round).
 for i in 1 2 3 4 5; do
 	kill -0 "$pid" 2>/dev/null || break
 	run_with_timeout 120 "$VMM" ctl -s "$sock" memory reclaim 0 --timeout 60s || true

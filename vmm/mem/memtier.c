@@ -33,6 +33,7 @@ struct memtier {
 	struct guest_mem *gm;
 	struct memtier_config cfg;
 	struct cs_store store;
+	bool test_corrupted; /* the test hook has run (under gm->lock) */
 	struct wsclock clock;
 	int uffd;
 	struct uffd_thread *uthread;
@@ -375,6 +376,37 @@ static bool evictable_state(uint8_t st)
 }
 
 /*
+ * Test hook: flip a byte of the stored copy of page @idx, one whose flip the decoder must notice.
+ * Called with gm->lock held, right after the page was stored and dropped, so the guest's next touch
+ * of it is what finds the damage.
+ */
+static void test_corrupt_locked(struct memtier *t, uint64_t idx)
+{
+	struct cs_entry e;
+	unsigned int byte;
+
+	if (!cs_take(&t->store, idx, &e))
+		return;
+	/* Prefer a flip that still decompresses, so the checksum is what catches it. */
+	for (byte = e.len / 2; byte < 3u * e.len; byte++) {
+		int ret;
+
+		e.blob[byte % e.len] ^= 0x10;
+		ret = cs_decode(&t->enc, idx, &e, t->enc.buf);
+		if (ret == -EBADMSG || (ret && byte >= 2u * e.len))
+			break;
+		e.blob[byte % e.len] ^= 0x10; /* harmless or undecodable: try the next byte */
+	}
+	byte %= e.len;
+	if (cs_insert(&t->store, idx, &e))
+		cs_entry_free(&e);
+	t->test_corrupted = true;
+	pr_warn("compressed tier: test hook: flipped byte %u of the stored copy of guest page "
+		"0x%" PRIx64,
+		byte, idx_gpa(t->gm, idx));
+}
+
+/*
  * Commit the encoded pages of a batch: store them and drop them from guest RAM, unless a discard
  * ran meanwhile (@gen changed: the snapshot may be of a page that was zeroed since).
  */
@@ -418,6 +450,12 @@ static unsigned int commit(struct memtier *t, const uint64_t *idx, struct cs_ent
 			evicted--;
 		}
 	}
+	/* Test hook: the first compressed page stored at or above test_corrupt_gpa, once. */
+	for (unsigned int j = 0; t->cfg.test_corrupt && !t->test_corrupted && j < k; j++)
+		if (drop[j] && idx_gpa(gm, idx[j]) >= t->cfg.test_corrupt_gpa &&
+		    cs_first(&t->store, idx[j], t->cfg.algo == CS_ALGO_ZSTD ? CS_ZSTD : CS_LZ4) ==
+			    idx[j])
+			test_corrupt_locked(t, idx[j]);
 	pthread_mutex_unlock(&gm->lock);
 	for (unsigned int j = 0; j < k; j++)
 		cs_entry_free(&ent[j]);
@@ -549,40 +587,6 @@ static bool stopping(struct memtier *t)
 	return __atomic_load_n(&t->stop, __ATOMIC_RELAXED);
 }
 
-/* Test hook: flip a byte of the first stored blob, one whose flip the decoder must notice. */
-static void test_corrupt(struct memtier *t)
-{
-	uint64_t from = 0, idx;
-	struct cs_entry e;
-	unsigned int byte;
-
-	gm_page_index(t->gm, t->cfg.test_corrupt_gpa, &from);
-	idx = cs_first(&t->store, from, t->cfg.algo == CS_ALGO_ZSTD ? CS_ZSTD : CS_LZ4);
-
-	pthread_mutex_lock(&t->gm->lock);
-	if (idx == UINT64_MAX || !cs_take(&t->store, idx, &e)) {
-		pthread_mutex_unlock(&t->gm->lock);
-		return;
-	}
-	/* Prefer a flip that still decompresses, so the checksum is what catches it. */
-	for (byte = e.len / 2; byte < 3u * e.len; byte++) {
-		int ret;
-
-		e.blob[byte % e.len] ^= 0x10;
-		ret = cs_decode(&t->enc, idx, &e, t->enc.buf);
-		if (ret == -EBADMSG || (ret && byte >= 2u * e.len))
-			break;
-		e.blob[byte % e.len] ^= 0x10; /* harmless or undecodable: try the next byte */
-	}
-	byte %= e.len;
-	if (cs_insert(&t->store, idx, &e))
-		cs_entry_free(&e);
-	pthread_mutex_unlock(&t->gm->lock);
-	pr_warn("compressed tier: test hook: flipped byte %u of the stored copy of guest page "
-		"0x%" PRIx64,
-		byte, idx_gpa(t->gm, idx));
-}
-
 /* Reclaim until resident guest RAM is at most @target bytes (the worker's one job). */
 static void reclaim(struct memtier *t, uint64_t target, uint64_t timeout_ms,
 		    struct memtier_result *r)
@@ -634,8 +638,6 @@ static void reclaim(struct memtier *t, uint64_t target, uint64_t timeout_ms,
 	r->revolutions = (unsigned int)(r->scanned_pages / nr);
 	r->incompressible_resident_bytes = incompressible_resident(t);
 	r->elapsed_ns = now_ns() - t0;
-	if (t->cfg.test_corrupt)
-		test_corrupt(t);
 	pthread_mutex_lock(&t->wlock);
 	t->runs++;
 	t->evicted_total += r->evicted_pages;

@@ -54,8 +54,8 @@ struct memtier_config {
 	uint64_t limit_period_ms; /* how often the limit is checked (0: 1000) */
 	/* KVM VM fd for dirty logging (slot i = gm region i, as vm.c maps them); -1: none. */
 	int vm_fd;
-	bool test_corrupt;	   /* test hook: corrupt one stored page after each reclaim, */
-	uint64_t test_corrupt_gpa; /* the first compressed one at or above this address */
+	bool test_corrupt;	   /* test hook: corrupt one stored page, once: the first */
+	uint64_t test_corrupt_gpa; /* compressed one stored at or above this GPA */
 	/* The VM must stop: integrity failure. Called on the userfaultfd thread, must not block. */
 	void (*fatal)(void *opaque, const char *msg);
 	/* A memtier_reclaim() job finished. Called on the worker thread. May be NULL. */
