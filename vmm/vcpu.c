@@ -281,8 +281,8 @@ static void handle_io(struct vm *vm, struct kvm_run *run)
 		if (!write)
 			memset(data, 0xff, run->io.size);
 		if (run->io.port != 0x80 && first_time(run->io.port))
-			pr_debug("unhandled port %s 0x%x (%u bytes)", write ? "write" : "read",
-				 run->io.port, run->io.size);
+			pr_info("unhandled port %s 0x%x (%u bytes)", write ? "write" : "read",
+				run->io.port, run->io.size);
 	}
 }
 
@@ -298,9 +298,9 @@ static void handle_mmio(struct vm *vm, struct kvm_run *run)
 	if (!run->mmio.is_write)
 		memset(run->mmio.data, 0xff, len);
 	if (first_time(run->mmio.phys_addr | (1ULL << 63)))
-		pr_debug("unhandled MMIO %s 0x%llx (%u bytes)",
-			 run->mmio.is_write ? "write" : "read",
-			 (unsigned long long)run->mmio.phys_addr, len);
+		pr_info("unhandled MMIO %s 0x%llx (%u bytes)",
+			run->mmio.is_write ? "write" : "read",
+			(unsigned long long)run->mmio.phys_addr, len);
 }
 
 static bool host_is_pvm(void)

@@ -10,9 +10,9 @@
 need_kvm
 sock=$SCRATCH/ctl.sock
 out=$SCRATCH/memtouch.out
-log "vmm run --firmware memtouch.elf --mem 128 --mem-limit 48M --cmdline 'mib=64 passes=1 hold=25'"
+log "vmm run --firmware memtouch.elf --mem 128 --mem-limit 48M --cmdline 'mib=64 passes=1 hold=12'"
 "$VMM" run --firmware "$FW_DIR/memtouch.elf" --mem 128 --console stdio --control "$sock" \
-	--mem-limit 48M --cmdline "mib=64 passes=1 hold=25" </dev/null >"$out" 2>"$SCRATCH/err" &
+	--mem-limit 48M --cmdline "mib=64 passes=1 hold=12" </dev/null >"$out" 2>"$SCRATCH/err" &
 pid=$!
 show() { sed 's/^/    | /' "$out"; sed 's/^/    ! /' "$SCRATCH/err"; }
 field() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }

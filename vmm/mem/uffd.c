@@ -115,16 +115,17 @@ int uffd_writeprotect(int fd, void *addr, size_t len, bool protect, bool wake)
 	}
 }
 
-int uffd_copy(int fd, void *dst, const void *src, size_t len)
+/*
+ * Issue a resolving ioctl (@req with @arg; *@out is its result field), retrying EAGAIN/EINTR. A
+ * page someone else resolved first (EEXIST) still gets its waiters woken.
+ */
+static int resolve(int fd, unsigned long req, void *arg, __s64 *out, void *dst, size_t len)
 {
-	struct uffdio_copy c = {.dst = (uintptr_t)dst, .src = (uintptr_t)src, .len = len};
-
 	for (;;) {
-		c.copy = 0;
-		if (ioctl(fd, UFFDIO_COPY, &c) == 0)
+		*out = 0;
+		if (ioctl(fd, req, arg) == 0)
 			return 0;
 		if (errno == EEXIST) {
-			/* Resolved by someone else: make sure its waiters run. */
 			uffd_wake(fd, dst, len);
 			return -EEXIST;
 		}
@@ -133,21 +134,18 @@ int uffd_copy(int fd, void *dst, const void *src, size_t len)
 	}
 }
 
+int uffd_copy(int fd, void *dst, const void *src, size_t len)
+{
+	struct uffdio_copy c = {.dst = (uintptr_t)dst, .src = (uintptr_t)src, .len = len};
+
+	return resolve(fd, UFFDIO_COPY, &c, &c.copy, dst, len);
+}
+
 int uffd_zeropage(int fd, void *dst, size_t len)
 {
 	struct uffdio_zeropage z = {.range = {.start = (uintptr_t)dst, .len = len}};
 
-	for (;;) {
-		z.zeropage = 0;
-		if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0)
-			return 0;
-		if (errno == EEXIST) {
-			uffd_wake(fd, dst, len);
-			return -EEXIST;
-		}
-		if (errno != EAGAIN && errno != EINTR)
-			return -errno;
-	}
+	return resolve(fd, UFFDIO_ZEROPAGE, &z, &z.zeropage, dst, len);
 }
 
 int uffd_wake(int fd, void *addr, size_t len)
