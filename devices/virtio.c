@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <linux/virtio_config.h>
+
 #include "../vmm/util.h"
 
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops, struct guest_mem *gm)
@@ -29,6 +31,16 @@ void virtio_dev_reset(struct virtio_dev *dev)
 		vq_reset(&dev->vqs[i]);
 	if (dev->ops->reset)
 		dev->ops->reset(dev);
+}
+
+void virtio_needs_reset(struct virtio_dev *dev)
+{
+	if (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET)
+		return;
+	dev->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+	pr_err_ratelimited("%s: driver error: device needs reset", dev->ops->name);
+	if (dev->transport && dev->transport->signal_config)
+		dev->transport->signal_config(dev);
 }
 
 int virtio_complete(struct virtio_dev *dev, uint16_t qidx, uint16_t head, uint32_t len)

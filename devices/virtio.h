@@ -83,6 +83,14 @@ static inline bool virtio_has_feature(const struct virtio_dev *dev, unsigned int
  */
 void virtio_dev_reset(struct virtio_dev *dev);
 
+/*
+ * virtio_needs_reset() - the device met a driver error it cannot recover from without a reset
+ * (virtio 1.2 §2.1.2): set DEVICE_NEEDS_RESET and raise a configuration-change notification, once.
+ * The transport then ignores the device's queue notifications until the driver resets it.
+ * Caller holds dev->lock.
+ */
+void virtio_needs_reset(struct virtio_dev *dev);
+
 /**
  * virtio_complete() - put chain @head on queue @qidx's used ring with @len bytes written and
  * interrupt the driver when the ring's notification suppression (event_idx / flags) asks for it.

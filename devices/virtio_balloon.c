@@ -336,7 +336,9 @@ static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early
 		if (!ret)
 			return;
 		if (ret == -EIO) {
+			/* The ring is no longer trustworthy: stop the device until a reset. */
 			guest_err(b, "avail->idx runs more than a queue ahead, queue", qidx);
+			virtio_needs_reset(&b->vdev);
 			return;
 		}
 		if (ret < 0) {

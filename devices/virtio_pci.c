@@ -313,10 +313,8 @@ static uint32_t vp_status_write(struct virtio_pci *vp, uint8_t v)
 						: -EPROTO;
 	if (ret) {
 		dev->err_count++;
-		dev->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
-		pr_err_ratelimited("%s: activation failed (%s): device needs reset", dev->ops->name,
-				   strerror(-ret));
-		vp_signal_config(dev); /* §2.1.2: NEEDS_RESET comes with a config notification */
+		pr_err_ratelimited("%s: activation failed: %s", dev->ops->name, strerror(-ret));
+		virtio_needs_reset(dev);
 		return 0;
 	}
 	vp->activated = true;

@@ -392,6 +392,11 @@ Test(balloon, avail_idx_runaway_stops_processing)
 	kick(0);
 	cr_assert_eq(counters().err_count, 1);
 	cr_assert_eq(fake_used_idx(&q[0]), 0);
+	/* virtio 1.2 §2.1.2: DEVICE_NEEDS_RESET, announced by one config notification. */
+	cr_assert(dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert_eq(config_signals, 1);
+	kick(0);
+	cr_assert_eq(config_signals, 1, "announced once");
 }
 
 /* --- rule: every buffer is returned, malformed ones too --------------------------------------- */
