@@ -341,7 +341,7 @@ static void vp_queue_enable(struct virtio_pci *vp, uint16_t sel, uint16_t v)
 	vq->desc_gpa = vp->q[sel].desc;
 	vq->avail_gpa = vp->q[sel].driver;
 	vq->used_gpa = vp->q[sel].device;
-	ret = vq_enable(vq, dev->gm, virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX));
+	ret = vq_enable(vq, dev->gm, dev->driver_features);
 	if (ret) {
 		vq_reset(vq);
 		dev->err_count++;

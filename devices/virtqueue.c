@@ -74,7 +74,7 @@ static struct vring_used *used_ring(const struct virtqueue *vq)
 	return gm_ptr(vq->gm, vq->used_gpa, used_bytes(vq->size));
 }
 
-int vq_enable(struct virtqueue *vq, struct guest_mem *gm, bool event_idx)
+int vq_enable(struct virtqueue *vq, struct guest_mem *gm, uint64_t features)
 {
 	uint16_t size = vq->size;
 
@@ -89,7 +89,8 @@ int vq_enable(struct virtqueue *vq, struct guest_mem *gm, bool event_idx)
 	    !gm_ptr(gm, vq->used_gpa, used_bytes(size)))
 		return -EFAULT;
 	vq->gm = gm;
-	vq->event_idx = event_idx;
+	vq->event_idx = features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	vq->indirect = features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
 	vq->last_avail = 0;
 	vq->used_idx = 0;
 	vq->signalled_used = 0;
@@ -154,8 +155,9 @@ static int walk_chain(const struct virtqueue *vq, struct vq_chain *c, uint16_t h
 			return -EINVAL;
 		read_desc(table + 16ULL * idx, &addr, &len, &flags, &next);
 		if (flags & VRING_DESC_F_INDIRECT) {
-			/* §2.7.5.3: no nesting, no NEXT; it may end a direct chain. */
-			if (indirect || (flags & VRING_DESC_F_NEXT) || !len || len % 16)
+			/* §2.7.5.3: negotiated, no nesting, no NEXT; it may end a direct chain. */
+			if (!vq->indirect || indirect || (flags & VRING_DESC_F_NEXT) || !len ||
+			    len % 16)
 				return -EINVAL;
 			table = gm_ptr(vq->gm, addr, len);
 			if (!table)

@@ -25,6 +25,7 @@ struct virtqueue {
 	uint16_t signalled_used; /* used_idx at the last interrupt (event_idx) */
 	bool signalled_valid;
 	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;	/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	struct guest_mem *gm;
 };
 
@@ -48,10 +49,12 @@ struct vq_chain {
 /**
  * vq_enable() - validate and enable a queue the driver configured: size a power of two
  * <= VQ_MAX_SIZE and the three rings (alignment per §2.7 and entirely inside guest RAM).
- * @vq: queue with size and ring GPAs set; @gm: guest RAM; @event_idx: feature negotiated.
+ * @vq: queue with size and ring GPAs set; @gm: guest RAM; @features: the negotiated feature bits
+ * (VIRTIO_RING_F_EVENT_IDX and VIRTIO_RING_F_INDIRECT_DESC matter here; without the latter an
+ * indirect descriptor makes a chain malformed, §2.7.5.3.1).
  * Returns 0, or -EINVAL (bad size or alignment) / -EFAULT (ring outside RAM); queue stays off.
  */
-int vq_enable(struct virtqueue *vq, struct guest_mem *gm, bool event_idx);
+int vq_enable(struct virtqueue *vq, struct guest_mem *gm, uint64_t features);
 
 /** vq_reset() - forget all state; the queue is unconfigured (size 0, not ready). */
 void vq_reset(struct virtqueue *vq);

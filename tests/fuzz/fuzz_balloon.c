@@ -48,7 +48,7 @@ static void setup_queues(struct virtio_dev *dev, const uint8_t *h)
 		vq->used_gpa = ALIGN_UP(vq->avail_gpa + 6 + 2ULL * vq->size, 4);
 		if (h[3] & (1u << i))
 			vq->used_gpa += 2; /* misaligned: vq_enable refuses, queue stays off */
-		vq_enable(vq, &gm, virtio_has_feature(dev, VIRTIO_RING_F_EVENT_IDX));
+		vq_enable(vq, &gm, dev->driver_features);
 	}
 }
 

@@ -63,7 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vq.used_gpa = (uint64_t)off[2] * 4 % WINDOW;
 	if (data[1] & 0x40)
 		vq.used_gpa += RAM - WINDOW; /* sometimes at the very end of RAM */
-	if (vq_enable(&vq, &gm, data[1] & 1))
+	if (vq_enable(&vq, &gm,
+		      (data[1] & 1 ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0) |
+			      (data[1] & 0x20 ? 0 : 1ULL << VIRTIO_RING_F_INDIRECT_DESC)))
 		return 0;
 	for (i = 0; i < 512; i++) {
 		int ret = vq_pop(&vq, &c);

@@ -122,7 +122,7 @@ static void bring_up(uint64_t features, bool ok)
 	nq = 2 + !!(features & F_STATS) + !!(features & F_REPORTING);
 	for (unsigned int i = 0; i < nq; i++) {
 		fake_vq_init(&q[i], &gm, &dev->vqs[i], 256, RING_BASE + i * 0x10000ULL);
-		cr_assert_eq(vq_enable(&dev->vqs[i], &gm, features & F_EVENT_IDX), 0);
+		cr_assert_eq(vq_enable(&dev->vqs[i], &gm, features), 0);
 	}
 	if (ok)
 		driver_ok();
@@ -730,7 +730,7 @@ Test(balloon, stats_tick_requests_only_with_a_period)
 	dev->status = VIRTIO_CONFIG_S_DRIVER_OK;
 	for (unsigned int i = 0; i < 3; i++) {
 		fake_vq_init(&q[i], &gm, &dev->vqs[i], 256, RING_BASE + i * 0x10000ULL);
-		cr_assert_eq(vq_enable(&dev->vqs[i], &gm, false), 0);
+		cr_assert_eq(vq_enable(&dev->vqs[i], &gm, 0), 0);
 	}
 	head = send_stats(2, tags, vals, 1);
 	balloon_stats_tick(b);

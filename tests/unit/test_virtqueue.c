@@ -19,6 +19,9 @@ static struct guest_mem gm;
 static struct virtqueue vq;
 static struct fake_vq f;
 
+#define F_EVENT_IDX (1ULL << VIRTIO_RING_F_EVENT_IDX)
+#define F_INDIRECT  (1ULL << VIRTIO_RING_F_INDIRECT_DESC)
+
 /* Tests that need another geometry call this again: it replaces the suite's setup. */
 static void setup_size(uint16_t size, bool event_idx)
 {
@@ -26,7 +29,7 @@ static void setup_size(uint16_t size, bool event_idx)
 	cr_assert_eq(gm_init(&gm, RAM, false), 0);
 	vq_reset(&vq);
 	fake_vq_init(&f, &gm, &vq, size, RING_GPA);
-	cr_assert_eq(vq_enable(&vq, &gm, event_idx), 0);
+	cr_assert_eq(vq_enable(&vq, &gm, (event_idx ? F_EVENT_IDX : 0) | F_INDIRECT), 0);
 }
 
 static void setup(void)
@@ -63,11 +66,11 @@ Test(virtqueue, enable_rejects_bad_sizes)
 
 	for (unsigned int i = 0; i < ARRAY_SIZE(bad); i++) {
 		vq.size = bad[i];
-		cr_assert_eq(vq_enable(&vq, &gm, false), -EINVAL, "size %u", bad[i]);
+		cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), -EINVAL, "size %u", bad[i]);
 		cr_assert_not(vq.ready);
 	}
 	vq.size = 1;
-	cr_assert_eq(vq_enable(&vq, &gm, false), 0);
+	cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), 0);
 }
 
 Test(virtqueue, enable_max_size_and_ring_bounds)
@@ -76,31 +79,31 @@ Test(virtqueue, enable_max_size_and_ring_bounds)
 	vq.desc_gpa = 0;
 	vq.avail_gpa = 0x80000;
 	vq.used_gpa = 0x90000;
-	cr_assert_eq(vq_enable(&vq, &gm, true), 0);
+	cr_assert_eq(vq_enable(&vq, &gm, F_EVENT_IDX | F_INDIRECT), 0);
 	/* The used ring (8 bytes per entry) would run past the end of RAM. */
 	vq.used_gpa = RAM - 0x1000;
-	cr_assert_eq(vq_enable(&vq, &gm, true), -EFAULT);
+	cr_assert_eq(vq_enable(&vq, &gm, F_EVENT_IDX | F_INDIRECT), -EFAULT);
 	cr_assert_not(vq.ready);
 }
 
 Test(virtqueue, enable_rejects_misaligned_rings)
 {
 	vq.desc_gpa = RING_GPA + 8;
-	cr_assert_eq(vq_enable(&vq, &gm, false), -EINVAL);
+	cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), -EINVAL);
 	vq.desc_gpa = RING_GPA;
 	vq.avail_gpa++;
-	cr_assert_eq(vq_enable(&vq, &gm, false), -EINVAL);
+	cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), -EINVAL);
 	vq.avail_gpa--;
 	vq.used_gpa += 2;
-	cr_assert_eq(vq_enable(&vq, &gm, false), -EINVAL);
+	cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), -EINVAL);
 }
 
 Test(virtqueue, enable_rejects_rings_outside_ram)
 {
 	vq.desc_gpa = RAM;
-	cr_assert_eq(vq_enable(&vq, &gm, false), -EFAULT);
+	cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), -EFAULT);
 	vq.desc_gpa = UINT64_MAX & ~15ULL;
-	cr_assert_eq(vq_enable(&vq, &gm, false), -EFAULT);
+	cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), -EFAULT);
 }
 
 Test(virtqueue, pop_empty_and_not_ready)
@@ -256,6 +259,22 @@ Test(virtqueue, indirect_table)
 	cr_assert_eq(c.n_in, 2);
 	cr_assert_eq(c.in_len, 80);
 	cr_assert_eq(c.bufs[2].gpa, DATA_GPA + 0x200);
+}
+
+Test(virtqueue, indirect_without_the_feature_is_malformed)
+{
+	struct fake_buf b[] = {{DATA_GPA, 10, false}};
+	struct vq_chain c;
+
+	gm_destroy(&gm);
+	cr_assert_eq(gm_init(&gm, RAM, false), 0);
+	vq_reset(&vq);
+	fake_vq_init(&f, &gm, &vq, 16, RING_GPA);
+	cr_assert_eq(vq_enable(&vq, &gm, F_EVENT_IDX), 0);
+	fake_add_indirect(&f, TABLE, b, 1);
+	/* §2.7.5.3.1: the driver must not use INDIRECT unless VIRTIO_F_INDIRECT_DESC was
+	 * negotiated. */
+	cr_assert_eq(vq_pop(&vq, &c), -EINVAL);
 }
 
 Test(virtqueue, unaligned_indirect_table)
@@ -442,7 +461,7 @@ Test(virtqueue, buffers_in_high_ram)
 	cr_assert_eq(gm_init(&gm, 4 * GiB, false), 0);
 	vq_reset(&vq);
 	fake_vq_init(&f, &gm, &vq, 16, RING_GPA);
-	cr_assert_eq(vq_enable(&vq, &gm, false), 0);
+	cr_assert_eq(vq_enable(&vq, &gm, F_INDIRECT), 0);
 	fake_add_chain(&f, b, 1);
 	cr_assert_eq(vq_pop(&vq, &c), 1);
 	cr_assert_eq(c.bufs[0].hva, gm.base + GM_LOW_RAM_MAX + 0x1000);
