@@ -53,6 +53,8 @@ static void usage(FILE *f)
 		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
+		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
+		"                       fewer TLB misses, slower memory return (default off)\n"
 		"  --compress ALGO      compressed tier for cold guest pages: lz4 (default), "
 		"zstd,\n"
 		"                       zstd:LEVEL, or off\n"
@@ -255,6 +257,7 @@ static int cmd_run(int argc, char **argv)
 		{"balloon", required_argument, NULL, 'b'},
 		{"control", required_argument, NULL, 's'},
 		{"merge", required_argument, NULL, 'M'},
+		{"hugepages", required_argument, NULL, 'H'},
 		{"compress", required_argument, NULL, 'Z'},
 		{"mem-limit", required_argument, NULL, 'L'},
 		{"firmware", required_argument, NULL, 'f'},
@@ -332,6 +335,10 @@ static int cmd_run(int argc, char **argv)
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.merge))
 				die("--merge '%s': expected on or off", optarg);
+			break;
+		case 'H':
+			if (!parse_onoff(optarg, &cfg.hugepages))
+				die("--hugepages '%s': expected on or off", optarg);
 			break;
 		case 'Z':
 			parse_compress(optarg, &cfg);

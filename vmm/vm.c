@@ -147,7 +147,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		return -ENOMEM;
 	init_routing(vm);
 
-	ret = gm_init(&vm->gm, cfg->mem_bytes, cfg->merge);
+	ret = gm_init(&vm->gm, cfg->mem_bytes,
+		      (cfg->merge ? GM_MERGE : 0) | (cfg->hugepages ? GM_HUGEPAGES : 0));
 	if (ret) {
 		pr_err("cannot map %llu MiB of guest RAM: %s",
 		       (unsigned long long)(cfg->mem_bytes / MiB), strerror(-ret));

@@ -39,6 +39,7 @@ struct vm_config {
 	const char *cmdline;  /* full kernel command line */
 	const char *firmware; /* ELF firmware image instead of a kernel, or NULL */
 	bool merge;	      /* MADV_MERGEABLE */
+	bool hugepages;	      /* MADV_HUGEPAGE on guest RAM (else MADV_NOHUGEPAGE) */
 	enum vm_compress compress;
 	int compress_level;	  /* zstd level / lz4 acceleration, 0: default */
 	uint64_t mem_limit_bytes; /* --mem-limit: resident guest RAM ceiling, 0: none */

@@ -39,6 +39,7 @@ expect "bad --balloon value" "--balloon: bad value 'maybe' for stats" \
 expect "bad --balloon word" "--balloon: 'sometimes' is not on, off or KEY=VALUE" \
 	"$VMM" run --balloon sometimes -- true
 expect "bad --merge" "--merge 'maybe': expected on or off" "$VMM" run --merge maybe -- true
+expect "bad --hugepages" "--hugepages '2M': expected on or off" "$VMM" run --hugepages 2M -- true
 
 # --- resources ---
 expect "--mem not a size" "--mem 'lots': expected a size" "$VMM" run --mem lots -- true

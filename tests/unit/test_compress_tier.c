@@ -288,7 +288,7 @@ static void tier_up(struct tier_env *e, uint64_t mib, bool merge, struct memtier
 		cr_skip_test("userfaultfd write-protect unavailable here (%s)", strerror(-ret));
 	close(fd);
 	memset(e, 0, sizeof(*e));
-	cr_assert_eq(gm_init(&e->gm, mib * MiB, merge), 0);
+	cr_assert_eq(gm_init(&e->gm, mib * MiB, merge ? GM_MERGE : 0), 0);
 	if (!cfg)
 		cfg = &def;
 	cfg->vm_fd = -1;

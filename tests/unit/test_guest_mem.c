@@ -2,7 +2,9 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../vmm/mem/guest_mem.h"
 #include "../../vmm/util.h"
@@ -21,13 +23,59 @@ Test(guest_mem, low_only_layout)
 {
 	struct guest_mem gm = {0};
 
-	cr_assert_eq(gm_init(&gm, 64 * MiB, true), 0);
+	cr_assert_eq(gm_init(&gm, 64 * MiB, GM_MERGE), 0);
 	cr_assert_eq(gm.nr_regions, 1);
 	cr_assert_eq(gm.nr_pages, 64 * MiB / GM_PAGE_SIZE);
 	cr_assert_eq(gm.regions[0].gpa, 0);
 	cr_assert_eq(gm.regions[0].size, 64 * MiB);
 	gm_destroy(&gm);
 	cr_assert_null(gm.base);
+}
+
+/* The VmFlags line of the mapping that starts at @base, from /proc/self/smaps. */
+static void vm_flags(const void *base, char *out, size_t n)
+{
+	char line[512], want[32];
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	cr_assert_not_null(f);
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)base);
+	out[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		if (strchr(line, '-') && strchr(line, '-') < strchr(line, ' ') && line[0] != 'V')
+			in = !strncmp(line, want, strlen(want));
+		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(out, n, "%s", line);
+			break;
+		}
+	}
+	fclose(f);
+	cr_assert(out[0], "no smaps entry at %p", base);
+}
+
+Test(guest_mem, mapping_is_2m_aligned_and_huge_pages_follow_the_flag)
+{
+	struct guest_mem gm = {0};
+	char flags[512];
+
+	cr_assert_eq(gm_init(&gm, 64 * MiB + 4 * KiB, 0), 0);
+	cr_assert_eq((uintptr_t)gm.base % (2 * MiB), 0, "base %p", (void *)gm.base);
+	vm_flags(gm.base, flags, sizeof(flags));
+	cr_assert_not(gm.hugepages);
+	if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0)
+		cr_assert(strstr(flags, " nh"), "MADV_NOHUGEPAGE by default: %s", flags);
+	gm.base[64 * MiB] = 1; /* the last page is mapped, nothing after it is */
+	gm_destroy(&gm);
+
+	cr_assert_eq(gm_init(&gm, 64 * MiB, GM_HUGEPAGES), 0);
+	cr_assert_eq((uintptr_t)gm.base % (2 * MiB), 0);
+	vm_flags(gm.base, flags, sizeof(flags));
+	if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0) {
+		cr_assert(gm.hugepages);
+		cr_assert(strstr(flags, " hg"), "MADV_HUGEPAGE: %s", flags);
+	}
+	gm_destroy(&gm);
 }
 
 Test(guest_mem, split_layout_above_3g)

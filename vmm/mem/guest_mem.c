@@ -8,7 +8,25 @@
 
 #include "../util.h"
 
-int gm_init(struct guest_mem *gm, uint64_t size, bool merge)
+/* An anonymous mapping of @size bytes starting on a 2 MiB boundary, or MAP_FAILED. */
+static void *map_aligned(uint64_t size)
+{
+	const uint64_t align = 2 * MiB;
+	uint8_t *raw, *p;
+
+	raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
+		return MAP_FAILED;
+	p = (uint8_t *)ALIGN_UP((uintptr_t)raw, align);
+	if (p > raw)
+		munmap(raw, (size_t)(p - raw));
+	if (raw + align > p)
+		munmap(p + size, (size_t)(raw + align - p));
+	return p;
+}
+
+int gm_init(struct guest_mem *gm, uint64_t size, unsigned int flags)
 {
 	uint64_t low;
 	void *p;
@@ -20,8 +38,7 @@ int gm_init(struct guest_mem *gm, uint64_t size, bool merge)
 	gm->state = calloc(size / GM_PAGE_SIZE, 1);
 	if (!gm->state)
 		return -ENOMEM;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		 -1, 0);
+	p = map_aligned(size);
 	if (p == MAP_FAILED) {
 		ret = -ENOMEM;
 		goto err_state;
@@ -32,7 +49,17 @@ int gm_init(struct guest_mem *gm, uint64_t size, bool merge)
 		pr_err("guest memory: MADV_DONTFORK: %s", strerror(errno));
 		goto err_map;
 	}
-	if (merge) {
+	if (flags & GM_HUGEPAGES) {
+		if (madvise(p, size, MADV_HUGEPAGE))
+			pr_warn("guest memory: MADV_HUGEPAGE: %s (no transparent huge pages, "
+				"continuing)",
+				strerror(errno));
+		else
+			gm->hugepages = true;
+	} else {
+		madvise(p, size, MADV_NOHUGEPAGE); /* fails only without THP: nothing to turn off */
+	}
+	if (flags & GM_MERGE) {
 		if (madvise(p, size, MADV_MERGEABLE))
 			pr_warn("guest memory: MADV_MERGEABLE: %s (KSM unavailable, continuing)",
 				strerror(errno));

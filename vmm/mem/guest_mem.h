@@ -45,19 +45,26 @@ struct guest_mem {
 	uint64_t nr_ballooned, nr_reported;
 	uint64_t discard_calls; /* madvise calls made by gm_discard */
 	bool mergeable;		/* MADV_MERGEABLE applied */
+	bool hugepages;		/* MADV_HUGEPAGE applied */
 	/* gm_set_discard_hook(): called by gm_discard(), lock held; NULL when none. */
 	void (*discard_hook)(void *opaque, uint64_t idx, uint64_t nr_pages);
 	void *discard_opaque;
 };
 
+#define GM_MERGE     (1u << 0) /* MADV_MERGEABLE: KSM may merge guest pages */
+#define GM_HUGEPAGES (1u << 1) /* MADV_HUGEPAGE: transparent huge pages back guest RAM */
+
 /**
- * gm_init() - map @size bytes of guest RAM (MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, MADV_DONTFORK)
- * and split it into the regions above.
+ * gm_init() - map @size bytes of guest RAM (MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE,
+ * MADV_DONTFORK), 2 MiB-aligned so host huge pages line up with guest-physical 2 MiB frames, and
+ * split it into the regions above.
  * @gm: caller-owned, zeroed struct; @size: bytes, a multiple of GM_PAGE_SIZE, at least 1 MiB;
- * @merge: apply MADV_MERGEABLE (KSM). A kernel without KSM only gets a warning.
+ * @flags: GM_MERGE (a kernel without KSM only gets a warning) and GM_HUGEPAGES. Without
+ * GM_HUGEPAGES the mapping gets MADV_NOHUGEPAGE: with THP a 4 KiB balloon or reclaim discard
+ * only splits a huge page, and the host gets the memory back when the split finally happens.
  * Returns 0, -EINVAL for a bad size, -ENOMEM when the mapping fails.
  */
-int gm_init(struct guest_mem *gm, uint64_t size, bool merge);
+int gm_init(struct guest_mem *gm, uint64_t size, unsigned int flags);
 
 /** gm_destroy() - unmap guest RAM and free the state map. Safe on a zeroed or failed @gm. */
 void gm_destroy(struct guest_mem *gm);
