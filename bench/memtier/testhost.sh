@@ -83,6 +83,19 @@ wait "$bpid" 2>/dev/null
 # KSM with fast scan settings until pages_sharing stops moving (3 readings 10 s apart, 400 s at
 # most). Sets $ksm_ms and $ksm_sharing.
 ksm=/sys/kernel/mm/ksm
+# ksm_fast / ksm_restore: fast scan settings for a measurement, then the host's own back.
+ksm_fast() {
+	old_run=$(cat $ksm/run) old_scan=$(cat $ksm/pages_to_scan) old_sleep=$(cat $ksm/sleep_millisecs)
+	echo 5000 >$ksm/pages_to_scan
+	echo 20 >$ksm/sleep_millisecs
+}
+ksm_restore() {
+	ksm_off
+	echo "$old_scan" >$ksm/pages_to_scan
+	echo "$old_sleep" >$ksm/sleep_millisecs
+	echo "$old_run" >$ksm/run
+}
+
 ksm_settle() {
 	t0=$(now_ms) last=-1 stable=0
 	echo 1 >$ksm/run
@@ -101,9 +114,7 @@ ksm_off() {
 
 # --- D. the same guest under vmm with KSM and then the tier --------------------------------------
 if [ -w $ksm/run ]; then
-	old_run=$(cat $ksm/run) old_scan=$(cat $ksm/pages_to_scan) old_sleep=$(cat $ksm/sleep_millisecs)
-	echo 5000 >$ksm/pages_to_scan
-	echo 20 >$ksm/sleep_millisecs
+	ksm_fast
 	sock=$SCRATCH/d.sock
 	"$VMM" run --mem 512M --control "$sock" --console file:"$SCRATCH/d.out" -- sh -c "$guest" \
 		</dev/null >/dev/null 2>"$SCRATCH/d.err" &
@@ -122,17 +133,12 @@ if [ -w $ksm/run ]; then
 	fi
 	kill "$dpid" 2>/dev/null
 	wait "$dpid" 2>/dev/null
-	ksm_off
-	echo "$old_scan" >$ksm/pages_to_scan
-	echo "$old_sleep" >$ksm/sleep_millisecs
-	echo "$old_run" >$ksm/run
+	ksm_restore
 fi
 
 # --- C. the same guest under QEMU with KSM -------------------------------------------------------
 if [ -n "$QEMU" ] && [ -x "$QEMU" ] && [ -w $ksm/run ]; then
-	old_run=$(cat $ksm/run) old_scan=$(cat $ksm/pages_to_scan) old_sleep=$(cat $ksm/sleep_millisecs)
-	echo 5000 >$ksm/pages_to_scan
-	echo 20 >$ksm/sleep_millisecs
+	ksm_fast
 	"$QEMU" -enable-kvm -M pc,mem-merge=on -cpu host -m 512 -nographic -no-reboot \
 		-kernel "$GUEST_DIR/bzImage" -initrd "$GUEST_DIR/initramfs.cpio.gz" \
 		-append "console=ttyS0 panic=-1 vmm.tty=0 vmm.cmd=$(b64 "$guest")" \
@@ -150,10 +156,7 @@ if [ -n "$QEMU" ] && [ -x "$QEMU" ] && [ -w $ksm/run ]; then
 	fi
 	kill "$cpid" 2>/dev/null
 	wait "$cpid" 2>/dev/null
-	ksm_off
-	echo "$old_scan" >$ksm/pages_to_scan
-	echo "$old_sleep" >$ksm/sleep_millisecs
-	echo "$old_run" >$ksm/run
+	ksm_restore
 else
 	res "C skipped: no QEMU in the test host (run.sh passes --with-qemu) or no KSM"
 fi
