@@ -110,3 +110,17 @@ int parse_size(const char *s, uint64_t *out)
 	*out = v;
 	return 0;
 }
+
+int vmm_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	int ret = pthread_attr_init(&attr);
+
+	if (ret)
+		return ret;
+	ret = pthread_attr_setstacksize(&attr, VMM_THREAD_STACK);
+	if (!ret)
+		ret = pthread_create(thread, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return ret;
+}

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #define ARRAY_SIZE(a)	 (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b)	 ((a) < (b) ? (a) : (b))
 #define MAX(a, b)	 ((a) > (b) ? (a) : (b))
@@ -71,5 +73,15 @@ uint64_t now_ns(void);
  * Returns 0, or -EINVAL for malformed text, -ERANGE on overflow.
  */
 int parse_size(const char *s, uint64_t *out);
+
+#define VMM_THREAD_STACK (1024 * 1024) /* bytes */
+
+/**
+ * vmm_thread_create() - pthread_create() with a VMM_THREAD_STACK (1 MiB) stack. glibc's default
+ * (8 MiB) mapping lands next to the 2 MiB-aligned guest RAM and a host with THP "always" backs
+ * its touched top with a 2 MiB huge page per thread; a stack under 2 MiB never holds one.
+ * @thread, @fn, @arg: as pthread_create(). Returns 0 or a positive errno, as pthread_create().
+ */
+int vmm_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif

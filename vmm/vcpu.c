@@ -429,7 +429,7 @@ int vcpu_start(struct vcpu *vcpu)
 		sigaction(KICK_SIGNAL, &sa, NULL);
 		handler_installed = true;
 	}
-	ret = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	ret = vmm_thread_create(&vcpu->thread, vcpu_thread, vcpu);
 	if (ret)
 		return -ret;
 	vcpu->thread_started = true;
