@@ -562,6 +562,12 @@ void balloon_get_counters(struct balloon *b, struct balloon_counters *out)
 		.err_count = b->vdev.err_count,
 		.features = b->vdev.driver_features,
 	};
+	for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		if (!b->vdev.vqs[i].size)
+			continue;
+		vq_get_state(&b->vdev.vqs[i], &out->queues[i]);
+		out->nr_queues = i + 1;
+	}
 	pthread_mutex_unlock(&b->vdev.lock);
 }
 

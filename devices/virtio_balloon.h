@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "virtio.h"
+
 struct guest_mem;
 struct virtio_dev;
 struct balloon;
@@ -40,6 +42,8 @@ struct balloon_counters {
 	uint64_t discard_ranges; /* gm_discard calls */
 	uint64_t err_count;	 /* malformed buffers and rejected PFNs (hostile-guest counter) */
 	uint64_t features;	 /* negotiated */
+	unsigned int nr_queues;	 /* queues the negotiated features create (inflate, deflate, ...) */
+	struct vq_state queues[VIRTIO_MAX_QUEUES];
 };
 
 /*

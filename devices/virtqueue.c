@@ -214,12 +214,34 @@ int vq_pop(struct virtqueue *vq, struct vq_chain *chain)
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	head = load16(&avail->ring[vq->last_avail & (vq->size - 1)]);
 	vq->last_avail++;
+	vq->popped++;
 	if (vq->event_idx)
 		set_avail_event(vq, used);
 	if (head >= vq->size)
 		return -EINVAL;
 	chain->head = head;
 	return walk_chain(vq, chain, head);
+}
+
+void vq_get_state(const struct virtqueue *vq, struct vq_state *out)
+{
+	struct vring_avail *avail = vq->ready ? avail_ring(vq) : NULL;
+	struct vring_used *used = vq->ready ? used_ring(vq) : NULL;
+
+	*out = (struct vq_state){
+		.ready = vq->ready,
+		.size = vq->size,
+		.last_avail = vq->last_avail,
+		.used_idx = vq->used_idx,
+		.popped = vq->popped,
+		.notifications = vq->notifications,
+	};
+	if (avail) {
+		out->avail_idx = load16(&avail->idx);
+		out->used_event = load16(&avail->ring[vq->size]);
+	}
+	if (used)
+		out->avail_event = load16(&used->ring[vq->size]);
 }
 
 int vq_push(struct virtqueue *vq, uint16_t head, uint32_t len)
@@ -255,15 +277,22 @@ bool vq_should_notify(struct virtqueue *vq)
 		return false;
 	/* Our used->idx store must be ordered before reading the driver's suppression fields. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!vq->event_idx)
-		return !(load16(&avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+	if (!vq->event_idx) {
+		if (load16(&avail->flags) & VRING_AVAIL_F_NO_INTERRUPT)
+			return false;
+		vq->notifications++;
+		return true;
+	}
 	old = vq->signalled_used;
 	new = vq->used_idx;
 	valid = vq->signalled_valid;
 	event = load16(&avail->ring[vq->size]);
 	vq->signalled_used = new;
 	vq->signalled_valid = true;
-	return !valid || vring_need_event(event, new, old);
+	if (valid && !vring_need_event(event, new, old))
+		return false;
+	vq->notifications++;
+	return true;
 }
 
 uint32_t vq_copy_from_chain(const struct vq_chain *chain, uint32_t off, void *dst, uint32_t len)

@@ -27,6 +27,18 @@ struct virtqueue {
 	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
 	bool indirect;	/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	struct guest_mem *gm;
+	uint64_t popped;	/* chains taken off the avail ring */
+	uint64_t notifications; /* vq_should_notify() answers "yes" */
+};
+
+/* A queue's state as both sides see it (diagnostics: control socket memory.stats). */
+struct vq_state {
+	bool ready;
+	uint16_t size;
+	uint16_t last_avail, used_idx;	/* the device's indices */
+	uint16_t avail_idx, used_event; /* read from the driver's avail ring (0 when unreadable) */
+	uint16_t avail_event;		/* what the device last published */
+	uint64_t popped, notifications;
 };
 
 /* One buffer of a chain: a validated guest range and its host address. */
@@ -55,6 +67,12 @@ struct vq_chain {
  * Returns 0, or -EINVAL (bad size or alignment) / -EFAULT (ring outside RAM); queue stays off.
  */
 int vq_enable(struct virtqueue *vq, struct guest_mem *gm, uint64_t features);
+
+/**
+ * vq_get_state() - snapshot @vq into *@out; the driver's indices are read through the bounded
+ * accessor. Caller holds the device lock.
+ */
+void vq_get_state(const struct virtqueue *vq, struct vq_state *out);
 
 /** vq_reset() - forget all state; the queue is unconfigured (size 0, not ready). */
 void vq_reset(struct virtqueue *vq);

@@ -713,6 +713,31 @@ static struct json_object *compressed_json(const struct ctl_compressed_stats *c)
 	return o;
 }
 
+/* Per-queue indices and counters, in transport order (inflate, deflate, [stats], [reporting]). */
+static struct json_object *queues_json(const struct balloon_counters *bc)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned int i = 0; a && i < bc->nr_queues; i++) {
+		const struct vq_state *q = &bc->queues[i];
+		struct json_object *o = json_object_new_object();
+
+		if (!o)
+			break;
+		json_object_object_add(o, "ready", json_object_new_boolean(q->ready));
+		add_u64(o, "size", q->size);
+		add_u64(o, "last_avail", q->last_avail);
+		add_u64(o, "avail_idx", q->avail_idx);
+		add_u64(o, "used_idx", q->used_idx);
+		add_u64(o, "used_event", q->used_event);
+		add_u64(o, "avail_event", q->avail_event);
+		add_u64(o, "popped", q->popped);
+		add_u64(o, "notifications", q->notifications);
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 static struct json_object *balloon_mem_json(const struct ctl_memory_stats *ms)
 {
 	const struct balloon_counters *bc = &ms->balloon;
@@ -728,6 +753,7 @@ static struct json_object *balloon_mem_json(const struct ctl_memory_stats *ms)
 	add_u64(o, "reported_bytes", bc->reported_bytes);
 	add_u64(o, "discard_ranges", bc->discard_ranges);
 	json_object_object_add(o, "features", feature_list(bc->features));
+	json_object_object_add(o, "queues", queues_json(bc));
 	return o;
 }
 

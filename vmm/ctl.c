@@ -422,6 +422,17 @@ static void print_flat(struct json_object *o, const char *prefix)
 		    json_object_get_int64(val) >= 0) {
 			human_bytes(json_object_get_uint64(val), human, sizeof(human));
 			printf("%-40s %s (%s)\n", name, json_object_get_string(val), human);
+		} else if (json_object_is_type(val, json_type_array) &&
+			   json_object_array_length(val) &&
+			   json_object_is_type(json_object_array_get_idx(val, 0),
+					       json_type_object)) {
+			/* An array of objects (balloon.queues): NAME.INDEX.KEY lines. */
+			for (size_t i = 0; i < json_object_array_length(val); i++) {
+				char item[160];
+
+				snprintf(item, sizeof(item), "%s.%zu", name, i);
+				print_flat(json_object_array_get_idx(val, i), item);
+			}
 		} else if (json_object_is_type(val, json_type_array)) {
 			printf("%-40s %s\n", name,
 			       json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));

@@ -401,7 +401,9 @@ static int cmd_run(int argc, char **argv)
 		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s",
 			 user_cmdline ? user_cmdline : BASE_CMDLINE,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
-			 interactive ? "" : " vmm.tty=0", "");
+			 interactive ? "" : " vmm.tty=0",
+			 /* guest init: free page reporting in whole host huge pages */
+			 cfg.hugepages ? " vmm.report_order=9" : "");
 		cfg.kernel = kernel;
 		cfg.initrd = initrd[0] ? initrd : NULL;
 		cfg.cmdline = cmdline;

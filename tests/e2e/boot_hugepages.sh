@@ -2,7 +2,9 @@
 # --hugepages: guest RAM is 2 MiB-aligned either way; by default it is MADV_NOHUGEPAGE (no
 # transparent huge page backs it, so balloon and reclaim discards return memory at once), and with
 # --hugepages on it is MADV_HUGEPAGE and the guest's touched memory is backed by huge pages
-# (AnonHugePages of the guest RAM mapping in /proc/PID/smaps). Skipped where the host has no THP.
+# (AnonHugePages of the guest RAM mapping in /proc/PID/smaps). The default guest's free page
+# reporting order follows: order 7 (512 KiB) on 4 KiB host pages, 9 (2 MiB) with huge pages.
+# Skipped where the host has no THP.
 # timeout: 180
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm
@@ -43,4 +45,10 @@ grep -q ' hg' "$SCRATCH/on.thp" || fail "guest RAM is not MADV_HUGEPAGE with --h
 for r in "$range_off" "$range_on"; do
 	[ $((0x${r%%-*} % 2097152)) = 0 ] || fail "guest RAM mapping $r is not 2 MiB-aligned"
 done
-log "ok: default 0 KiB in huge pages, --hugepages on $huge_on KiB"
+order() { # FLAG: the guest's page_reporting_order
+	run_with_timeout 60 "$VMM" run --hugepages "$1" -- \
+		cat /sys/module/page_reporting/parameters/page_reporting_order </dev/null 2>&1 | tr -d '\r'
+}
+assert_eq 7 "$(order off)" "free page reporting order on 4 KiB host pages"
+assert_eq 9 "$(order on)" "free page reporting order with --hugepages on"
+log "ok: default 0 KiB in huge pages, --hugepages on $huge_on KiB; reporting orders 7 and 9"

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <linux/virtio_ring.h>
+
 #include "../../devices/virtqueue.h"
 #include "../../vmm/mem/guest_mem.h"
 #include "../../vmm/util.h"

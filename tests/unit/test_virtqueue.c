@@ -468,3 +468,27 @@ Test(virtqueue, buffers_in_high_ram)
 	fake_add_chain(&f, bad, 1); /* straddles the MMIO hole */
 	cr_assert_eq(vq_pop(&vq, &c), -EINVAL);
 }
+
+Test(virtqueue, state_snapshot_counts_pops_and_notifications)
+{
+	struct fake_buf b = {DATA_GPA, 64, false};
+	struct vq_state st;
+	struct vq_chain c;
+	uint16_t head;
+
+	setup_size(16, true);
+	head = fake_add_chain(&f, &b, 1);
+	fake_add_chain(&f, &b, 1);
+	cr_assert_eq(vq_pop(&vq, &c), 1);
+	cr_assert_eq(vq_push(&vq, head, 0), 0);
+	cr_assert(vq_should_notify(&vq), "the first used buffer is always signalled");
+	vq_get_state(&vq, &st);
+	cr_assert(st.ready);
+	cr_assert_eq(st.size, 16);
+	cr_assert_eq(st.avail_idx, 2, "read from the driver's ring");
+	cr_assert_eq(st.last_avail, 1);
+	cr_assert_eq(st.used_idx, 1);
+	cr_assert_eq(st.avail_event, 1, "published after the pop");
+	cr_assert_eq(st.popped, 1);
+	cr_assert_eq(st.notifications, 1);
+}
