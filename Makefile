@@ -102,7 +102,7 @@ test: deps
 		$(MAKE) --no-print-directory kvm-tests >$(B)/kvm-tier.out 2>&1 & kvm=$$!; \
 		$(MAKE) --no-print-directory e2e || rc=1; \
 		wait $$kvm || rc=1; cat $(B)/kvm-tier.out; \
-		tests/summary.sh $(B)/tiers.log; exit $$rc
+		tests/summary.sh $(B)/tiers.log format lint unit fuzz kvm e2e; exit $$rc
 
 bench: deps all guest
 	@bench/run.sh
