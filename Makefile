@@ -92,15 +92,16 @@ testhost-kernel: guest
 	@guest-kernel-config/build-kernel.sh tests/testhost/host.config >/dev/null
 
 # Everything the tiers need is built first, in parallel (a build failure still shows up as the
-# failing tier). The two tiers that boot the nested test host (one TCG vCPU each) then run side
-# by side, the firmware tier's output held back until the e2e tier ends.
+# failing tier). The tiers that boot the nested test host (one TCG vCPU each) then run side by
+# side: the firmware tier, and the e2e tier in two shards (E2E_SHARDS), the firmware tier's
+# output held back until the e2e tier ends.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
 	@rm -f $(B)/tiers.log
 	-@$(MAKE) --no-print-directory -j$(NPROC) -k all testhost-kernel $(B)/unit-tests $(FUZZ_BINS)
 	@$(MAKE) --no-print-directory -k format-check lint unit fuzz-smoke; rc=$$?; \
 		$(MAKE) --no-print-directory kvm-tests >$(B)/kvm-tier.out 2>&1 & kvm=$$!; \
-		$(MAKE) --no-print-directory e2e || rc=1; \
+		E2E_SHARDS=2 $(MAKE) --no-print-directory e2e || rc=1; \
 		wait $$kvm || rc=1; cat $(B)/kvm-tier.out; \
 		tests/summary.sh $(B)/tiers.log format lint unit fuzz kvm e2e; exit $$rc
 

@@ -5,6 +5,7 @@
 # after which the guest allocates (and verifies) 200 MiB again.
 # Free page reporting is off here so the RSS drop is the balloon's alone (balloon_reporting.sh
 # covers reporting).
+# cost: 14
 # timeout: 300
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm

@@ -2,6 +2,7 @@
 # Deflate-on-OOM (VIRTIO_BALLOON_F_DEFLATE_ON_OOM) with the real Linux driver: with the balloon
 # leaving the guest (256 MiB) only 48 MiB, a guest program allocating 150 MiB must succeed
 # without an OOM kill: the driver's OOM notifier gives the balloon back 1 MiB at a time instead.
+# cost: 10
 # timeout: 400
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm

@@ -13,6 +13,7 @@
 # (the host uses 4 KiB pages): with 2 MiB, the few pages still parked pinned up to 20 blocks and
 # the drop was 112-148 MiB (1 run in 10 below 120); with order 7, 155-159 MiB in 10 of 10 runs.
 # The device under test is unchanged.
+# cost: 13
 # timeout: 200
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm

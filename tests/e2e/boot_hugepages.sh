@@ -5,6 +5,7 @@
 # (AnonHugePages of the guest RAM mapping in /proc/PID/smaps). The default guest's free page
 # reporting order follows: order 7 (512 KiB) on 4 KiB host pages, 9 (2 MiB) with huge pages.
 # Skipped where the host has no THP.
+# cost: 18
 # timeout: 180
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm

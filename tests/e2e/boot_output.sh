@@ -1,6 +1,7 @@
 #!/bin/sh
 # The guest command's output reaches vmm's stdout completely, up to its last byte, before vmm
 # exits: 8 runs on 2 vCPUs (where the tail of the output used to be lost about 1 run in 4).
+# cost: 28
 # timeout: 150
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm

@@ -2,6 +2,7 @@
 # Without a command the guest runs a shell on the console; piped (or file) stdin reaches it from
 # the first byte, even when all of it is written before the guest boots, and vmm exits with the
 # shell's status. A script larger than the VMM's 4 KiB receive buffer checks back-pressure.
+# cost: 20
 # timeout: 180
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm

@@ -3,6 +3,7 @@
 # stats, memory, events and shutdown, with the replies checked against what the guest does (a
 # paused guest stops printing; a resumed one goes on), plus the exit statuses of an error reply
 # (1), a usage error (2) and a missing socket (2). docs/control.md is the contract.
+# cost: 7
 # timeout: 200
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm

@@ -2,6 +2,7 @@
 # memtier_ksm: KSM merging of guest RAM. Two guests booted from the same kernel and initramfs in
 # one host, with KSM running (fast scan settings for the test, the old ones restored afterwards):
 # memory.stats of each shows merged pages (ksm.merging_pages > 0) and the host-wide KSM state.
+# cost: 8
 # timeout: 420
 # shellcheck source=/dev/null
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"

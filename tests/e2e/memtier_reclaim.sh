@@ -4,6 +4,7 @@
 # the busybox binary in tmpfs) and idles; `vmm ctl memory reclaim 128M` must bring guest RAM
 # resident in host memory to at most 128 MiB plus the part that does not compress; then the guest
 # verifies every byte it wrote (memfill checksums, sha256sum of the binaries): zero mismatches.
+# cost: 55
 # timeout: 900
 # shellcheck source=/dev/null
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"

@@ -3,6 +3,7 @@
 # initramfs) and the guest's /init runs the vmm.cmd command. Inside the nested test host this is
 # KVM on emulated SVM; directly on a hardware-KVM host it needs qemu-system-x86_64 there.
 # needs: qemu
+# cost: 6
 # timeout: 240
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_qemu
