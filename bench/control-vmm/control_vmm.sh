@@ -11,22 +11,12 @@ need_vmm
 need_kvm
 : "${BENCH_BIN:?BENCH_BIN (control_load, control_bench) not set: run bench/control-vmm/run.sh}"
 
-sock=$SCRATCH/ctl.sock
-con=$SCRATCH/console.txt
-vpid=
-cleanup() {
-	[ -z "$vpid" ] || kill -KILL "$vpid" 2>/dev/null
-}
-trap cleanup EXIT
 
 # The guest ticks once a second, so "the guest still runs" is visible.
 # shellcheck disable=SC2016 # expanded by the guest's shell
 gcmd='echo @@ready; i=0; while :; do echo "@@tick $i"; i=$((i + 1)); sleep 1; done'
 log "vmm run --mem 256M --control $sock (idle guest)"
-"$VMM" run --mem 256M --console "file:$con" --control "$sock" -- sh -c "$gcmd" \
-	</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
-vpid=$!
-wait_until 30 test -S "$sock" || fail "control socket $sock did not appear"
+bg_vmm_start "$gcmd" --mem 256M
 wait_for '^@@ready' "$con" 120 || fail "the guest did not start"
 rss0=$(rss_kib "$vpid")
 

@@ -7,12 +7,6 @@
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm
 
-sock=$SCRATCH/ctl.sock
-con=$SCRATCH/console.txt
-vpid=
-
-trap bg_vmm_cleanup EXIT
-
 # The guest lists its virtio devices: name, device id, bound driver, feature bits (one character
 # per bit, bit 0 first), then idles until the host shuts it down.
 # shellcheck disable=SC2016 # expanded by the guest's shell
@@ -24,10 +18,7 @@ echo "@@ready"
 sleep 600'
 
 log "vmm run --mem 256M (default balloon options)"
-"$VMM" run --mem 256M --console "file:$con" --control "$sock" -- sh -c "$gcmd" \
-	</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
-vpid=$!
-wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+bg_vmm_start "$gcmd" --mem 256M
 wait_for '^@@ready' "$con" 120 || { dump; fail "the guest did not list its virtio devices"; }
 dump
 
@@ -64,9 +55,6 @@ grep -o '"features":\[[^]]*\]' "$SCRATCH/info.json" | grep -q -e free_page_hint 
 	fail "vm.info lists a feature that is not offered"
 
 log "vmm ctl shutdown"
-ctl shutdown || fail "vmm ctl shutdown failed"
-wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop after shutdown"
-wait "$vpid"
-log "VMM exit status $?"
-vpid=
+bg_vmm_shutdown
+log "VMM exit status $bg_rc"
 log "ok: the Linux driver bound and negotiated stats_vq, deflate_on_oom and reporting"

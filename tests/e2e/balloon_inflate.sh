@@ -10,13 +10,6 @@
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm
 
-sock=$SCRATCH/ctl.sock
-con=$SCRATCH/console.txt
-vpid=
-
-# jnum FIELD: the first integer field FIELD of the JSON on stdin.
-trap bg_vmm_cleanup EXIT
-
 # The guest: fill+verify+free 160 MiB, then follow the balloon through MemFree (ballooned pages
 # are allocated by the driver), then allocate 200 MiB. Every wait is bounded.
 # shellcheck disable=SC2016 # expanded by the guest's shell
@@ -32,10 +25,7 @@ memfill -m 200 -p random || exit 11
 echo "@@alloc200 ok"'
 
 log "vmm run --mem 256M --balloon free-page-reporting=off (guest fills and frees 160 MiB)"
-"$VMM" run --mem 256M --balloon free-page-reporting=off --console "file:$con" \
-	--control "$sock" -- sh -c "$gcmd" </dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
-vpid=$!
-wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+bg_vmm_start "$gcmd" --mem 256M --balloon free-page-reporting=off
 wait_for '^@@filled' "$con" 200 || { dump; fail "the guest did not fill and free 160 MiB"; }
 tr -d '\r' <"$con" | grep -E '^(memfill|@@)' | sed 's/^/    | /'
 

@@ -7,12 +7,6 @@
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm
 
-sock=$SCRATCH/ctl.sock
-con=$SCRATCH/console.txt
-vpid=
-
-trap bg_vmm_cleanup EXIT
-
 # shellcheck disable=SC2016 # expanded by the guest's shell
 gcmd='mf() { awk "/^MemFree:/ { print int(\$2 / 1024) }" /proc/meminfo; }
 echo "@@ready memfree=$(mf)"
@@ -25,10 +19,7 @@ echo "@@done"
 sleep 600'
 
 log "vmm run --mem 256M (default balloon options: deflate-on-oom on)"
-"$VMM" run --mem 256M --console "file:$con" --control "$sock" -- sh -c "$gcmd" \
-	</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
-vpid=$!
-wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+bg_vmm_start "$gcmd" --mem 256M
 wait_for '^@@ready' "$con" 120 || { dump; fail "the guest did not start its command"; }
 
 log "vmm ctl balloon set --guest 48M --wait --timeout 90s (balloon 208 MiB)"
@@ -51,8 +42,5 @@ after=$(jnum actual_pages <"$SCRATCH/get2.json")
 log "deflate-on-OOM: actual $((208 * 256)) -> $after pages ($(((208 * 256 - after) / 256)) MiB given back);" \
 	"deflated_pages total $(jnum deflated_pages <"$SCRATCH/mem.json")"
 
-ctl shutdown --timeout 10s || fail "vmm ctl shutdown failed"
-wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop after shutdown"
-wait "$vpid"
-vpid=
+bg_vmm_shutdown --timeout 10s
 log "ok: 150 MiB allocated with a 208 MiB balloon, no OOM kill"

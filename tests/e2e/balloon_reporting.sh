@@ -18,12 +18,6 @@
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm
 
-sock=$SCRATCH/ctl.sock
-con=$SCRATCH/console.txt
-vpid=
-
-trap bg_vmm_cleanup EXIT
-
 # shellcheck disable=SC2016 # expanded by the guest's shell
 gcmd='echo 100000 >/proc/sys/vm/percpu_pagelist_high_fraction || exit 9
 memfill -m 160 -p random || exit 10
@@ -31,10 +25,7 @@ echo "@@freed"
 sleep 600'
 
 log "vmm run --mem 256M (default balloon options: free page reporting on), no balloon target"
-"$VMM" run --mem 256M --console "file:$con" --control "$sock" -- sh -c "$gcmd" \
-	</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
-vpid=$!
-wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+bg_vmm_start "$gcmd" --mem 256M
 
 # The peak RSS while the guest fills (reporting starts only ~2 s after the free).
 peak=0
@@ -67,8 +58,5 @@ log "VMM RSS $peak -> $rss MiB (-$((peak - rss)) MiB) $((t1 - t0)) ms after the 
 [ "$rep" -ge 120 ] || fail "memory.stats reported_bytes is $rep MiB, expected >= 120"
 assert_eq 0 "$(jnum actual_pages <"$SCRATCH/get.json")" "balloon actual_pages (no target)"
 
-ctl shutdown --timeout 10s || fail "vmm ctl shutdown failed"
-wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop after shutdown"
-wait "$vpid"
-vpid=
+bg_vmm_shutdown --timeout 10s
 log "ok: free page reporting gave back $((peak - rss)) MiB of host RSS without a balloon target"

@@ -6,12 +6,6 @@
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm
 
-sock=$SCRATCH/ctl.sock
-con=$SCRATCH/console.txt
-vpid=
-
-trap bg_vmm_cleanup EXIT
-
 # shellcheck disable=SC2016 # expanded by the guest's shell
 gcmd='echo "@@meminfo"
 cat /proc/meminfo
@@ -19,10 +13,7 @@ echo "@@meminfo-end"
 sleep 600'
 
 log "vmm run --mem 256M (default balloon options: stats on)"
-"$VMM" run --mem 256M --console "file:$con" --control "$sock" -- sh -c "$gcmd" \
-	</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
-vpid=$!
-wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+bg_vmm_start "$gcmd" --mem 256M
 wait_for '^@@meminfo-end' "$con" 120 || { dump; fail "the guest did not print /proc/meminfo"; }
 
 ctl balloon stats || fail "vmm ctl balloon stats failed"
@@ -49,8 +40,5 @@ within10 free "$(jnum free_bytes <"$SCRATCH/stats.json")" "$(meminfo MemFree)"
 within10 available "$(jnum available_bytes <"$SCRATCH/stats.json")" "$(meminfo MemAvailable)"
 within10 total "$(jnum total_bytes <"$SCRATCH/stats.json")" "$(meminfo MemTotal)"
 
-ctl shutdown --timeout 10s || fail "vmm ctl shutdown failed"
-wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop after shutdown"
-wait "$vpid"
-vpid=
+bg_vmm_shutdown --timeout 10s
 log "ok: balloon stats match the guest's /proc/meminfo within 10%"

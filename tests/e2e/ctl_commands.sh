@@ -14,14 +14,8 @@ ev=$SCRATCH/events.txt
 vpid=''
 epid=''
 
-jnum() {
-	grep -o "\"$1\":-\{0,1\}[0-9]*" | head -n1 | cut -d: -f2
-}
 jstr() {
 	grep -o "\"$1\":\"[^\"]*\"" | head -n1 | cut -d'"' -f4
-}
-ctl() {
-	run_with_timeout 30 "$VMM" ctl -s "$sock" "$@"
 }
 cleanup() {
 	st=$?
@@ -30,7 +24,7 @@ cleanup() {
 	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
 }
 trap cleanup EXIT
-dumped=
+# dump: lib.sh's, plus the events this scenario collects.
 dump() {
 	dumped=1
 	log "guest console (last 10 lines):"

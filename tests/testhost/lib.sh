@@ -163,8 +163,8 @@ need_vmm() {
 	done
 }
 
-# --- A VMM in the background: scenarios set sock (control socket), con (console file) and vpid
-# (the vmm's pid, empty once reaped), then call `trap bg_vmm_cleanup EXIT` once.
+# --- A VMM in the background, started by bg_vmm_start: sock (control socket), con (console
+# file) and vpid (the vmm's pid, empty once reaped); an EXIT trap cleans up.
 # jnum NAME: the first integer value of JSON field NAME on stdin.
 jnum() {
 	grep -o "\"$1\":-\{0,1\}[0-9]*" | head -n1 | cut -d: -f2
@@ -186,4 +186,27 @@ bg_vmm_cleanup() {
 	st=$?
 	[ -z "$vpid" ] || kill -KILL "$vpid" 2>/dev/null
 	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
+}
+# bg_vmm_start GUEST_CMD [VMM RUN OPTION...]: start `vmm run OPTIONS --console file:$con
+# --control $sock -- sh -c GUEST_CMD` in the background (stdout/stderr in $SCRATCH/vmm.out and
+# vmm.err), set the EXIT trap, and wait up to 30 s for the control socket.
+bg_vmm_start() {
+	_gcmd=$1
+	shift
+	sock=$SCRATCH/ctl.sock
+	con=$SCRATCH/console.txt
+	trap bg_vmm_cleanup EXIT
+	"$VMM" run "$@" --console "file:$con" --control "$sock" -- sh -c "$_gcmd" \
+		</dev/null >"$SCRATCH/vmm.out" 2>"$SCRATCH/vmm.err" &
+	vpid=$!
+	wait_until 30 test -S "$sock" || { dump; fail "control socket $sock did not appear"; }
+}
+# bg_vmm_shutdown [SHUTDOWN OPTION...]: `vmm ctl shutdown`, wait up to 30 s for the vmm to exit and
+# reap it; its exit status is left in bg_rc.
+bg_vmm_shutdown() {
+	ctl shutdown "$@" || fail "vmm ctl shutdown failed"
+	wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop after shutdown"
+	wait "$vpid"
+	bg_rc=$?
+	vpid=
 }
