@@ -18,12 +18,8 @@ strip -o "$out/bin/balloon.elf" "$B/firmware/balloon.elf"
 depths=${BALLOON_NATIVE_DEPTHS:-1 16}
 
 if [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-	export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
-	export BENCH_BIN=$out/bin BALLOON_NATIVE_DEPTHS=$depths
-	scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-balloon-native.XXXXXX")
-	trap 'rm -rf "$scratch"' EXIT
-	cd "$scratch"
-	SCRATCH=$scratch exec timeout -k 10 900 sh "$here/balloon_native_bench.sh"
+	BENCH_BIN=$out/bin BALLOON_NATIVE_DEPTHS=$depths exec "$root/tests/direct-run.sh" \
+		bench-balloon-native 900 "$here/balloon_native_bench.sh"
 fi
 command -v qemu-system-x86_64 >/dev/null ||
 	{ echo "balloon-native: SKIP: no usable /dev/kvm and no qemu-system-x86_64 for the test host"; exit 0; }

@@ -18,12 +18,7 @@ done
 
 mode=$("$root/tests/detect-kvm.sh")
 if [ "$mode" = direct ]; then
-	export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
-	export BENCH_BIN=$out/bin
-	scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-balloon.XXXXXX")
-	trap 'rm -rf "$scratch"' EXIT
-	cd "$scratch"
-	SCRATCH=$scratch exec timeout -k 10 1500 sh "$here/balloon_bench.sh"
+	BENCH_BIN=$out/bin exec "$root/tests/direct-run.sh" bench-balloon 1500 "$here/balloon_bench.sh"
 fi
 # The test host gets its own work directory (the vmm and guest linked in), so this does not
 # collide with an e2e or kvm run using build/testhost.

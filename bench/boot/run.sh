@@ -9,12 +9,6 @@ root=$(cd "$here/../.." && pwd)
 B=${B:-$root/build}
 
 mode=$("$root/tests/detect-kvm.sh")
-if [ "$mode" = direct ]; then
-	export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
-	scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-boot.XXXXXX")
-	trap 'rm -rf "$scratch"' EXIT
-	cd "$scratch"
-	SCRATCH=$scratch exec timeout -k 10 900 sh "$here/boot_bench.sh"
-fi
+[ "$mode" != direct ] || exec "$root/tests/direct-run.sh" bench-boot 900 "$here/boot_bench.sh"
 exec "$root/tests/testhost/run.sh" --with-qemu --stream --quiet-results \
 	--env "BOOT_BENCH_RUNS=${BOOT_BENCH_RUNS:-5}" "$here/boot_bench.sh"

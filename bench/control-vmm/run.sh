@@ -21,12 +21,7 @@ gcc "${cflags[@]}" -o "$out/bin/control_bench" bench/control/control_bench.c "${
 
 mode=$("$root/tests/detect-kvm.sh")
 if [ "$mode" = direct ]; then
-	export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
-	export BENCH_BIN=$out/bin
-	scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-control-vmm.XXXXXX")
-	trap 'rm -rf "$scratch"' EXIT
-	cd "$scratch"
-	SCRATCH=$scratch exec timeout -k 10 1200 sh "$here/control_vmm.sh"
+	BENCH_BIN=$out/bin exec "$root/tests/direct-run.sh" bench-control-vmm 1200 "$here/control_vmm.sh"
 fi
 th=$out/testhost-build
 mkdir -p "$th"
