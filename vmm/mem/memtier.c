@@ -105,11 +105,19 @@ static void lat_record(struct memtier *t, uint64_t ns)
 
 /* --- the userfaultfd thread ------------------------------------------------------------------ */
 
+/* The tier cannot give a page back: say why and stop the VM (once; later failures only log). */
+static void stop_vm(struct memtier *t, const char *msg)
+{
+	inc(&t->errors);
+	pr_err("%s", msg);
+	if (!__atomic_exchange_n(&t->dead, true, __ATOMIC_SEQ_CST) && t->cfg.fatal)
+		t->cfg.fatal(t->cfg.opaque, msg);
+}
+
 static void integrity_failure(struct memtier *t, uint64_t idx, int err, const struct cs_entry *e)
 {
 	char msg[256];
 
-	inc(&t->errors);
 	if (err == -EBADMSG)
 		inc(&t->csum_errors);
 	snprintf(msg, sizeof(msg),
@@ -121,9 +129,7 @@ static void integrity_failure(struct memtier *t, uint64_t idx, int err, const st
 		 : e->kind == CS_ZSTD ? "zstd"
 				      : "lz4",
 		 e->csum);
-	pr_err("%s", msg);
-	if (!__atomic_exchange_n(&t->dead, true, __ATOMIC_SEQ_CST) && t->cfg.fatal)
-		t->cfg.fatal(t->cfg.opaque, msg);
+	stop_vm(t, msg);
 }
 
 /*
@@ -182,13 +188,10 @@ out:
 	if (ret && ret != -EEXIST) {
 		char msg[160];
 
-		inc(&t->errors);
 		snprintf(msg, sizeof(msg),
 			 "compressed tier: cannot fill guest page 0x%" PRIx64 ": %s",
 			 idx_gpa(gm, idx), strerror(-ret));
-		pr_err("%s", msg);
-		if (!__atomic_exchange_n(&t->dead, true, __ATOMIC_SEQ_CST) && t->cfg.fatal)
-			t->cfg.fatal(t->cfg.opaque, msg);
+		stop_vm(t, msg);
 		uffd_wake(t->uffd, p, PG);
 		return;
 	}
