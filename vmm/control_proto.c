@@ -705,10 +705,10 @@ static struct json_object *compressed_json(const struct ctl_compressed_stats *c)
 	json_object_object_add(o, "enabled", json_object_new_boolean(c->enabled));
 	if (!c->enabled)
 		return o;
-	add_u64(o, "stored_pages", c->stored_pages);
-	add_u64(o, "stored_bytes", c->stored_bytes);
-	add_u64(o, "same_filled_pages", c->same_filled_pages);
-	add_u64(o, "faults", c->faults);
+	add_u64(o, "stored_pages", c->tier.stored_pages);
+	add_u64(o, "stored_bytes", c->tier.compressed_bytes);
+	add_u64(o, "same_filled_pages", c->tier.same_filled_pages);
+	add_u64(o, "faults", c->tier.faults);
 	tier_json(o, &c->tier);
 	return o;
 }
@@ -767,7 +767,7 @@ static struct json_object *errors_json(const struct ctl_memory_stats *ms,
 	if (ms->has_balloon)
 		add_u64(o, "balloon", ms->balloon.err_count);
 	if (ms->compressed.enabled)
-		add_u64(o, "compressed", ms->compressed.errors);
+		add_u64(o, "compressed", ms->compressed.tier.errors);
 	if (srv) {
 		add_u64(o, "control_error_replies", srv->error_replies);
 		add_u64(o, "control_clients_rejected", srv->clients_rejected);

@@ -130,12 +130,7 @@ struct ctl_ksm_stats {
 /* Compressed-tier figures; all zero while the tier does not exist or is off. */
 struct ctl_compressed_stats {
 	bool enabled;
-	uint64_t stored_pages;	    /* pages held by the tier (compressed + same-filled) */
-	uint64_t stored_bytes;	    /* compressed bytes held */
-	uint64_t same_filled_pages; /* zero/same-filled pages held at no store cost */
-	uint64_t faults;	    /* fault-ins served */
-	uint64_t errors;	    /* checksum failures and other tier errors */
-	struct memtier_stats tier;  /* everything else (memtier.h) */
+	struct memtier_stats tier; /* memtier.h; valid when enabled */
 };
 
 /* Server-side counters (the control socket itself). */

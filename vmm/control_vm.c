@@ -264,15 +264,8 @@ static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
 	}
 	ksm_figures(vm, &out->ksm);
 	if (vm->memtier) {
-		struct ctl_compressed_stats *c = &out->compressed;
-
-		memtier_get_stats(vm->memtier, &c->tier);
-		c->enabled = true;
-		c->stored_pages = c->tier.stored_pages;
-		c->stored_bytes = c->tier.compressed_bytes;
-		c->same_filled_pages = c->tier.same_filled_pages;
-		c->faults = c->tier.faults;
-		c->errors = c->tier.errors;
+		memtier_get_stats(vm->memtier, &out->compressed.tier);
+		out->compressed.enabled = true;
 	}
 	return 0;
 }
