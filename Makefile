@@ -17,7 +17,7 @@ C_FILES    = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
 GUEST_DIR := $(B)/guest
 
-.PHONY: all deps guest testhost-kernel run test unit kvm-tests e2e fuzz-smoke format format-check lint bench clean
+.PHONY: all deps guest testhost-kernel run test unit scripts kvm-tests e2e fuzz-smoke format format-check lint bench clean
 all: $(B)/vmm firmware
 
 include firmware/firmware.mk
@@ -49,6 +49,10 @@ $(B)/unit-tests: $(UNIT_OBJS) $(B)/libvmm.a
 
 unit: $(B)/unit-tests
 	@tests/tier.sh unit $(B)/unit-tests
+
+# The test harness's own tests (tests/lib/test-*.sh): no KVM, no guest.
+scripts:
+	@tests/tier.sh scripts tests/lib/run-tests.sh
 
 kvm-tests: all firmware
 	@tests/tier.sh kvm tests/kvm/run.sh
@@ -99,11 +103,11 @@ NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
 	@rm -f $(B)/tiers.log
 	-@$(MAKE) --no-print-directory -j$(NPROC) -k all testhost-kernel $(B)/unit-tests $(FUZZ_BINS)
-	@$(MAKE) --no-print-directory -k format-check lint unit fuzz-smoke; rc=$$?; \
+	@$(MAKE) --no-print-directory -k format-check lint scripts unit fuzz-smoke; rc=$$?; \
 		$(MAKE) --no-print-directory kvm-tests >$(B)/kvm-tier.out 2>&1 & kvm=$$!; \
 		E2E_SHARDS=2 $(MAKE) --no-print-directory e2e || rc=1; \
 		wait $$kvm || rc=1; cat $(B)/kvm-tier.out; \
-		tests/summary.sh $(B)/tiers.log format lint unit fuzz kvm e2e; exit $$rc
+		tests/summary.sh $(B)/tiers.log format lint scripts unit fuzz kvm e2e; exit $$rc
 
 bench: deps all guest
 	@bench/run.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/direct-run.sh NAME TIMEOUT SCRIPT: run a scenario or bench SCRIPT on this host (where
-# /dev/kvm boots guests itself, tests/detect-kvm.sh "direct"), as the test host would: with VMM,
+# /dev/kvm boots guests itself, tests/lib/detect-kvm.sh "direct"), as the test host would: with VMM,
 # GUEST_DIR, TESTLIB and TEST_MODE=direct set, in a scratch directory of its own (SCRATCH, removed
 # afterwards), killed after TIMEOUT seconds. Exits with the script's status.
 set -uo pipefail

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # tests/run-demo.sh (make run): the demo of tests/testhost/demo.sh with build/vmm: boot the default
 # guest, run a command in it, give memory back with the balloon. Directly where /dev/kvm boots
-# Linux, else inside the nested test host (tests/detect-kvm.sh).
+# Linux, else inside the nested test host (tests/lib/detect-kvm.sh).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 B=${B:-$root/build}
 
-mode=$("$root/tests/detect-kvm.sh")
+mode=$("$root/tests/lib/detect-kvm.sh")
 if [ "$mode" = direct ]; then
 	export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
 	scratch=$(mktemp -d "${TMPDIR:-/tmp}/vmm-demo.XXXXXX")

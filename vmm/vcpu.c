@@ -31,6 +31,7 @@
 #define APIC_LVT1	  0x360
 #define APIC_MODE_EXTINT  0x7
 #define APIC_MODE_NMI	  0x4
+#define X86_EFLAGS_IOPL	  0x3000 /* bits 12-13 */
 
 static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 {
@@ -308,6 +309,60 @@ static bool host_is_pvm(void)
 	return access("/sys/module/kvm_pvm", F_OK) == 0;
 }
 
+bool x86_is_port_insn(const uint8_t *code, size_t len)
+{
+	size_t i = 0;
+
+	/* Legacy prefixes (operand/address size, rep, segment overrides), then at most one REX. */
+	while (i < len &&
+	       (code[i] == 0x66 || code[i] == 0x67 || code[i] == 0xf2 || code[i] == 0xf3 ||
+		code[i] == 0x2e || code[i] == 0x36 || code[i] == 0x3e || code[i] == 0x26 ||
+		code[i] == 0x64 || code[i] == 0x65))
+		i++;
+	if (i < len && (code[i] & 0xf0) == 0x40)
+		i++;
+	if (i >= len)
+		return false;
+	/* in/out imm8 (e4-e7), in/out dx (ec-ef), ins/outs (6c-6f). */
+	return (code[i] >= 0xe4 && code[i] <= 0xe7) || (code[i] >= 0xec && code[i] <= 0xef) ||
+	       (code[i] >= 0x6c && code[i] <= 0x6f);
+}
+
+/*
+ * A triple fault of firmware started at CPL3 with IOPL 3 (BOOT_USER64) that faulted at CPL3 with
+ * IOPL 0 on a port instruction: this PVM /dev/kvm ignores IOPL (environment.md, state 3). Say so
+ * instead of leaving the reader with the registers.
+ */
+static void diagnose_shutdown(struct vm *vm, int fd)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	struct kvm_translation tr;
+	uint8_t code[15];
+	size_t n = sizeof(code);
+	uint64_t gpa;
+
+	if (fd < 0 || ioctl(fd, KVM_GET_REGS, &r) < 0 || ioctl(fd, KVM_GET_SREGS, &s) < 0)
+		return;
+	if (s.cs.dpl != 3 || (r.rflags & X86_EFLAGS_IOPL) != 0)
+		return;
+	tr = (struct kvm_translation){.linear_address = r.rip};
+	gpa = ioctl(fd, KVM_TRANSLATE, &tr) == 0 && tr.valid ? tr.physical_address : r.rip;
+	while (n && gm_read(&vm->gm, gpa, code, n) < 0)
+		n--; /* the instruction may end at the top of RAM */
+	if (!x86_is_port_insn(code, n))
+		return;
+	if (host_is_pvm())
+		pr_err("this /dev/kvm (PVM) ignores IOPL: port I/O from CPL3 firmware faults "
+		       "(rflags IOPL 0 at a port instruction, rip 0x%llx); run firmware inside the "
+		       "nested test host (tests/testhost/run.sh)",
+		       (unsigned long long)r.rip);
+	else
+		pr_err("the guest faulted on port I/O at CPL3 with IOPL 0 (rip 0x%llx): this "
+		       "/dev/kvm does not honour IOPL for CPL3 code",
+		       (unsigned long long)r.rip);
+}
+
 enum vcpu_action vcpu_handle_exit(struct vm *vm, struct kvm_run *run, int vcpu_fd)
 {
 	char msg[200];
@@ -327,6 +382,7 @@ enum vcpu_action vcpu_handle_exit(struct vm *vm, struct kvm_run *run, int vcpu_f
 	case KVM_EXIT_SHUTDOWN:
 		pr_err("guest triple fault (KVM_EXIT_SHUTDOWN): the guest reset itself after a "
 		       "fatal CPU exception");
+		diagnose_shutdown(vm, vcpu_fd);
 		dump_regs(vcpu_fd);
 		vm_stop(vm, 1, "triple fault");
 		return VCPU_STOP;

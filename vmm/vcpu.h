@@ -5,6 +5,7 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vm;
@@ -67,5 +68,13 @@ enum vcpu_action { VCPU_CONTINUE, VCPU_STOP };
  * exits. @vcpu_fd is used only to dump registers (may be -1).
  */
 enum vcpu_action vcpu_handle_exit(struct vm *vm, struct kvm_run *run, int vcpu_fd);
+
+/**
+ * x86_is_port_insn() - do the @len bytes at @code start with a port I/O instruction (IN/OUT with
+ * an immediate or DX port, INS/OUTS), after legacy prefixes and a REX prefix? Used to explain a
+ * CPL3 triple fault on a /dev/kvm that ignores IOPL (Intel SDM vol. 2, "IN", "OUT", "INS",
+ * "OUTS"). Pure: no KVM needed.
+ */
+bool x86_is_port_insn(const uint8_t *code, size_t len);
 
 #endif

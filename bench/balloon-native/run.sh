@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/balloon-native/run.sh: balloon inflate/deflate throughput (GiB/s) driven by the balloon
 # firmware for 1 GiB, next to plain madvise(MADV_DONTNEED) of 1 GiB in a host process (see
-# balloon_native_bench.sh). On /dev/kvm when it is usable (firmware runs at CPL3, so PVM runs
-# it natively), else in one boot of the nested test host. BALLOON_NATIVE_DEPTHS="1 16".
+# balloon_native_bench.sh). On /dev/kvm when the probe firmware runs there (tests/lib/detect-kvm.sh
+# firmware: hardware KVM, or PVM that honours IOPL), else in one boot of the nested test host. BALLOON_NATIVE_DEPTHS="1 16".
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +17,7 @@ make -s -C "$root" -f firmware/firmware.mk B="$B" "$B/firmware/balloon.elf"
 strip -o "$out/bin/balloon.elf" "$B/firmware/balloon.elf"
 depths=${BALLOON_NATIVE_DEPTHS:-1 16}
 
-if [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+if [ "$(B="$B" "$root/tests/lib/detect-kvm.sh" firmware)" = direct ]; then
 	BENCH_BIN=$out/bin BALLOON_NATIVE_DEPTHS=$depths exec "$root/tests/direct-run.sh" \
 		bench-balloon-native 900 "$here/balloon_native_bench.sh"
 fi

@@ -16,7 +16,7 @@ for t in balloon_timer madvise_bench; do
 	gcc -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 -static -o "$out/bin/$t" "$here/$t.c"
 done
 
-mode=$("$root/tests/detect-kvm.sh")
+mode=$("$root/tests/lib/detect-kvm.sh")
 if [ "$mode" = direct ]; then
 	BENCH_BIN=$out/bin exec "$root/tests/direct-run.sh" bench-balloon 1500 "$here/balloon_bench.sh"
 fi

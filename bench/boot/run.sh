@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 B=${B:-$root/build}
 
-mode=$("$root/tests/detect-kvm.sh")
+mode=$("$root/tests/lib/detect-kvm.sh")
 [ "$mode" != direct ] || exec "$root/tests/direct-run.sh" bench-boot 900 "$here/boot_bench.sh"
 exec "$root/tests/testhost/run.sh" --with-qemu --stream --quiet-results \
 	--env "BOOT_BENCH_RUNS=${BOOT_BENCH_RUNS:-5}" "$here/boot_bench.sh"

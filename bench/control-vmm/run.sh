@@ -19,7 +19,7 @@ cflags=(-std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -O2 -static)
 gcc "${cflags[@]}" -o "$out/bin/control_load" tests/load/control_load.c "${common[@]}" -ljson-c
 gcc "${cflags[@]}" -o "$out/bin/control_bench" bench/control/control_bench.c "${common[@]}" -ljson-c
 
-mode=$("$root/tests/detect-kvm.sh")
+mode=$("$root/tests/lib/detect-kvm.sh")
 if [ "$mode" = direct ]; then
 	BENCH_BIN=$out/bin exec "$root/tests/direct-run.sh" bench-control-vmm 1200 "$here/control_vmm.sh"
 fi

@@ -2,7 +2,7 @@
 # tests/e2e/run.sh [SCENARIO.sh...]: the e2e tier: Linux guests booted by build/vmm.
 #
 # Runs every tests/e2e/*.sh scenario (except this file), or the ones given. Where this host's
-# /dev/kvm boots Linux (tests/detect-kvm.sh says "direct") each runs here with VMM=build/vmm,
+# /dev/kvm boots Linux (tests/lib/detect-kvm.sh says "direct") each runs here with VMM=build/vmm,
 # GUEST_DIR=build/guest; otherwise all run in one boot of the nested test host
 # (tests/testhost/run.sh, with QEMU inside only if a scenario declares "# needs: qemu").
 # A scenario may declare "# timeout: S" (default 300) and "# cost: S" (its usual run time, for
@@ -25,7 +25,7 @@ else
 fi
 [ ${#scenarios[@]} -gt 0 ] || { echo "e2e: no scenarios"; echo "0 passed, 0 failed"; exit 77; }
 
-mode=$("$root/tests/detect-kvm.sh")
+mode=$("$root/tests/lib/detect-kvm.sh")
 echo "e2e: ${#scenarios[@]} scenario(s), mode $mode"
 
 # testhost_run SCENARIO...: one boot of the nested test host running them.

@@ -6,9 +6,9 @@
 # is a POSIX sh script using tests/testhost/lib.sh and tests/kvm/fwlib.sh (prepended here); it
 # declares the images it needs ("# firmware: NAME...") and may declare "# timeout: S" (default 30).
 #
-# Where:
-#   - /dev/kvm exists and is usable (hardware KVM, or PVM: firmware runs at CPL3, which PVM
-#     executes natively): here, one scenario after another;
+# Where (tests/lib/detect-kvm.sh firmware):
+#   - this host's /dev/kvm runs the probe firmware (hardware KVM, or a PVM that honours IOPL=3):
+#     here, one scenario after another;
 #   - else the nested test host (tests/testhost/run.sh, QEMU TCG with emulated SVM), all
 #     scenarios in one boot, the images embedded in the scenario scripts;
 #   - else skip (exit 77) saying why.
@@ -40,32 +40,27 @@ skip() {
 }
 
 # --- where to run ----------------------------------------------------------------------------------
-mode=${KVM_TESTS_MODE:-}
-if [ -z "$mode" ]; then
-	if [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-		mode=direct
-		why="/dev/kvm is usable"
-		[ ! -d /sys/module/kvm_pvm ] || why="$why (PVM: CPL3 firmware runs natively)"
-	elif ! command -v qemu-system-x86_64 >/dev/null; then
-		skip "no usable /dev/kvm here and no qemu-system-x86_64 for the nested test host (make deps)"
+# tests/lib/detect-kvm.sh proves the direct path with a probe firmware (KVM_TESTS_MODE forces).
+vmm=${KVM_TESTS_VMM:-$B/vmm}
+mkdir -p "$B"
+mode=$(B="$B" KVM_TESTS_VMM="$vmm" "$root/tests/lib/detect-kvm.sh" firmware 2>"$B/kvm-detect.txt") ||
+	{ cat "$B/kvm-detect.txt"; echo "0 passed, 1 failed"; exit 1; }
+why=$(sed 's/^detect-kvm: firmware guests: [a-z]* (//; s/)$//' "$B/kvm-detect.txt")
+if [ "$mode" = testhost ]; then
+	if ! command -v qemu-system-x86_64 >/dev/null; then
+		skip "$why, and there is no qemu-system-x86_64 for the nested test host (make deps)"
 	elif [ ! -x "$root/tests/testhost/run.sh" ]; then
-		skip "no usable /dev/kvm here and no tests/testhost/run.sh"
+		skip "$why, and there is no tests/testhost/run.sh"
 	elif [ ! -r /usr/src/linux-source-6.1.tar.xz ] &&
 		! ls -d "${VMM_CACHE:-$HOME/.cache/vmm}"/kernels/host-*/bzImage >/dev/null 2>&1; then
-		skip "no usable /dev/kvm here, and the nested test host kernel can be neither built (linux-source-6.1 missing: make deps) nor found in the cache"
-	else
-		mode=testhost
-		why="no usable /dev/kvm here: using the nested test host"
-		[ ! -e /dev/kvm ] || why="/dev/kvm is not read-write for $(id -un): using the nested test host"
+		skip "$why, and the nested test host kernel can be neither built (linux-source-6.1 missing: make deps) nor found in the cache"
 	fi
-else
-	why="forced by KVM_TESTS_MODE"
+	why="$why: using the nested test host"
 fi
 case $mode in direct | testhost) ;; *) echo "kvm: KVM_TESTS_MODE must be direct or testhost" >&2; exit 2 ;; esac
 echo "kvm: ${#scenarios[@]} scenario(s), mode $mode: $why"
 
 # --- images and scenario scripts -------------------------------------------------------------------
-vmm=${KVM_TESTS_VMM:-$B/vmm}
 [ -x "$vmm" ] || { echo "kvm: $vmm missing (make all)"; echo "0 passed, 1 failed"; exit 1; }
 make -s -C "$root" -f firmware/firmware.mk B="$B" firmware >&2 ||
 	{ echo "kvm: building the firmware failed"; echo "0 passed, 1 failed"; exit 1; }
