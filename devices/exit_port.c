@@ -1,13 +1,14 @@
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "../vmm/vm.h"
+#include "bus.h"
 #include "legacy.h"
 
 static void exit_port_io(void *opaque, uint64_t off, void *data, uint32_t len, bool is_write)
 {
-	struct vm *vm = opaque;
+	const struct legacy_ops *ops = opaque;
 	char reason[64];
 
 	(void)off;
@@ -16,10 +17,10 @@ static void exit_port_io(void *opaque, uint64_t off, void *data, uint32_t len, b
 		return;
 	}
 	snprintf(reason, sizeof(reason), "guest exit port: status %u", *(uint8_t *)data);
-	vm_stop(vm, *(uint8_t *)data, reason);
+	ops->stop(ops->opaque, *(uint8_t *)data, reason);
 }
 
-int exit_port_create(struct vm *vm)
+int exit_port_create(struct bus *pio, const struct legacy_ops *ops)
 {
-	return bus_register(&vm->pio, EXIT_PORT, 1, exit_port_io, vm, "exit-port");
+	return bus_register(pio, EXIT_PORT, 1, exit_port_io, (void *)ops, "exit-port");
 }

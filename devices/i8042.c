@@ -1,13 +1,13 @@
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
-#include "../vmm/util.h"
-#include "../vmm/vm.h"
+#include "bus.h"
 #include "legacy.h"
 
 static void i8042_io(void *opaque, uint64_t off, void *data, uint32_t len, bool is_write)
 {
-	struct vm *vm = opaque;
+	const struct legacy_ops *ops = opaque;
 	uint8_t v = *(uint8_t *)data;
 
 	if (!is_write) {
@@ -16,15 +16,16 @@ static void i8042_io(void *opaque, uint64_t off, void *data, uint32_t len, bool 
 		return;
 	}
 	if (off == I8042_CMD_PORT - I8042_DATA_PORT && v == I8042_CMD_RESET) {
-		if (vm->guest_panicked)
-			vm_stop(vm, 1, "guest kernel panic (see the console output above)");
+		if (ops->panicked && ops->panicked(ops->opaque))
+			ops->stop(ops->opaque, 1,
+				  "guest kernel panic (see the console output above)");
 		else
-			vm_stop(vm, 0, "guest reset (reboot)");
+			ops->stop(ops->opaque, 0, "guest reset (reboot)");
 	}
 }
 
-int i8042_create(struct vm *vm)
+int i8042_create(struct bus *pio, const struct legacy_ops *ops)
 {
-	return bus_register(&vm->pio, I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1,
-			    i8042_io, vm, "i8042");
+	return bus_register(pio, I8042_DATA_PORT, I8042_CMD_PORT - I8042_DATA_PORT + 1, i8042_io,
+			    (void *)ops, "i8042");
 }

@@ -10,7 +10,7 @@
 
 #include "../vmm/loop.h"
 #include "../vmm/util.h"
-#include "../vmm/vm.h"
+#include "bus.h"
 
 #define RX_FIFO_SIZE 4096
 #define CTRL_A	     0x01
@@ -24,7 +24,9 @@
 #define RX_SETTLE_MS 50
 
 struct serial {
-	struct vm *vm;
+	struct bus *pio;
+	struct loop *loop;
+	struct serial_ops ops;
 	pthread_mutex_t lock;
 	int out_fd, in_fd;
 	bool in_watched, in_eof, in_is_file, escape, saw_ctrl_a;
@@ -58,7 +60,7 @@ static void update_irq(struct serial *s)
 
 	if (level != s->irq_level) {
 		s->irq_level = level;
-		vm_irq_line(s->vm, SERIAL_COM1_IRQ, level);
+		s->ops.set_irq(s->ops.opaque, level);
 	}
 }
 
@@ -73,9 +75,9 @@ static void watch_input(struct serial *s, bool on)
 		return;
 	s->in_watched = on;
 	if (on)
-		loop_add_fd(s->vm->loop, s->in_fd, EPOLLIN, input_ready, s);
+		loop_add_fd(s->loop, s->in_fd, EPOLLIN, input_ready, s);
 	else
-		loop_del_fd(s->vm->loop, s->in_fd);
+		loop_del_fd(s->loop, s->in_fd);
 }
 
 static void rx_push(struct serial *s, uint8_t c)
@@ -103,8 +105,8 @@ static void note_output(struct serial *s, uint8_t c)
 {
 	if (c == '\n' || s->line_len == sizeof(s->line) - 1) {
 		s->line[s->line_len] = '\0';
-		if (strstr(s->line, PANIC_MARK))
-			s->vm->guest_panicked = true;
+		if (strstr(s->line, PANIC_MARK) && s->ops.panic_seen)
+			s->ops.panic_seen(s->ops.opaque);
 		s->line_len = 0;
 	} else {
 		s->line[s->line_len++] = (char)c;
@@ -207,8 +209,7 @@ static void rx_enable(struct serial *s, bool on)
 		watch_input(s, false);
 		s->listening = false;
 	} else if (!s->listening && !s->settle_armed && s->in_fd >= 0) {
-		s->settle_armed =
-			loop_add_timer(s->vm->loop, RX_SETTLE_MS, false, settle_done, s) >= 0;
+		s->settle_armed = loop_add_timer(s->loop, RX_SETTLE_MS, false, settle_done, s) >= 0;
 	}
 }
 
@@ -294,7 +295,8 @@ static void input_ready(void *opaque, int fd, uint32_t events)
 	for (ssize_t i = 0; i < n; i++) {
 		if (s->escape && s->saw_ctrl_a && (buf[i] == 'x' || buf[i] == 'X')) {
 			pthread_mutex_unlock(&s->lock);
-			vm_stop(s->vm, 130, "console escape Ctrl-A x");
+			if (s->ops.stop)
+				s->ops.stop(s->ops.opaque, 130, "console escape Ctrl-A x");
 			return;
 		}
 		s->saw_ctrl_a = s->escape && buf[i] == CTRL_A && !s->saw_ctrl_a;
@@ -320,13 +322,16 @@ int serial_send_sysrq(struct serial *s, char key)
 	return 0;
 }
 
-struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape)
+struct serial *serial_create(struct bus *pio, struct loop *loop, const struct serial_ops *ops,
+			     int out_fd, int in_fd, bool escape)
 {
 	struct serial *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return NULL;
-	s->vm = vm;
+	s->pio = pio;
+	s->loop = loop;
+	s->ops = *ops;
 	pthread_mutex_init(&s->lock, NULL);
 	s->out_fd = out_fd;
 	s->in_fd = -1;
@@ -334,16 +339,16 @@ struct serial *serial_create(struct vm *vm, int out_fd, int in_fd, bool escape)
 	s->lsr = UART_LSR_TEMT | UART_LSR_THRE;
 	s->msr = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
 	s->mcr = UART_MCR_OUT2;
-	if (bus_register(&vm->pio, SERIAL_COM1_PORT, 8, serial_io, s, "serial") < 0) {
+	if (bus_register(pio, SERIAL_COM1_PORT, 8, serial_io, s, "serial") < 0) {
 		free(s);
 		return NULL;
 	}
 	if (in_fd >= 0) {
 		/* Only probe whether epoll takes it: input is watched once the guest listens. */
-		int ret = loop_add_fd(vm->loop, in_fd, EPOLLIN, input_ready, s);
+		int ret = loop_add_fd(loop, in_fd, EPOLLIN, input_ready, s);
 
 		if (ret == 0) {
-			loop_del_fd(vm->loop, in_fd);
+			loop_del_fd(loop, in_fd);
 			s->in_fd = in_fd;
 		} else if (ret == -EPERM) {
 			s->in_fd = in_fd;
@@ -358,7 +363,7 @@ void serial_destroy(struct serial *s)
 	if (!s)
 		return;
 	if (s->in_watched)
-		loop_del_fd(s->vm->loop, s->in_fd);
-	bus_unregister(&s->vm->pio, SERIAL_COM1_PORT);
+		loop_del_fd(s->loop, s->in_fd);
+	bus_unregister(s->pio, SERIAL_COM1_PORT);
 	free(s);
 }

@@ -440,7 +440,7 @@ static int cmd_run(int argc, char **argv)
 		exit(2);
 	loop_run(vm->loop);
 	ret = vm->exit_status;
-	if (vm->guest_panicked)
+	if (vm_panicked(vm))
 		pr_err("%s", vm->exit_reason); /* the one stop that the guest does not explain */
 	else if (ret && vm->exit_reason[0] && ret != 130 && ret != 143)
 		pr_info("guest ended: %s", vm->exit_reason);

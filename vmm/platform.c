@@ -26,9 +26,35 @@ _Static_assert(PCI_MMIO_BASE == VM_PCI_MMIO_BASE && PCI_MMIO_SIZE == VM_PCI_MMIO
 static struct serial *console;
 static int console_fd = -1;
 static int stats_timer = -1;
+static struct legacy_ops legacy_ops;
+
+/* The legacy devices' and the console's callbacks into the VM. */
+static void dev_stop(void *opaque, int status, const char *reason)
+{
+	vm_stop(opaque, status, reason);
+}
+
+static bool dev_panicked(void *opaque)
+{
+	return vm_panicked(opaque);
+}
+
+static void console_irq(void *opaque, int level)
+{
+	vm_irq_line(opaque, SERIAL_COM1_IRQ, level);
+}
+
+static void console_panic(void *opaque)
+{
+	vm_set_panicked(opaque);
+}
 
 static int create_console(struct vm *vm)
 {
+	const struct serial_ops ops = {.set_irq = console_irq,
+				       .panic_seen = console_panic,
+				       .stop = dev_stop,
+				       .opaque = vm};
 	int out = -1, in = -1;
 
 	switch (vm->cfg.console) {
@@ -48,7 +74,8 @@ static int create_console(struct vm *vm)
 	case CONSOLE_NONE:
 		break;
 	}
-	console = serial_create(vm, out, in, in >= 0 && isatty(in) && isatty(STDOUT_FILENO));
+	console = serial_create(&vm->pio, vm->loop, &ops, out, in,
+				in >= 0 && isatty(in) && isatty(STDOUT_FILENO));
 	return console ? 0 : -ENOMEM;
 }
 
@@ -193,9 +220,10 @@ int platform_create(struct vm *vm)
 	ret = create_console(vm); /* says what is wrong with --console itself */
 	if (ret)
 		return ret;
-	ret = i8042_create(vm);
+	legacy_ops = (struct legacy_ops){.stop = dev_stop, .panicked = dev_panicked, .opaque = vm};
+	ret = i8042_create(&vm->pio, &legacy_ops);
 	if (!ret)
-		ret = exit_port_create(vm);
+		ret = exit_port_create(&vm->pio, &legacy_ops);
 	if (ret) {
 		pr_err("creating platform devices: %s", strerror(-ret));
 		return ret;

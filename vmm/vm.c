@@ -237,6 +237,23 @@ enum vm_state vm_get_state(struct vm *vm)
 	return s;
 }
 
+void vm_set_panicked(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->guest_panicked = true;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+bool vm_panicked(struct vm *vm)
+{
+	bool p;
+
+	pthread_mutex_lock(&vm->lock);
+	p = vm->guest_panicked;
+	pthread_mutex_unlock(&vm->lock);
+	return p;
+}
+
 int vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

@@ -69,7 +69,7 @@ struct vm {
 	uint64_t start_ns;
 	bool pause_req;	     /* vCPUs park when set */
 	unsigned int parked; /* vCPUs currently parked */
-	bool guest_panicked; /* the console showed a kernel panic */
+	bool guest_panicked; /* the console showed a kernel panic (vm_set_panicked) */
 
 	/* GSI routing: entries 0..23 are the IOAPIC pins, MSI routes follow. */
 	void *routing; /* struct kvm_irq_routing with VM_MAX_GSI entries */
@@ -114,6 +114,12 @@ int vm_request_guest_shutdown(struct vm *vm);
  * Return 0, -EBUSY when not in the right state (running / paused). */
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
+
+/** vm_set_panicked() - record that the guest's console showed a kernel panic. Thread-safe. */
+void vm_set_panicked(struct vm *vm);
+
+/** vm_panicked() - has the guest's console shown a kernel panic? Thread-safe (locked read). */
+bool vm_panicked(struct vm *vm);
 
 /** vm_get_state() - current lifecycle state (locked read). */
 enum vm_state vm_get_state(struct vm *vm);
