@@ -15,7 +15,7 @@
 struct control;
 struct ctl_client;
 struct loop;
-struct vm;
+struct machine;
 
 #define CTL_WQ_HIGH	(256 * 1024)  /* queued reply bytes above which a client's requests wait */
 #define CTL_WQ_MAX	(1024 * 1024) /* queued bytes above which a client is disconnected */
@@ -135,18 +135,18 @@ void control_test_poll(struct control *c, bool expire_all);
 /* The real backend (control_vm.c). */
 
 /**
- * control_start() - create the control socket at @path for @vm (vm->loop must exist), set
- * vm->control and route vm->event_fn to it (vm_emit_event() then reaches subscribers).
+ * control_start() - create the control socket at @path for machine @m (its loop must exist),
+ * set m->control and route m->vm.event_fn to it (vm_emit_event() then reaches subscribers).
  * Returns 0 or -errno as control_create(): -EADDRINUSE when another process serves @path
  * (main exits with status 2 then).
  */
-int control_start(struct vm *vm, const char *path);
+int control_start(struct machine *m, const char *path);
 
 /**
  * control_stop() - detach the event sink, flush and close the clients, remove the socket.
  * Call after the vCPU threads are joined (they may call vm->event_fn) and with the loop thread
  * not running (or from it). No-op when control_start() was not called.
  */
-void control_stop(struct vm *vm);
+void control_stop(struct machine *m);
 
 #endif

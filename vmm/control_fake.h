@@ -22,7 +22,7 @@ struct control_fake {
 	bool has_balloon;    /* false: balloon commands get not-supported */
 	bool stats_vq;	     /* false: stats_request returns -ENOTSUP */
 	bool stats_answer;   /* false: a stats request is never answered (timeout path) */
-	bool guest_shutdown; /* false: vm_request_guest_shutdown would return -ENOTSUP */
+	bool guest_shutdown; /* false: machine_request_guest_shutdown would return -ENOTSUP */
 	uint64_t step_pages; /* 0: actual follows the target at once; else pages per 10 ms tick */
 	int timer;	     /* loop timer id of the stepping, -1 when none */
 	struct balloon_counters bc;

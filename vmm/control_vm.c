@@ -1,4 +1,5 @@
-/* The control socket's real backend: commands become calls on the VM, its balloon and memory. */
+/* The control socket's real backend: commands become calls on the machine: the VM, its balloon
+ * and memory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "../devices/virtio_balloon.h"
 #include "control.h"
 #include "loop.h"
+#include "machine.h"
 #include "mem/memtier.h"
 #include "util.h"
 #include "vm.h"
@@ -16,6 +18,7 @@
 #define PROC_MAX (4 * 1024 * 1024) /* /proc/self/smaps of a VMM stays far below this */
 
 struct control_vm {
+	struct machine *m;
 	struct vm *vm;
 	int shutdown_timer; /* loop timer id of the pending hard stop, -1 when none */
 	uint64_t shutdown_timeout_ms;
@@ -38,16 +41,16 @@ static int cvm_info(void *opaque, struct ctl_vm_info *out)
 	out->vcpus = vm->nr_vcpus;
 	out->memory_bytes = vm->gm.size ? vm->gm.size : vm->cfg.mem_bytes;
 	out->uptime_ms = start ? (now_ns() - start) / 1000000 : 0;
-	if (vm->cfg.console != CONSOLE_NONE)
+	if (cv->m->cfg.console != CONSOLE_NONE)
 		out->devices[out->nr_devices++] = "serial";
 	out->devices[out->nr_devices++] = "i8042";
 	out->devices[out->nr_devices++] = "exit-port";
-	if (vm->pci)
+	if (cv->m->pci)
 		out->devices[out->nr_devices++] = "pci-host";
-	if (vm->balloon) {
+	if (cv->m->balloon) {
 		struct balloon_counters bc;
 
-		balloon_get_counters(vm->balloon, &bc);
+		balloon_get_counters(cv->m->balloon, &bc);
 		out->devices[out->nr_devices++] = "virtio-balloon";
 		out->has_balloon = true;
 		out->balloon_features = bc.features;
@@ -116,7 +119,7 @@ static int cvm_shutdown(void *opaque, uint64_t timeout_ms, bool *guest_notified)
 	/* A parked guest cannot act on the request. */
 	if (s == VM_PAUSED && timeout_ms)
 		vm_resume(vm);
-	*guest_notified = timeout_ms && vm_request_guest_shutdown(vm) == 0;
+	*guest_notified = timeout_ms && machine_request_guest_shutdown(cv->m) == 0;
 	/* Even "at once" goes through the loop so the reply leaves before the loop stops. */
 	id = loop_add_timer(vm->loop, *guest_notified ? timeout_ms : 1, false, hard_stop, cv);
 	if (id < 0)
@@ -131,18 +134,18 @@ static int cvm_balloon_set(void *opaque, uint64_t num_pages)
 {
 	struct control_vm *cv = opaque;
 
-	if (!cv->vm->balloon)
+	if (!cv->m->balloon)
 		return -ENODEV;
-	return balloon_set_target(cv->vm->balloon, num_pages);
+	return balloon_set_target(cv->m->balloon, num_pages);
 }
 
 static int cvm_balloon_get(void *opaque, struct balloon_counters *out, uint64_t *ram_bytes)
 {
 	struct control_vm *cv = opaque;
 
-	if (!cv->vm->balloon)
+	if (!cv->m->balloon)
 		return -ENODEV;
-	balloon_get_counters(cv->vm->balloon, out);
+	balloon_get_counters(cv->m->balloon, out);
 	*ram_bytes = cv->vm->gm.size;
 	return 0;
 }
@@ -151,18 +154,18 @@ static int cvm_stats_request(void *opaque)
 {
 	struct control_vm *cv = opaque;
 
-	if (!cv->vm->balloon)
+	if (!cv->m->balloon)
 		return -ENODEV;
-	return balloon_request_stats(cv->vm->balloon);
+	return balloon_request_stats(cv->m->balloon);
 }
 
 static int cvm_stats_get(void *opaque, struct balloon_stats *out)
 {
 	struct control_vm *cv = opaque;
 
-	if (!cv->vm->balloon)
+	if (!cv->m->balloon)
 		return -ENODEV;
-	balloon_get_stats(cv->vm->balloon, out);
+	balloon_get_stats(cv->m->balloon, out);
 	return 0;
 }
 
@@ -258,13 +261,13 @@ static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
 	out->reported_pages = vm->gm.nr_reported;
 	out->discard_calls = vm->gm.discard_calls;
 	pthread_mutex_unlock(&vm->gm.lock);
-	if (vm->balloon) {
+	if (cv->m->balloon) {
 		out->has_balloon = true;
-		balloon_get_counters(vm->balloon, &out->balloon);
+		balloon_get_counters(cv->m->balloon, &out->balloon);
 	}
 	ksm_figures(vm, &out->ksm);
-	if (vm->memtier) {
-		memtier_get_stats(vm->memtier, &out->compressed.tier);
+	if (cv->m->memtier) {
+		memtier_get_stats(cv->m->memtier, &out->compressed.tier);
 		out->compressed.enabled = true;
 	}
 	return 0;
@@ -274,11 +277,11 @@ static int cvm_reclaim(void *opaque, uint64_t target_mib, uint64_t timeout_ms, u
 {
 	struct control_vm *cv = opaque;
 
-	if (!cv->vm->memtier)
+	if (!cv->m->memtier)
 		return -ENODEV;
 	if (vm_get_state(cv->vm) == VM_STOPPED)
 		return -ESRCH;
-	return memtier_reclaim(cv->vm->memtier, target_mib * MiB, timeout_ms, job);
+	return memtier_reclaim(cv->m->memtier, target_mib * MiB, timeout_ms, job);
 }
 
 static const struct control_backend_ops control_vm_ops = {
@@ -294,14 +297,16 @@ static const struct control_backend_ops control_vm_ops = {
 	.reclaim = cvm_reclaim,
 };
 
-int control_start(struct vm *vm, const char *path)
+int control_start(struct machine *m, const char *path)
 {
 	struct control_vm *cv = calloc(1, sizeof(*cv));
+	struct vm *vm = &m->vm;
 	struct control *c;
 	int ret;
 
 	if (!cv)
 		return -ENOMEM;
+	cv->m = m;
 	cv->vm = vm;
 	cv->shutdown_timer = -1;
 	ret = control_create(vm->loop, path, &control_vm_ops, cv, &c);
@@ -309,17 +314,18 @@ int control_start(struct vm *vm, const char *path)
 		free(cv);
 		return ret;
 	}
+	m->control = c;
 	pthread_mutex_lock(&vm->lock);
-	vm->control = c;
 	vm->event_opaque = c;
 	vm->event_fn = control_post_event;
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
 
-void control_stop(struct vm *vm)
+void control_stop(struct machine *m)
 {
-	struct control *c = vm->control;
+	struct control *c = m->control;
+	struct vm *vm = &m->vm;
 	struct control_vm *cv;
 
 	if (!c)
@@ -327,8 +333,8 @@ void control_stop(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	vm->event_fn = NULL;
 	vm->event_opaque = NULL;
-	vm->control = NULL;
 	pthread_mutex_unlock(&vm->lock);
+	m->control = NULL;
 	cv = control_backend_opaque(c);
 	if (cv->shutdown_timer >= 0)
 		loop_del_timer(vm->loop, cv->shutdown_timer);

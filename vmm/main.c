@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "loop.h"
-#include "platform.h"
+#include "machine.h"
 #include "util.h"
 #include "vm.h"
 
@@ -204,23 +204,23 @@ static void parse_balloon(const char *arg, struct balloon_config *b)
 }
 
 /* --compress lz4 | zstd | zstd:LEVEL | off */
-static void parse_compress(const char *arg, struct vm_config *cfg)
+static void parse_compress(const char *arg, struct machine_config *cfg)
 {
 	bool on;
 
 	cfg->compress_level = 0;
 	if (!strcmp(arg, "lz4")) {
-		cfg->compress = VM_COMPRESS_LZ4;
+		cfg->compress = COMPRESS_LZ4;
 	} else if (!strncmp(arg, "zstd", 4) && (!arg[4] || arg[4] == ':')) {
 		char *end = NULL;
 		long lvl = arg[4] ? strtol(arg + 5, &end, 10) : 0;
 
 		if (arg[4] && (!arg[5] || *end || lvl < 1 || lvl > 19))
 			die("--compress '%s': the zstd level goes from 1 to 19", arg);
-		cfg->compress = VM_COMPRESS_ZSTD;
+		cfg->compress = COMPRESS_ZSTD;
 		cfg->compress_level = (int)lvl;
 	} else if (parse_onoff(arg, &on) && !on) {
-		cfg->compress = VM_COMPRESS_OFF;
+		cfg->compress = COMPRESS_OFF;
 	} else {
 		die("--compress '%s': expected lz4, zstd, zstd:LEVEL or off", arg);
 	}
@@ -265,11 +265,9 @@ static int cmd_run(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	struct vm_config cfg = {
-		.mem_bytes = DEFAULT_MEM,
-		.nr_vcpus = 1,
-		.merge = true,
-		.compress = VM_COMPRESS_LZ4,
+	struct machine_config cfg = {
+		.vm = {.mem_bytes = DEFAULT_MEM, .nr_vcpus = 1, .merge = true},
+		.compress = COMPRESS_LZ4,
 		.console = CONSOLE_STDIO,
 		.balloon = {.enabled = true,
 			    .deflate_on_oom = true,
@@ -280,6 +278,7 @@ static int cmd_run(int argc, char **argv)
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL;
 	bool user_kernel = false, user_initrd = false, interactive;
+	struct machine *m;
 	struct vm *vm;
 	sigset_t sigs;
 	int c, sfd, ret;
@@ -299,10 +298,11 @@ static int cmd_run(int argc, char **argv)
 			user_cmdline = optarg;
 			break;
 		case 'm':
-			if (parse_size(optarg, &cfg.mem_bytes) < 0)
+			if (parse_size(optarg, &cfg.vm.mem_bytes) < 0)
 				die("--mem '%s': expected a size like 512M or 2G", optarg);
 			if (!strpbrk(optarg, "kKmMgGtT"))
-				cfg.mem_bytes *= MiB; /* a bare number means MiB, like QEMU's -m */
+				cfg.vm.mem_bytes *=
+					MiB; /* a bare number means MiB, like QEMU's -m */
 			break;
 		case 'p': {
 			char *end;
@@ -312,7 +312,7 @@ static int cmd_run(int argc, char **argv)
 				die("--cpus '%s': expected a number of vCPUs, at least 1", optarg);
 			if (n > MAX_VCPUS)
 				die("--cpus %ld is above the limit of %d vCPUs", n, MAX_VCPUS);
-			cfg.nr_vcpus = (unsigned int)n;
+			cfg.vm.nr_vcpus = (unsigned int)n;
 			break;
 		}
 		case 'C':
@@ -333,11 +333,11 @@ static int cmd_run(int argc, char **argv)
 			cfg.control_path = optarg;
 			break;
 		case 'M':
-			if (!parse_onoff(optarg, &cfg.merge))
+			if (!parse_onoff(optarg, &cfg.vm.merge))
 				die("--merge '%s': expected on or off", optarg);
 			break;
 		case 'H':
-			if (!parse_onoff(optarg, &cfg.hugepages))
+			if (!parse_onoff(optarg, &cfg.vm.hugepages))
 				die("--hugepages '%s': expected on or off", optarg);
 			break;
 		case 'Z':
@@ -366,15 +366,15 @@ static int cmd_run(int argc, char **argv)
 			die("unknown option '%s' (see 'vmm run --help')", argv[optind - 1]);
 		}
 	}
-	if (cfg.mem_bytes < MIN_MEM)
+	if (cfg.vm.mem_bytes < MIN_MEM)
 		die("--mem %llu MiB is below the minimum of 64 MiB",
-		    (unsigned long long)(cfg.mem_bytes / MiB));
-	if (cfg.mem_bytes > host_ram_bytes())
+		    (unsigned long long)(cfg.vm.mem_bytes / MiB));
+	if (cfg.vm.mem_bytes > host_ram_bytes())
 		die("--mem %llu MiB is more than this host's %llu MiB of RAM",
-		    (unsigned long long)(cfg.mem_bytes / MiB),
+		    (unsigned long long)(cfg.vm.mem_bytes / MiB),
 		    (unsigned long long)(host_ram_bytes() / MiB));
-	cfg.mem_bytes = ALIGN_DOWN(cfg.mem_bytes, 2 * MiB);
-	if (cfg.mem_limit_bytes && cfg.compress == VM_COMPRESS_OFF)
+	cfg.vm.mem_bytes = ALIGN_DOWN(cfg.vm.mem_bytes, 2 * MiB);
+	if (cfg.mem_limit_bytes && cfg.compress == COMPRESS_OFF)
 		die("--mem-limit needs the compressed tier (--compress lz4 or zstd)");
 
 	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
@@ -403,7 +403,7 @@ static int cmd_run(int argc, char **argv)
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
 			 /* guest init: free page reporting in whole host huge pages */
-			 cfg.hugepages ? " vmm.report_order=9" : "");
+			 cfg.vm.hugepages ? " vmm.report_order=9" : "");
 		cfg.kernel = kernel;
 		cfg.initrd = initrd[0] ? initrd : NULL;
 		cfg.cmdline = cmdline;
@@ -419,15 +419,13 @@ static int cmd_run(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	vm = calloc(1, sizeof(*vm));
-	if (!vm)
+	m = calloc(1, sizeof(*m));
+	if (!m)
 		die("out of memory");
-	ret = vm_create(vm, &cfg);
+	ret = machine_create(m, &cfg);
 	if (ret)
 		exit(2);
-	ret = platform_create(vm);
-	if (ret)
-		exit(2);
+	vm = &m->vm;
 	sigdelset(&sigs, SIGPIPE);
 	sigdelset(&sigs, SIGUSR1);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -435,7 +433,7 @@ static int cmd_run(int argc, char **argv)
 		die("signalfd: %s", strerror(errno));
 	if (interactive)
 		raw_tty();
-	ret = platform_start(vm);
+	ret = machine_start(m);
 	if (ret)
 		exit(2);
 	loop_run(vm->loop);
@@ -446,7 +444,7 @@ static int cmd_run(int argc, char **argv)
 		pr_info("guest ended: %s", vm->exit_reason);
 	if (ret == 130 || ret == 143)
 		fprintf(stderr, "vmm: %s\n", vm->exit_reason);
-	platform_destroy(vm);
+	machine_destroy(m);
 	restore_tty();
 	return ret;
 }

@@ -1,6 +1,7 @@
 /*
- * The KVM VM: irqchip, PIT, memory slots, interrupt routing, device table and lifecycle
- * (created -> running <-> paused -> stopped).
+ * The KVM VM: irqchip, PIT, guest RAM and its memory slots, interrupt routing, the port and MMIO
+ * buses, the vCPUs, the event loop and the lifecycle (created -> running <-> paused -> stopped).
+ * It knows no device: the machine (machine.h) puts devices on its buses.
  */
 #ifndef VMM_VM_H
 #define VMM_VM_H
@@ -10,15 +11,10 @@
 #include <stdint.h>
 
 #include "../devices/bus.h"
-#include "../devices/virtio_balloon.h"
 #include "mem/guest_mem.h"
 
 struct loop;
 struct vcpu;
-struct pci_bus;
-struct balloon;
-struct control;
-struct memtier;
 
 /* The 32-bit PCI MMIO window (BARs), reserved in e820; between RAM and the IOAPIC. */
 #define VM_PCI_MMIO_BASE 0xe0000000ULL
@@ -26,27 +22,11 @@ struct memtier;
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
-enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
-
-/* The compressed tier (vmm/mem/memtier.h); main.c defaults to lz4. */
-enum vm_compress { VM_COMPRESS_OFF, VM_COMPRESS_LZ4, VM_COMPRESS_ZSTD };
-
 struct vm_config {
 	uint64_t mem_bytes; /* guest RAM, bytes */
 	unsigned int nr_vcpus;
-	const char *kernel;   /* bzImage or ELF vmlinux (PVH) */
-	const char *initrd;   /* may be NULL */
-	const char *cmdline;  /* full kernel command line */
-	const char *firmware; /* ELF firmware image instead of a kernel, or NULL */
-	bool merge;	      /* MADV_MERGEABLE */
-	bool hugepages;	      /* MADV_HUGEPAGE on guest RAM (else MADV_NOHUGEPAGE) */
-	enum vm_compress compress;
-	int compress_level;	  /* zstd level / lz4 acceleration, 0: default */
-	uint64_t mem_limit_bytes; /* --mem-limit: resident guest RAM ceiling, 0: none */
-	enum console_mode console;
-	const char *console_path; /* CONSOLE_FILE */
-	const char *control_path; /* control socket, or NULL */
-	struct balloon_config balloon;
+	bool merge;	/* MADV_MERGEABLE */
+	bool hugepages; /* MADV_HUGEPAGE on guest RAM (else MADV_NOHUGEPAGE) */
 };
 
 #define VM_MAX_GSI 256
@@ -75,11 +55,6 @@ struct vm {
 	void *routing; /* struct kvm_irq_routing with VM_MAX_GSI entries */
 	uint32_t next_gsi;
 
-	struct pci_bus *pci;
-	struct balloon *balloon;
-	struct control *control;
-	struct memtier *memtier; /* NULL with --compress=off */
-
 	/* Event sink (the control socket); may be NULL. Called from any thread. */
 	void (*event_fn)(void *opaque, const char *event, const char *data_json);
 	void *event_opaque;
@@ -87,12 +62,13 @@ struct vm {
 
 /**
  * vm_create() - open /dev/kvm, create the VM with irqchip + PIT, map @cfg->mem_bytes of RAM,
- * register memory slots and the platform devices. Does not load a kernel or start vCPUs.
+ * register the memory slots, create the event loop and @cfg->nr_vcpus vCPUs (not started).
+ * Does not load a kernel or create devices. On failure everything is released again.
  * Returns 0 or -errno with a message already printed.
  */
 int vm_create(struct vm *vm, const struct vm_config *cfg);
 
-/** vm_destroy() - release everything vm_create() and later setup acquired. */
+/** vm_destroy() - release everything vm_create() acquired (joins vCPU threads). Idempotent. */
 void vm_destroy(struct vm *vm);
 
 /**
@@ -100,15 +76,6 @@ void vm_destroy(struct vm *vm);
  * Thread-safe; vCPU threads are kicked out of KVM_RUN.
  */
 void vm_stop(struct vm *vm, int status, const char *reason);
-
-/**
- * vm_request_guest_shutdown() - ask the guest to shut down by itself (a reboot/power request the
- * guest acts on, e.g. the i8042 Ctrl-Alt-Del scancode); the VM then stops through the guest's own
- * reset/shutdown path. Does not wait. Used by the control socket's vm.shutdown, which stops the
- * VM hard with vm_stop() when the guest has not stopped within its timeout.
- * Returns 0 when a request was delivered to the guest, -ENOTSUP when this VM has no way to ask.
- */
-int vm_request_guest_shutdown(struct vm *vm);
 
 /** vm_pause()/vm_resume() - stop/restart all vCPUs; return once they are parked/running.
  * Return 0, -EBUSY when not in the right state (running / paused). */

@@ -1,6 +1,6 @@
 /*
- * The real control backend (vmm/control_vm.c) without KVM: a hand-built struct vm with guest RAM,
- * a balloon (no transport), no vCPUs and the loop on a thread. Covers control_start/stop, the
+ * The real control backend (vmm/control_vm.c) without KVM: a hand-built struct machine with guest
+ * RAM, a balloon (no transport), no vCPUs and the loop on a thread. Covers control_start/stop, the
  * VM calls behind each command, event routing through vm_emit_event(), and the shutdown path
  * (no console: the guest cannot be asked, so the host stops the VM).
  */
@@ -8,11 +8,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../../vmm/machine.h"
 #include "../../vmm/vm.h"
 #include "test_control_helpers.h"
 
 struct tvm {
-	struct vm vm;
+	struct machine m;
 	char dir[64], path[96];
 	pthread_t thread;
 	bool running;
@@ -27,7 +28,7 @@ static void *vm_loop(void *arg)
 static void tvm_init(struct tvm *t)
 {
 	struct balloon_config bcfg = {.enabled = true, .stats = true};
-	struct vm *vm = &t->vm;
+	struct vm *vm = &t->m.vm;
 
 	memset(t, 0, sizeof(*t));
 	strcpy(t->dir, "/tmp/vmm-ctlvm.XXXXXX");
@@ -37,15 +38,15 @@ static void tvm_init(struct tvm *t)
 	pthread_cond_init(&vm->cond, NULL);
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->cfg.mem_bytes = 64 * MiB;
-	vm->cfg.console = CONSOLE_NONE;
+	t->m.cfg.console = CONSOLE_NONE;
 	cr_assert_eq(gm_init(&vm->gm, 64 * MiB, false), 0);
 	vm->loop = loop_create();
 	cr_assert_not_null(vm->loop);
-	vm->balloon = balloon_create(&vm->gm, &bcfg);
-	cr_assert_not_null(vm->balloon);
+	t->m.balloon = balloon_create(&vm->gm, &bcfg);
+	cr_assert_not_null(t->m.balloon);
 	vm->state = VM_RUNNING;
 	vm->start_ns = now_ns();
-	cr_assert_eq(control_start(vm, t->path), 0);
+	cr_assert_eq(control_start(&t->m, t->path), 0);
 	cr_assert_eq(pthread_create(&t->thread, NULL, vm_loop, vm->loop), 0);
 	t->running = true;
 }
@@ -53,14 +54,14 @@ static void tvm_init(struct tvm *t)
 static void tvm_fini(struct tvm *t)
 {
 	if (t->running) {
-		loop_stop(t->vm.loop);
+		loop_stop(t->m.vm.loop);
 		pthread_join(t->thread, NULL);
 	}
-	control_stop(&t->vm);
-	cr_assert_null(t->vm.event_fn);
-	balloon_destroy(t->vm.balloon);
-	gm_destroy(&t->vm.gm);
-	loop_destroy(t->vm.loop);
+	control_stop(&t->m);
+	cr_assert_null(t->m.vm.event_fn);
+	balloon_destroy(t->m.balloon);
+	gm_destroy(&t->m.vm.gm);
+	loop_destroy(t->m.vm.loop);
 	rmdir(t->dir);
 }
 
@@ -74,7 +75,7 @@ Test(control_vm, start_info_balloon_memory)
 	tvm_init(&t);
 	cr_assert_eq(stat(t.path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600);
-	cr_assert_not_null(t.vm.control);
+	cr_assert_not_null(t.m.control);
 	fd = test_connect(t.path);
 	cr_assert_geq(fd, 0);
 
@@ -101,7 +102,7 @@ Test(control_vm, start_info_balloon_memory)
 	cr_assert_eq(test_i64(test_ok(r), "seq"), 0, "%s", json_object_to_json_string(r));
 	json_object_put(r);
 
-	memset(t.vm.gm.base, 1, 4 * MiB); /* make some guest RAM resident */
+	memset(t.m.vm.gm.base, 1, 4 * MiB); /* make some guest RAM resident */
 	r = test_call(fd, "{\"id\":6,\"cmd\":\"memory.stats\"}\n");
 	ok = test_ok(r);
 	cr_assert_geq(test_i64(ok, "resident_bytes"), 4 * MiB, "%s", json_object_to_json_string(r));
@@ -122,7 +123,8 @@ Test(control_vm, pause_resume_events_and_second_instance)
 	int fd, ev;
 
 	tvm_init(&t);
-	cr_assert_eq(control_start(&(struct vm){.loop = t.vm.loop}, t.path), -EADDRINUSE);
+	cr_assert_eq(control_start(&(struct machine){.vm = {.loop = t.m.vm.loop}}, t.path),
+		     -EADDRINUSE);
 	fd = test_connect(t.path);
 	ev = test_connect(t.path);
 	json_object_put(test_call(ev, "{\"id\":1,\"cmd\":\"events.subscribe\",\"args\":{\"events\":"
@@ -130,7 +132,7 @@ Test(control_vm, pause_resume_events_and_second_instance)
 	r = test_call(fd, "{\"id\":2,\"cmd\":\"vm.pause\"}\n");
 	cr_assert(json_object_get_boolean(json_object_object_get(test_ok(r), "changed")));
 	json_object_put(r);
-	cr_assert_eq(vm_get_state(&t.vm), VM_PAUSED);
+	cr_assert_eq(vm_get_state(&t.m.vm), VM_PAUSED);
 	cr_assert_gt(test_read_line(ev, line, sizeof(line), 5000), 0);
 	cr_assert_str_eq(line, "{\"event\":\"vm.state\",\"data\":{\"state\":\"paused\"}}");
 	r = test_call(fd, "{\"id\":3,\"cmd\":\"vm.pause\"}\n");
@@ -165,10 +167,10 @@ Test(control_vm, shutdown_without_console_stops_the_vm)
 	/* vm_stop() stops the loop: the thread ends by itself. */
 	pthread_join(t.thread, NULL);
 	t.running = false;
-	cr_assert_eq(vm_get_state(&t.vm), VM_STOPPED);
-	cr_assert_eq(t.vm.exit_status, 0);
-	cr_assert(strstr(t.vm.exit_reason, "vm.shutdown"), "%s", t.vm.exit_reason);
-	control_stop(&t.vm); /* delivers guest.exit, then closes */
+	cr_assert_eq(vm_get_state(&t.m.vm), VM_STOPPED);
+	cr_assert_eq(t.m.vm.exit_status, 0);
+	cr_assert(strstr(t.m.vm.exit_reason, "vm.shutdown"), "%s", t.m.vm.exit_reason);
+	control_stop(&t.m); /* delivers guest.exit, then closes */
 	cr_assert_gt(test_read_line(ev, line, sizeof(line), 5000), 0);
 	cr_assert_str_eq(line, "{\"event\":\"guest.exit\",\"data\":{\"status\":0}}");
 	cr_assert_eq(test_read_line(ev, line, sizeof(line), 5000), 0);
@@ -187,9 +189,9 @@ Test(control_vm, stopped_vm_refuses_lifecycle_commands)
 
 	tvm_init(&t);
 	fd = test_connect(t.path);
-	pthread_mutex_lock(&t.vm.lock);
-	t.vm.state = VM_CREATED;
-	pthread_mutex_unlock(&t.vm.lock);
+	pthread_mutex_lock(&t.m.vm.lock);
+	t.m.vm.state = VM_CREATED;
+	pthread_mutex_unlock(&t.m.vm.lock);
 	r = test_call(fd, "{\"id\":1,\"cmd\":\"vm.pause\"}\n");
 	cr_assert_str_eq(test_code(r), "vm-not-running");
 	json_object_put(r);

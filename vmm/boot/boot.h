@@ -73,12 +73,12 @@ int boot_linux(struct vm *vm, const char *kernel, const char *initrd, const char
  * PT_LOAD segments at their physical addresses, identity page tables with the user bit over the
  * first 4 GiB, entry in 64-bit mode at CPL3 with IOPL 3 (port I/O allowed), rsp at the top of
  * low RAM, rdi = guest RAM size in bytes. Fills @entry (mode BOOT_USER64).
- * The argument string vm->cfg.cmdline (NULL: empty) is copied NUL-terminated to
+ * The argument string @args (NULL: empty) is copied NUL-terminated to
  * BOOT_CMDLINE_GPA (entry->rsi holds that address too).
  * Errors: -ENOENT/-EACCES (unreadable), -ENOEXEC (not an x86-64 ELF64 executable), -E2BIG (a
  * segment outside RAM or overlapping the boot area below 1 MiB, argument string too long).
  */
-int boot_firmware(struct vm *vm, const char *path, struct boot_entry *entry);
+int boot_firmware(struct vm *vm, const char *path, const char *args, struct boot_entry *entry);
 
 /**
  * boot_gdt() - write the boot GDT for @mode at BOOT_GDT_GPA: 0x10 kernel code (64- or 32-bit),

@@ -128,9 +128,8 @@ static int check_phdrs(const struct vm *vm, const char *path, const uint8_t *img
 	return 0;
 }
 
-static int load_args(struct vm *vm, const char *path)
+static int load_args(struct vm *vm, const char *path, const char *args)
 {
-	const char *args = vm->cfg.cmdline ? vm->cfg.cmdline : "";
 	size_t len = strlen(args) + 1;
 
 	if (len > BOOT_CMDLINE_MAX) {
@@ -141,7 +140,7 @@ static int load_args(struct vm *vm, const char *path)
 	return gm_write(&vm->gm, BOOT_CMDLINE_GPA, args, len);
 }
 
-int boot_firmware(struct vm *vm, const char *path, struct boot_entry *e)
+int boot_firmware(struct vm *vm, const char *path, const char *args, struct boot_entry *e)
 {
 	Elf64_Phdr loads[FW_MAX_PHDRS];
 	unsigned int nr_loads = 0;
@@ -176,7 +175,7 @@ int boot_firmware(struct vm *vm, const char *path, struct boot_entry *e)
 	}
 	free(img);
 	if (!ret)
-		ret = load_args(vm, path);
+		ret = load_args(vm, path, args ? args : "");
 	if (ret)
 		return ret;
 

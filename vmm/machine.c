@@ -1,4 +1,4 @@
-#include "platform.h"
+#include "machine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,11 +23,6 @@
 _Static_assert(PCI_MMIO_BASE == VM_PCI_MMIO_BASE && PCI_MMIO_SIZE == VM_PCI_MMIO_SIZE,
 	       "the PCI window must match the e820 hole");
 
-static struct serial *console;
-static int console_fd = -1;
-static int stats_timer = -1;
-static struct legacy_ops legacy_ops;
-
 /* The legacy devices' and the console's callbacks into the VM. */
 static void dev_stop(void *opaque, int status, const char *reason)
 {
@@ -49,34 +44,50 @@ static void console_panic(void *opaque)
 	vm_set_panicked(opaque);
 }
 
-static int create_console(struct vm *vm)
+static int create_console(struct machine *m)
 {
 	const struct serial_ops ops = {.set_irq = console_irq,
 				       .panic_seen = console_panic,
 				       .stop = dev_stop,
-				       .opaque = vm};
+				       .opaque = &m->vm};
 	int out = -1, in = -1;
 
-	switch (vm->cfg.console) {
+	switch (m->cfg.console) {
 	case CONSOLE_STDIO:
 		out = STDOUT_FILENO;
 		in = STDIN_FILENO;
 		break;
 	case CONSOLE_FILE:
-		console_fd =
-			open(vm->cfg.console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (console_fd < 0) {
-			pr_err("--console file:%s: %s", vm->cfg.console_path, strerror(errno));
-			return -errno;
+		m->console_fd =
+			open(m->cfg.console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (m->console_fd < 0) {
+			int e = errno;
+
+			pr_err("--console file:%s: %s", m->cfg.console_path, strerror(e));
+			return -e;
 		}
-		out = console_fd;
+		out = m->console_fd;
 		break;
 	case CONSOLE_NONE:
 		break;
 	}
-	console = serial_create(&vm->pio, vm->loop, &ops, out, in,
-				in >= 0 && isatty(in) && isatty(STDOUT_FILENO));
-	return console ? 0 : -ENOMEM;
+	m->console = serial_create(&m->vm.pio, m->vm.loop, &ops, out, in,
+				   in >= 0 && isatty(in) && isatty(STDOUT_FILENO));
+	return m->console ? 0 : -ENOMEM;
+}
+
+static int create_legacy(struct machine *m)
+{
+	int ret;
+
+	m->legacy =
+		(struct legacy_ops){.stop = dev_stop, .panicked = dev_panicked, .opaque = &m->vm};
+	ret = i8042_create(&m->vm.pio, &m->legacy);
+	if (!ret)
+		ret = exit_port_create(&m->vm.pio, &m->legacy);
+	if (ret)
+		pr_err("creating platform devices: %s", strerror(-ret));
+	return ret;
 }
 
 /* The PCI bus's interrupt backend: thin wrappers around the VM's KVM calls. */
@@ -120,32 +131,32 @@ static void stats_tick(void *opaque)
 	balloon_stats_tick(opaque);
 }
 
-static int create_balloon(struct vm *vm)
+static int create_balloon(struct machine *m)
 {
 	int ret;
 
-	vm->balloon = balloon_create(&vm->gm, &vm->cfg.balloon);
-	if (!vm->balloon)
+	m->balloon = balloon_create(&m->vm.gm, &m->cfg.balloon);
+	if (!m->balloon)
 		return -ENOMEM;
-	ret = virtio_pci_attach(vm->pci, balloon_virtio_dev(vm->balloon), vm->loop);
+	ret = virtio_pci_attach(m->pci, balloon_virtio_dev(m->balloon), m->vm.loop);
 	if (ret) {
 		pr_err("attaching virtio-balloon: %s", strerror(-ret));
 		return ret;
 	}
-	balloon_set_event_sink(vm->balloon, balloon_event, vm);
-	if (vm->cfg.balloon.stats && vm->cfg.balloon.stats_period_s) {
-		stats_timer = loop_add_timer(vm->loop, vm->cfg.balloon.stats_period_s * 1000ULL,
-					     true, stats_tick, vm->balloon);
-		if (stats_timer < 0)
-			return stats_timer;
+	balloon_set_event_sink(m->balloon, balloon_event, &m->vm);
+	if (m->cfg.balloon.stats && m->cfg.balloon.stats_period_s) {
+		m->stats_timer = loop_add_timer(m->vm.loop, m->cfg.balloon.stats_period_s * 1000ULL,
+						true, stats_tick, m->balloon);
+		if (m->stats_timer < 0)
+			return m->stats_timer;
 	}
 	return 0;
 }
 
-static int create_pci(struct vm *vm)
+static int create_pci(struct machine *m)
 {
 	struct pci_irq_ops ops = {
-		.opaque = vm,
+		.opaque = &m->vm,
 		.irq_line = irq_line,
 		.alloc_gsi = alloc_gsi,
 		.set_msi_route = set_msi_route,
@@ -155,17 +166,14 @@ static int create_pci(struct vm *vm)
 	};
 	int ret;
 
-	ret = pci_bus_create(&vm->pio, &vm->mmio, &ops, &vm->pci);
+	ret = pci_bus_create(&m->vm.pio, &m->vm.mmio, &ops, &m->pci);
 	if (ret) {
 		pr_err("creating the PCI bus: %s", strerror(-ret));
 		return ret;
 	}
 	/* The device table: every PCI device this machine can have. */
-	if (vm->cfg.balloon.enabled) {
-		ret = create_balloon(vm);
-		if (ret)
-			return ret;
-	}
+	if (m->cfg.balloon.enabled)
+		return create_balloon(m);
 	return 0;
 }
 
@@ -185,26 +193,26 @@ static void memtier_done(void *opaque, const struct memtier_result *r)
 	json_object_put(o);
 }
 
-static int create_memtier(struct vm *vm)
+static int create_memtier(struct machine *m)
 {
 	struct memtier_config mc = {
-		.algo = vm->cfg.compress == VM_COMPRESS_ZSTD ? CS_ALGO_ZSTD : CS_ALGO_LZ4,
-		.level = vm->cfg.compress_level,
-		.mem_limit_bytes = vm->cfg.mem_limit_bytes,
-		.vm_fd = vm->vm_fd,
+		.algo = m->cfg.compress == COMPRESS_ZSTD ? CS_ALGO_ZSTD : CS_ALGO_LZ4,
+		.level = m->cfg.compress_level,
+		.mem_limit_bytes = m->cfg.mem_limit_bytes,
+		.vm_fd = m->vm.vm_fd,
 		/* Test-only: VMM_TEST_CORRUPT_STORE=GPA (tests/kvm/memtier_corrupt.sh). */
 		.test_corrupt = getenv("VMM_TEST_CORRUPT_STORE") != NULL,
 		.test_corrupt_gpa = strtoull(getenv("VMM_TEST_CORRUPT_STORE") ?: "0", NULL, 0),
 		.fatal = memtier_fatal,
 		.done = memtier_done,
-		.opaque = vm,
+		.opaque = &m->vm,
 	};
 	int ret;
 
-	if (vm->cfg.compress == VM_COMPRESS_OFF)
+	if (m->cfg.compress == COMPRESS_OFF)
 		return 0;
-	ret = memtier_create(&vm->gm, &mc, &vm->memtier);
-	if (ret && vm->cfg.mem_limit_bytes) {
+	ret = memtier_create(&m->vm.gm, &mc, &m->memtier);
+	if (ret && m->cfg.mem_limit_bytes) {
 		pr_err("--mem-limit needs the compressed tier: %s", strerror(-ret));
 		return ret;
 	}
@@ -213,78 +221,76 @@ static int create_memtier(struct vm *vm)
 	return 0;
 }
 
-int platform_create(struct vm *vm)
+int machine_create(struct machine *m, const struct machine_config *cfg)
 {
 	int ret;
 
-	ret = create_console(vm); /* says what is wrong with --console itself */
+	memset(m, 0, sizeof(*m));
+	m->cfg = *cfg;
+	m->console_fd = -1;
+	m->stats_timer = -1;
+	ret = vm_create(&m->vm, &cfg->vm);
 	if (ret)
-		return ret;
-	legacy_ops = (struct legacy_ops){.stop = dev_stop, .panicked = dev_panicked, .opaque = vm};
-	ret = i8042_create(&vm->pio, &legacy_ops);
+		return ret;	 /* vm_create() released what it made */
+	ret = create_console(m); /* says what is wrong with --console itself */
 	if (!ret)
-		ret = exit_port_create(&vm->pio, &legacy_ops);
-	if (ret) {
-		pr_err("creating platform devices: %s", strerror(-ret));
-		return ret;
-	}
-	ret = create_pci(vm);
+		ret = create_legacy(m);
 	if (!ret)
-		ret = create_memtier(vm);
+		ret = create_pci(m);
+	if (!ret)
+		ret = create_memtier(m);
+	if (!ret && m->cfg.control_path)
+		ret = control_start(m, m->cfg.control_path);
 	if (ret)
-		return ret;
-	if (vm->cfg.control_path) {
-		ret = control_start(vm, vm->cfg.control_path);
-		if (ret)
-			return ret;
-	}
-	return 0;
+		machine_destroy(m);
+	return ret;
 }
 
 /* SysRq 'i' (SIGKILL to all tasks) if SIGTERM was not enough. */
 static void shutdown_kill(void *opaque)
 {
-	struct vm *vm = opaque;
+	struct machine *m = opaque;
 
-	if (vm_get_state(vm) != VM_STOPPED && console)
-		serial_send_sysrq(console, 'i');
+	if (vm_get_state(&m->vm) != VM_STOPPED && m->console)
+		serial_send_sysrq(m->console, 'i');
 }
 
-int vm_request_guest_shutdown(struct vm *vm)
+int machine_request_guest_shutdown(struct machine *m)
 {
-	if (!console || vm_get_state(vm) == VM_STOPPED)
+	if (!m->console || vm_get_state(&m->vm) == VM_STOPPED)
 		return -ENOTSUP;
 	/* Serial BREAK + SysRq 'e': SIGTERM to every task but init; our init then exits the VM
 	 * with the command's status. Shells ignore SIGTERM, hence SIGKILL a second later. */
-	serial_send_sysrq(console, 'e');
-	loop_add_timer(vm->loop, 1000, false, shutdown_kill, vm);
+	serial_send_sysrq(m->console, 'e');
+	loop_add_timer(m->vm.loop, 1000, false, shutdown_kill, m);
 	return 0;
 }
 
-static int write_mptable(struct vm *vm)
+static int write_mptable(struct machine *m)
 {
 	struct pci_intx_route routes[PCI_MAX_SLOTS];
 	struct mp_pci_irq irqs[PCI_MAX_SLOTS];
-	unsigned int n = vm->pci ? pci_intx_routes(vm->pci, routes, PCI_MAX_SLOTS) : 0;
+	unsigned int n = m->pci ? pci_intx_routes(m->pci, routes, PCI_MAX_SLOTS) : 0;
 
 	n = MIN(n, (unsigned int)PCI_MAX_SLOTS);
 	for (unsigned int i = 0; i < n; i++)
 		irqs[i] = (struct mp_pci_irq){routes[i].slot, routes[i].pin, routes[i].gsi};
-	return boot_mptable(vm, irqs, n);
+	return boot_mptable(&m->vm, irqs, n);
 }
 
-int platform_start(struct vm *vm)
+int machine_start(struct machine *m)
 {
+	struct vm *vm = &m->vm;
 	struct boot_entry entry;
 	int ret;
 
-	if (vm->cfg.firmware)
-		ret = boot_firmware(vm, vm->cfg.firmware, &entry);
+	if (m->cfg.firmware)
+		ret = boot_firmware(vm, m->cfg.firmware, m->cfg.cmdline, &entry);
 	else
-		ret = boot_linux(vm, vm->cfg.kernel, vm->cfg.initrd, vm->cfg.cmdline, &entry);
+		ret = boot_linux(vm, m->cfg.kernel, m->cfg.initrd, m->cfg.cmdline, &entry);
 	if (ret)
 		return ret;
-	ret = write_mptable(vm);
+	ret = write_mptable(m);
 	if (ret) {
 		pr_err("writing the MP table: %s", strerror(-ret));
 		return ret;
@@ -310,26 +316,29 @@ int platform_start(struct vm *vm)
 	return 0;
 }
 
-void platform_destroy(struct vm *vm)
+void machine_destroy(struct machine *m)
 {
+	struct vm *vm = &m->vm;
+
 	vm_stop(vm, vm->exit_status, "shutting down");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
-	if (vm->balloon)
-		virtio_pci_detach(balloon_virtio_dev(vm->balloon));
-	pci_bus_destroy(vm->pci);
-	vm->pci = NULL;
+	if (m->balloon)
+		virtio_pci_detach(balloon_virtio_dev(m->balloon));
+	pci_bus_destroy(m->pci);
+	m->pci = NULL;
 	/* The balloon's event thread posts to the control socket: stop it first. */
-	if (vm->balloon)
-		balloon_destroy(vm->balloon);
-	vm->balloon = NULL;
-	control_stop(vm);
+	if (m->balloon)
+		balloon_destroy(m->balloon);
+	m->balloon = NULL;
+	control_stop(m);
 	/* After every thread that may fault on guest RAM (vCPUs, loop, balloon) is gone. */
-	memtier_destroy(vm->memtier);
-	vm->memtier = NULL;
-	serial_destroy(console);
-	console = NULL;
-	if (console_fd >= 0)
-		close(console_fd);
+	memtier_destroy(m->memtier);
+	m->memtier = NULL;
+	serial_destroy(m->console);
+	m->console = NULL;
+	if (m->console_fd >= 0)
+		close(m->console_fd);
+	m->console_fd = -1;
 	vm_destroy(vm);
 }

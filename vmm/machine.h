@@ -1,0 +1,117 @@
+/*
+ * The machine: one VM (vm.h) plus the explicit table of devices it gets, the compressed memory
+ * tier and the control socket, and the one place that brings them up and down.
+ *
+ * Device table (what a guest sees, in creation order):
+ *   - serial console, 16550A at COM1 (0x3f8, IRQ 4)      devices/serial.h
+ *   - i8042 reset line (0x60-0x64)                        devices/legacy.h
+ *   - exit port (0x501)                                   devices/legacy.h
+ *   - PCI host bridge, conf1 (0xcf8)                      devices/pci.h
+ *   - virtio-balloon on PCI, with --balloon on            devices/virtio_balloon.h
+ *
+ * Start order (machine_create(), then machine_start()):
+ *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
+ *      running yet).
+ *   2. console, i8042, exit port on the port bus.
+ *   3. PCI bus and its devices (virtio-balloon), the balloon's stats timer on the loop. The
+ *      balloon's event thread may emit events from here on: vm_emit_event() drops them while no
+ *      sink is set.
+ *   4. compressed tier (its userfaultfd thread and reclaim worker), before any guest page is
+ *      touched.
+ *   5. control server, last: every object its backend reaches exists before a client connects.
+ *   6. machine_start(): kernel or firmware loaded, MP table written, boot registers set, state
+ *      running, vCPU threads started.
+ *
+ * Stop order (machine_destroy(), after loop_run() returned):
+ *   1. vm_stop() and join the vCPU threads.
+ *   2. virtio devices detached from the transport, PCI bus freed.
+ *   3. balloon freed (its event thread joined; it posts to the control socket).
+ *   4. control server stopped: queued events delivered, deferred replies completed, clients
+ *      closed, the socket removed; the VM's event sink is detached.
+ *   5. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
+ *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running).
+ *   6. console freed, --console file closed.
+ *   7. vm_destroy(): vCPU fds, guest RAM, the loop, the KVM fds.
+ */
+#ifndef VMM_MACHINE_H
+#define VMM_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../devices/legacy.h"
+#include "../devices/virtio_balloon.h"
+#include "vm.h"
+
+struct serial;
+struct pci_bus;
+struct balloon;
+struct memtier;
+struct control;
+
+enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
+
+/* The compressed tier (vmm/mem/memtier.h); the command line defaults to lz4. */
+enum machine_compress { COMPRESS_OFF, COMPRESS_LZ4, COMPRESS_ZSTD };
+
+struct machine_config {
+	struct vm_config vm;  /* RAM, vCPUs, KSM, huge pages */
+	const char *kernel;   /* bzImage or ELF vmlinux (PVH) */
+	const char *initrd;   /* may be NULL */
+	const char *cmdline;  /* full kernel command line; with firmware its argument string */
+	const char *firmware; /* ELF firmware image instead of a kernel, or NULL */
+	enum machine_compress compress;
+	int compress_level;	  /* zstd level / lz4 acceleration, 0: default */
+	uint64_t mem_limit_bytes; /* --mem-limit: resident guest RAM ceiling, 0: none */
+	enum console_mode console;
+	const char *console_path; /* CONSOLE_FILE */
+	const char *control_path; /* control socket, or NULL */
+	struct balloon_config balloon;
+};
+
+struct machine {
+	struct vm vm;
+	struct machine_config cfg;
+	struct legacy_ops legacy; /* the i8042's and exit port's callbacks (they point here) */
+	struct serial *console;	  /* the UART (present with --console none too) */
+	int console_fd;		  /* --console file:PATH, else -1 */
+	struct pci_bus *pci;
+	struct balloon *balloon; /* NULL without --balloon */
+	int stats_timer;	 /* loop timer of the balloon's periodic stats, or -1 */
+	struct memtier *memtier; /* NULL with --compress off */
+	struct control *control; /* NULL without --control */
+};
+
+/**
+ * machine_create() - steps 1-5 of the start order: the VM and its devices, the compressed tier
+ * and the control socket (@cfg->control_path). @m: caller-owned, need not be zeroed; @cfg is
+ * copied (its strings must outlive @m). On failure everything created so far is released.
+ * Returns 0 or -errno with a message already printed (-EADDRINUSE: another VMM serves the
+ * control socket path).
+ */
+int machine_create(struct machine *m, const struct machine_config *cfg);
+
+/**
+ * machine_start() - step 6: load the kernel (or firmware), write the MP table, set the boot vCPU's
+ * registers and start every vCPU thread; the VM is then running. Returns 0 or -errno (message
+ * printed; -ENOEXEC/-E2BIG/-ENOENT/-EACCES from the loaders, see boot/boot.h).
+ */
+int machine_start(struct machine *m);
+
+/**
+ * machine_request_guest_shutdown() - ask the guest to shut down by itself: serial BREAK + SysRq
+ * 'e' (SIGTERM to all tasks but init; our init then exits the VM), SysRq 'i' (SIGKILL) a second
+ * later if the VM still runs. Does not wait. Used by the control socket's vm.shutdown, which
+ * stops the VM hard with vm_stop() when the guest has not stopped within its timeout.
+ * Returns 0 when a request was delivered, -ENOTSUP when there is no console or the VM stopped.
+ */
+int machine_request_guest_shutdown(struct machine *m);
+
+/**
+ * machine_destroy() - the stop order above: stop the VM if needed, join every thread, free the
+ * devices, the tier, the control server and the VM. Call after loop_run() returned (or before it
+ * ever ran). Idempotent; machine_create() calls it itself when it fails.
+ */
+void machine_destroy(struct machine *m);
+
+#endif
