@@ -44,7 +44,7 @@ static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 	c->nent = CPUID_MAX_ENTRIES;
 	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
 		ret = -errno;
-		pr_err("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+		pr_err("KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
 		goto out;
 	}
 	for (unsigned int i = 0; i < c->nent; i++) {
@@ -70,7 +70,7 @@ static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 	}
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, c) < 0) {
 		ret = -errno;
-		pr_err("KVM_SET_CPUID2: %s", strerror(errno));
+		pr_err("KVM_SET_CPUID2: %s", strerror(-ret));
 	}
 out:
 	free(c);
@@ -138,13 +138,16 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 	vcpu->id = id;
 	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
 	if (vcpu->fd < 0) {
-		pr_err("KVM_CREATE_VCPU %u: %s", id, strerror(errno));
-		return -errno;
+		ret = -errno;
+		pr_err("KVM_CREATE_VCPU %u: %s", id, strerror(-ret));
+		return ret;
 	}
 	vcpu->run = mmap(NULL, vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED) {
+		ret = -errno;
 		vcpu->run = NULL;
-		return -errno;
+		pr_err("mapping vCPU %u's kvm_run: %s", id, strerror(-ret));
+		return ret;
 	}
 	ret = setup_cpuid(vm, vcpu);
 	if (!ret)
@@ -459,7 +462,9 @@ static void *vcpu_thread(void *arg)
 				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				continue;
 			}
-			pr_err("KVM_RUN on vCPU %u: %s", vcpu->id, strerror(errno));
+			int e = errno;
+
+			pr_err("KVM_RUN on vCPU %u: %s", vcpu->id, strerror(e));
 			vm_stop(vm, 1, "KVM_RUN failed");
 			break;
 		}

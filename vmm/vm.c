@@ -55,6 +55,15 @@ static void init_routing(struct vm *vm)
 	vm->next_gsi = IOAPIC_PINS;
 }
 
+static void destroy_vcpus(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	vm->nr_vcpus = 0;
+}
+
 static int map_memory(struct vm *vm)
 {
 	for (unsigned int i = 0; i < vm->gm.nr_regions; i++) {
@@ -67,8 +76,10 @@ static int map_memory(struct vm *vm)
 		};
 
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
-			pr_err("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(errno));
-			return -errno;
+			int e = errno;
+
+			pr_err("KVM_SET_USER_MEMORY_REGION slot %u: %s", i, strerror(e));
+			return -e;
 		}
 	}
 	return 0;
@@ -101,10 +112,82 @@ static int open_kvm(struct vm *vm)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg)
+/* The host's vCPU limit, the kvm_run mapping size and the VM fd. */
+static int create_vm_fd(struct vm *vm, const struct vm_config *cfg)
+{
+	int max_vcpus, e;
+
+	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max_vcpus > 0 && cfg->nr_vcpus > (unsigned int)max_vcpus) {
+		pr_err("--cpus %u is above this host's KVM limit of %d vCPUs", cfg->nr_vcpus,
+		       max_vcpus);
+		return -EINVAL;
+	}
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size <= 0) {
+		e = vm->vcpu_mmap_size < 0 ? errno : EINVAL;
+		pr_err("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(e));
+		return -e;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		e = errno;
+		pr_err("KVM_CREATE_VM: %s", strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/* TSS and identity map below the IOAPIC, the in-kernel irqchip and PIT. */
+static int create_irqchip(struct vm *vm)
 {
 	struct kvm_pit_config pit = {.flags = 0};
-	int ret, max_vcpus;
+	int e;
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP}) < 0) {
+		e = errno;
+		pr_err("KVM_SET_TSS_ADDR: %s", strerror(e));
+		return -e;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		e = errno;
+		pr_err("creating the in-kernel irqchip/PIT: %s", strerror(e));
+		return -e;
+	}
+	vm->routing = calloc(1, sizeof(struct kvm_irq_routing) +
+					VM_MAX_GSI * 2 * sizeof(struct kvm_irq_routing_entry));
+	if (!vm->routing)
+		return -ENOMEM;
+	init_routing(vm);
+	return 0;
+}
+
+static int create_vcpus(struct vm *vm, unsigned int nr)
+{
+	int ret;
+
+	vm->vcpus = calloc(nr, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	/* Every vCPU's CPUID names the count; vcpu_destroy() is a no-op on one never created. */
+	vm->nr_vcpus = nr;
+	for (unsigned int i = 0; i < nr; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned int i = 0; i < nr; i++) {
+		ret = vcpu_create(vm, &vm->vcpus[i], i);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	int ret;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = *cfg;
@@ -116,70 +199,56 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 
 	ret = open_kvm(vm);
 	if (ret)
-		return ret;
-	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
-	if (max_vcpus <= 0)
-		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
-	if (max_vcpus > 0 && cfg->nr_vcpus > (unsigned int)max_vcpus) {
-		pr_err("--cpus %u is above this host's KVM limit of %d vCPUs", cfg->nr_vcpus,
-		       max_vcpus);
-		return -EINVAL;
-	}
-	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0 || vm->vcpu_mmap_size <= 0) {
-		pr_err("KVM_CREATE_VM: %s", strerror(errno));
-		return -errno;
-	}
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){KVM_IDENTITY_MAP}) < 0) {
-		pr_err("KVM_SET_TSS_ADDR: %s", strerror(errno));
-		return -errno;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
-	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		pr_err("creating the in-kernel irqchip/PIT: %s", strerror(errno));
-		return -errno;
-	}
-	vm->routing = calloc(1, sizeof(struct kvm_irq_routing) +
-					VM_MAX_GSI * 2 * sizeof(struct kvm_irq_routing_entry));
-	if (!vm->routing)
-		return -ENOMEM;
-	init_routing(vm);
-
+		goto err_kvm;
+	ret = create_vm_fd(vm, cfg);
+	if (ret)
+		goto err_kvm;
+	ret = create_irqchip(vm);
+	if (ret)
+		goto err_vm_fd;
 	ret = gm_init(&vm->gm, cfg->mem_bytes,
 		      (cfg->merge ? GM_MERGE : 0) | (cfg->hugepages ? GM_HUGEPAGES : 0));
 	if (ret) {
 		pr_err("cannot map %llu MiB of guest RAM: %s",
 		       (unsigned long long)(cfg->mem_bytes / MiB), strerror(-ret));
-		return ret;
+		goto err_routing;
 	}
 	ret = map_memory(vm);
 	if (ret)
-		return ret;
+		goto err_gm;
 	vm->loop = loop_create();
-	if (!vm->loop)
-		return -errno;
-	vm->nr_vcpus = cfg->nr_vcpus;
-	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus)
-		return -ENOMEM;
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		ret = vcpu_create(vm, &vm->vcpus[i], i);
-		if (ret)
-			return ret;
+	if (!vm->loop) {
+		ret = -errno;
+		pr_err("creating the event loop: %s", strerror(-ret));
+		goto err_gm;
 	}
+	ret = create_vcpus(vm, cfg->nr_vcpus);
+	if (ret)
+		goto err_vcpus;
 	return 0;
+
+err_vcpus:
+	destroy_vcpus(vm);
+	loop_destroy(vm->loop);
+	vm->loop = NULL;
+err_gm:
+	gm_destroy(&vm->gm);
+err_routing:
+	free(vm->routing);
+	vm->routing = NULL;
+err_vm_fd:
+	close(vm->vm_fd);
+	vm->vm_fd = -1;
+err_kvm:
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->kvm_fd = -1;
+	return ret;
 }
 
 void vm_destroy(struct vm *vm)
 {
-	if (vm->vcpus) {
-		for (unsigned int i = 0; i < vm->nr_vcpus; i++)
-			vcpu_destroy(&vm->vcpus[i]);
-		free(vm->vcpus);
-		vm->vcpus = NULL;
-	}
+	destroy_vcpus(vm);
 	gm_destroy(&vm->gm);
 	if (vm->loop)
 		loop_destroy(vm->loop);
