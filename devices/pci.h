@@ -22,7 +22,8 @@ struct bus;
 struct pci_bus;
 struct pci_dev;
 
-/* The 32-bit MMIO window BARs are allocated from; it must equal VM_PCI_MMIO_BASE/SIZE (vm.h). */
+/* The 32-bit MMIO window BARs are allocated from; it must equal the e820 hole
+ * (BOOT_PCI_MMIO_BASE/SIZE, vmm/boot/boot.h). */
 #define PCI_MMIO_BASE 0xE0000000ULL
 #define PCI_MMIO_SIZE 0x10000000ULL /* 256 MiB */
 

@@ -20,7 +20,7 @@
 #include "vcpu.h"
 #include "vm.h"
 
-_Static_assert(PCI_MMIO_BASE == VM_PCI_MMIO_BASE && PCI_MMIO_SIZE == VM_PCI_MMIO_SIZE,
+_Static_assert(PCI_MMIO_BASE == BOOT_PCI_MMIO_BASE && PCI_MMIO_SIZE == BOOT_PCI_MMIO_SIZE,
 	       "the PCI window must match the e820 hole");
 
 /* The legacy devices' and the console's callbacks into the VM. */
@@ -275,7 +275,7 @@ static int write_mptable(struct machine *m)
 	n = MIN(n, (unsigned int)PCI_MAX_SLOTS);
 	for (unsigned int i = 0; i < n; i++)
 		irqs[i] = (struct mp_pci_irq){routes[i].slot, routes[i].pin, routes[i].gsi};
-	return boot_mptable(&m->vm, irqs, n);
+	return boot_mptable(&m->vm.gm, m->vm.nr_vcpus, irqs, n);
 }
 
 int machine_start(struct machine *m)
@@ -285,9 +285,9 @@ int machine_start(struct machine *m)
 	int ret;
 
 	if (m->cfg.firmware)
-		ret = boot_firmware(vm, m->cfg.firmware, m->cfg.cmdline, &entry);
+		ret = boot_firmware(&vm->gm, m->cfg.firmware, m->cfg.cmdline, &entry);
 	else
-		ret = boot_linux(vm, m->cfg.kernel, m->cfg.initrd, m->cfg.cmdline, &entry);
+		ret = boot_linux(&vm->gm, m->cfg.kernel, m->cfg.initrd, m->cfg.cmdline, &entry);
 	if (ret)
 		return ret;
 	ret = write_mptable(m);

@@ -8,26 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "boot/boot.h"
+
 struct vm;
-
-/* How the boot vCPU enters the guest (set by vmm/boot). */
-enum boot_mode {
-	BOOT_LONG64, /* Linux 64-bit boot protocol: paging on, CPL0, rsi = boot_params */
-	BOOT_PROT32, /* PVH: 32-bit protected mode, paging off, rbx = hvm_start_info */
-	BOOT_USER64, /* firmware: 64-bit CPL3 with IOPL 3 */
-};
-
-struct boot_entry {
-	enum boot_mode mode;
-	uint64_t rip;	  /* entry point, GPA */
-	uint64_t rsi;	  /* BOOT_LONG64: boot_params GPA */
-	uint64_t rbx;	  /* BOOT_PROT32: start_info GPA */
-	uint64_t rsp;	  /* BOOT_USER64: initial stack */
-	uint64_t rdi;	  /* BOOT_USER64: first argument (guest RAM bytes) */
-	uint64_t cr3;	  /* page tables (LONG64/USER64) */
-	uint64_t gdt_gpa; /* GDT base, limit gdt_limit */
-	uint16_t gdt_limit;
-};
 
 struct vcpu {
 	struct vm *vm;

@@ -16,10 +16,6 @@
 struct loop;
 struct vcpu;
 
-/* The 32-bit PCI MMIO window (BARs), reserved in e820; between RAM and the IOAPIC. */
-#define VM_PCI_MMIO_BASE 0xe0000000ULL
-#define VM_PCI_MMIO_SIZE 0x10000000ULL
-
 enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 
 struct vm_config {

@@ -8,15 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../mem/guest_mem.h"
 #include "../util.h"
-#include "../vm.h"
 #include "boot.h"
 
 #define FW_MAX_PHDRS 64
 
-static uint64_t low_ram_end(const struct vm *vm)
+static uint64_t low_ram_end(const struct guest_mem *gm)
 {
-	return vm->gm.regions[0].gpa + vm->gm.regions[0].size;
+	return gm->regions[0].gpa + gm->regions[0].size;
 }
 
 static int check_ehdr(const char *path, const uint8_t *img, size_t len, Elf64_Ehdr *eh)
@@ -51,9 +51,10 @@ static int check_ehdr(const char *path, const uint8_t *img, size_t len, Elf64_Eh
 }
 
 /* One PT_LOAD: inside the file, identity-mapped, between 1 MiB and the stack reserve. */
-static int check_load(const struct vm *vm, const char *path, size_t len, const Elf64_Phdr *ph)
+static int check_load(const struct guest_mem *gm, const char *path, size_t len,
+		      const Elf64_Phdr *ph)
 {
-	uint64_t file_end, mem_end, limit = low_ram_end(vm) - BOOT_FW_STACK_BYTES;
+	uint64_t file_end, mem_end, limit = low_ram_end(gm) - BOOT_FW_STACK_BYTES;
 
 	if (ph->p_filesz > ph->p_memsz ||
 	    __builtin_add_overflow(ph->p_offset, ph->p_filesz, &file_end) || file_end > len) {
@@ -88,7 +89,7 @@ static bool overlaps(const Elf64_Phdr *a, const Elf64_Phdr *b)
 }
 
 /* Validate every program header into @loads (PT_LOAD with a non-empty image only). */
-static int check_phdrs(const struct vm *vm, const char *path, const uint8_t *img, size_t len,
+static int check_phdrs(const struct guest_mem *gm, const char *path, const uint8_t *img, size_t len,
 		       const Elf64_Ehdr *eh, Elf64_Phdr *loads, unsigned int *nr_loads)
 {
 	bool entry_ok = false;
@@ -105,7 +106,7 @@ static int check_phdrs(const struct vm *vm, const char *path, const uint8_t *img
 		}
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
-		ret = check_load(vm, path, len, &ph);
+		ret = check_load(gm, path, len, &ph);
 		if (ret)
 			return ret;
 		for (unsigned int j = 0; j < n; j++) {
@@ -128,7 +129,7 @@ static int check_phdrs(const struct vm *vm, const char *path, const uint8_t *img
 	return 0;
 }
 
-static int load_args(struct vm *vm, const char *path, const char *args)
+static int load_args(struct guest_mem *gm, const char *path, const char *args)
 {
 	size_t len = strlen(args) + 1;
 
@@ -137,54 +138,65 @@ static int load_args(struct vm *vm, const char *path, const char *args)
 		       BOOT_CMDLINE_MAX - 1);
 		return -E2BIG;
 	}
-	return gm_write(&vm->gm, BOOT_CMDLINE_GPA, args, len);
+	return gm_write(gm, BOOT_CMDLINE_GPA, args, len);
 }
 
-int boot_firmware(struct vm *vm, const char *path, const char *args, struct boot_entry *e)
+int boot_firmware_image(struct guest_mem *gm, const char *path, const uint8_t *img, size_t len,
+			const char *args, struct boot_entry *e)
 {
 	Elf64_Phdr loads[FW_MAX_PHDRS];
 	unsigned int nr_loads = 0;
 	Elf64_Ehdr eh;
-	uint8_t *img;
-	size_t len;
 	int ret;
 
-	if (low_ram_end(vm) < BOOT_HIMEM_GPA + BOOT_FW_STACK_BYTES) {
+	if (low_ram_end(gm) < BOOT_HIMEM_GPA + BOOT_FW_STACK_BYTES) {
 		pr_err("firmware %s: guest RAM too small", path);
 		return -E2BIG;
 	}
-	ret = boot_read_file(path, low_ram_end(vm), &img, &len);
-	if (ret) {
-		pr_err("cannot read firmware %s: %s", path,
-		       ret == -E2BIG ? "larger than guest RAM" : strerror(-ret));
-		return ret == -EISDIR || ret == -EINVAL ? -EACCES : ret;
-	}
 	ret = check_ehdr(path, img, len, &eh);
 	if (!ret)
-		ret = check_phdrs(vm, path, img, len, &eh, loads, &nr_loads);
+		ret = check_phdrs(gm, path, img, len, &eh, loads, &nr_loads);
 	for (unsigned int i = 0; !ret && i < nr_loads; i++) {
 		const Elf64_Phdr *ph = &loads[i];
-		uint8_t *dst = gm_ptr(&vm->gm, ph->p_paddr, ph->p_memsz);
+		uint8_t *dst = gm_ptr(gm, ph->p_paddr, ph->p_memsz);
 
-		if (!dst) { /* check_load() already bounded it; a hole in RAM would land here */
-			ret = -E2BIG;
-			break;
-		}
+		if (!dst) /* check_load() already bounded it; a hole in RAM would land here */
+			return -E2BIG;
 		memcpy(dst, img + ph->p_offset, ph->p_filesz);
 		memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
 	}
-	free(img);
 	if (!ret)
-		ret = load_args(vm, path, args ? args : "");
+		ret = load_args(gm, path, args ? args : "");
 	if (ret)
 		return ret;
 
 	memset(e, 0, sizeof(*e));
 	e->mode = BOOT_USER64;
 	e->rip = eh.e_entry;
-	e->rsp = low_ram_end(vm) - 64; /* 16-byte aligned, a little headroom above */
-	e->rdi = vm->gm.size;
+	e->rsp = low_ram_end(gm) - 64; /* 16-byte aligned, a little headroom above */
+	e->rdi = gm->size;
 	e->rsi = BOOT_CMDLINE_GPA;
-	ret = boot_identity_map(vm, e, 1);
-	return ret ? ret : boot_gdt(vm, e);
+	ret = boot_identity_map(gm, e, 1);
+	return ret ? ret : boot_gdt(gm, e);
+}
+
+int boot_firmware(struct guest_mem *gm, const char *path, const char *args, struct boot_entry *e)
+{
+	uint8_t *img;
+	size_t len;
+	int ret;
+
+	if (low_ram_end(gm) < BOOT_HIMEM_GPA + BOOT_FW_STACK_BYTES) {
+		pr_err("firmware %s: guest RAM too small", path);
+		return -E2BIG;
+	}
+	ret = boot_read_file(path, low_ram_end(gm), &img, &len);
+	if (ret) {
+		pr_err("cannot read firmware %s: %s", path,
+		       ret == -E2BIG ? "larger than guest RAM" : strerror(-ret));
+		return ret == -EISDIR || ret == -EINVAL ? -EACCES : ret;
+	}
+	ret = boot_firmware_image(gm, path, img, len, args, e);
+	free(img);
+	return ret;
 }

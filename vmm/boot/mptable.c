@@ -5,8 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../mem/guest_mem.h"
 #include "../util.h"
-#include "../vm.h"
 #include "boot.h"
 
 #define MP_IOAPIC_GPA 0xfec00000u
@@ -72,25 +72,26 @@ static uint8_t checksum(const void *p, size_t len)
 	return (uint8_t)-sum;
 }
 
-int boot_mptable(struct vm *vm, const struct mp_pci_irq *pci, unsigned int nr_pci)
+int boot_mptable(struct guest_mem *gm, unsigned int nr_vcpus, const struct mp_pci_irq *pci,
+		 unsigned int nr_pci)
 {
 	size_t room = BOOT_HIMEM_GPA - BOOT_EBDA_GPA;
 	size_t need = sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
-		      vm->nr_vcpus * sizeof(struct mpc_cpu) + 2 * sizeof(struct mpc_bus) +
+		      nr_vcpus * sizeof(struct mpc_cpu) + 2 * sizeof(struct mpc_bus) +
 		      sizeof(struct mpc_ioapic) + (16 + nr_pci + 2) * sizeof(struct mpc_intsrc);
-	uint8_t *base = gm_ptr(&vm->gm, BOOT_EBDA_GPA, room), *p;
+	uint8_t *base = gm_ptr(gm, BOOT_EBDA_GPA, room), *p;
 	struct mpf_intel *mpf;
 	struct mpc_table *mpc;
-	uint8_t ioapic_id = (uint8_t)vm->nr_vcpus;
+	uint8_t ioapic_id = (uint8_t)nr_vcpus;
 
-	if (!base || need > room || vm->nr_vcpus > 254)
+	if (!base || need > room || nr_vcpus > 254)
 		return -ENOSPC;
 	memset(base, 0, need);
 	mpf = (struct mpf_intel *)base;
 	mpc = (struct mpc_table *)(mpf + 1);
 	p = (uint8_t *)(mpc + 1);
 
-	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+	for (unsigned int i = 0; i < nr_vcpus; i++) {
 		struct mpc_cpu *c = (struct mpc_cpu *)p;
 
 		*c = (struct mpc_cpu){.type = MP_PROCESSOR,
@@ -136,7 +137,7 @@ int boot_mptable(struct vm *vm, const struct mp_pci_irq *pci, unsigned int nr_pc
 	mpc->spec = 4;
 	memcpy(mpc->oem, "VMM     ", 8);
 	memcpy(mpc->productid, "VMM MPTABLE ", 12);
-	mpc->oemcount = (uint16_t)(vm->nr_vcpus + 2 + 1 + 16 + nr_pci + 2);
+	mpc->oemcount = (uint16_t)(nr_vcpus + 2 + 1 + 16 + nr_pci + 2);
 	mpc->lapic = MP_LAPIC_GPA;
 	mpc->checksum = checksum(mpc, mpc->length);
 

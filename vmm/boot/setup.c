@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../mem/guest_mem.h"
 #include "../util.h"
-#include "../vm.h"
 #include "boot.h"
 
 #define GDT_ENTRIES 7 /* null, null, code, data, user code, user data / TSS (2 slots) */
@@ -21,9 +21,9 @@ static uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
 	       (limit & 0x0000ffff);
 }
 
-int boot_gdt(struct vm *vm, struct boot_entry *e)
+int boot_gdt(struct guest_mem *gm, struct boot_entry *e)
 {
-	uint64_t *gdt = gm_ptr(&vm->gm, BOOT_GDT_GPA, GDT_ENTRIES * 8);
+	uint64_t *gdt = gm_ptr(gm, BOOT_GDT_GPA, GDT_ENTRIES * 8);
 
 	if (!gdt)
 		return -EFAULT;
@@ -40,10 +40,10 @@ int boot_gdt(struct vm *vm, struct boot_entry *e)
 	return 0;
 }
 
-int boot_identity_map(struct vm *vm, struct boot_entry *e, int user)
+int boot_identity_map(struct guest_mem *gm, struct boot_entry *e, int user)
 {
 	uint64_t flags = 0x3 | (user ? 0x4 : 0); /* present, writable, (user) */
-	uint64_t *pml4 = gm_ptr(&vm->gm, BOOT_PML4_GPA, 6 * GM_PAGE_SIZE);
+	uint64_t *pml4 = gm_ptr(gm, BOOT_PML4_GPA, 6 * GM_PAGE_SIZE);
 	uint64_t *pdpt, *pd;
 
 	if (!pml4)
