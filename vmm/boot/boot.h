@@ -82,6 +82,22 @@ struct mp_pci_irq {
 int boot_mptable(struct guest_mem *gm, unsigned int nr_vcpus, const struct mp_pci_irq *pci,
 		 unsigned int nr_pci);
 
+/* PVH start info, version 1 (xen/include/public/arch-x86/hvm/start_info.h); not a Linux UAPI. */
+#define PVH_MAGIC		 0x336ec578 /* hvm_start_info.magic */
+#define XEN_ELFNOTE_PHYS32_ENTRY 18	    /* the ELF note (name "Xen") holding the 32-bit entry */
+struct hvm_start_info {
+	uint32_t magic, version, flags, nr_modules;
+	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
+	uint32_t memmap_entries, reserved;
+};
+struct hvm_modlist_entry {
+	uint64_t paddr, size, cmdline_paddr, reserved;
+};
+struct hvm_memmap_table_entry {
+	uint64_t addr, size;
+	uint32_t type, reserved;
+};
+
 /* A Linux kernel, its initrd and command line, already in host memory. */
 struct boot_linux_input {
 	const uint8_t *kernel;		       /* the bzImage or ELF vmlinux image */

@@ -18,22 +18,6 @@
 #define HDRS_MAGIC	 0x53726448 /* "HdrS" */
 #define MIN_PROTOCOL	 0x020c	    /* 2.12: XLF_KERNEL_64 */
 
-/* PVH start info, version 1 (xen/include/public/arch-x86/hvm/start_info.h); not a Linux UAPI. */
-#define PVH_MAGIC		 0x336ec578
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
-struct hvm_start_info {
-	uint32_t magic, version, flags, nr_modules;
-	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
-	uint32_t memmap_entries, reserved;
-};
-struct hvm_modlist_entry {
-	uint64_t paddr, size, cmdline_paddr, reserved;
-};
-struct hvm_memmap_table_entry {
-	uint64_t addr, size;
-	uint32_t type, reserved;
-};
-
 static uint64_t low_ram_end(const struct guest_mem *gm)
 {
 	return gm->regions[0].gpa + gm->regions[0].size;

@@ -76,9 +76,12 @@ int boot_mptable(struct guest_mem *gm, unsigned int nr_vcpus, const struct mp_pc
 		 unsigned int nr_pci)
 {
 	size_t room = BOOT_HIMEM_GPA - BOOT_EBDA_GPA;
+	/* In size_t: a huge @nr_pci must not wrap to a small table (checked before @pci is read).
+	 */
 	size_t need = sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
-		      nr_vcpus * sizeof(struct mpc_cpu) + 2 * sizeof(struct mpc_bus) +
-		      sizeof(struct mpc_ioapic) + (16 + nr_pci + 2) * sizeof(struct mpc_intsrc);
+		      (size_t)nr_vcpus * sizeof(struct mpc_cpu) + 2 * sizeof(struct mpc_bus) +
+		      sizeof(struct mpc_ioapic) +
+		      (16 + (size_t)nr_pci + 2) * sizeof(struct mpc_intsrc);
 	uint8_t *base = gm_ptr(gm, BOOT_EBDA_GPA, room), *p;
 	struct mpf_intel *mpf;
 	struct mpc_table *mpc;
