@@ -85,10 +85,11 @@ format:
 format-check:
 	@tests/tier.sh format clang-format --dry-run -Werror $(C_FILES)
 
+# The layering rule (tests/lib/check-includes.sh: which folder may include which), then cppcheck.
 lint:
-	@tests/tier.sh lint cppcheck --quiet --error-exitcode=1 --std=c11 --inline-suppr \
-		--enable=warning,portability --suppress=missingIncludeSystem -D_GNU_SOURCE \
-		-I vmm -I devices vmm devices
+	@tests/tier.sh lint sh -c 'tests/lib/check-includes.sh && cppcheck --quiet \
+		--error-exitcode=1 --std=c11 --inline-suppr --enable=warning,portability \
+		--suppress=missingIncludeSystem -D_GNU_SOURCE -I vmm -I devices vmm devices'
 
 # The nested test host's kernel (cached like the guest's). After `guest`, so the two kernel
 # builds never extract the shared source tree at the same time.
