@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "vcpu_exit.h"
 #include "vm.h"
 
 /* Architectural MSR numbers (Intel SDM vol. 4); no UAPI header carries them. */
@@ -31,7 +32,6 @@
 #define APIC_LVT1	  0x360
 #define APIC_MODE_EXTINT  0x7
 #define APIC_MODE_NMI	  0x4
-#define X86_EFLAGS_IOPL	  0x3000 /* bits 12-13 */
 
 static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 {
@@ -239,189 +239,51 @@ void vcpu_kick(struct vcpu *vcpu)
 		pthread_kill(vcpu->thread, KICK_SIGNAL);
 }
 
-static void dump_regs(int fd)
+/* The exit context's hooks: the VM to stop, the registers and translations of this vCPU. */
+static void ctx_stop(void *opaque, int status, const char *reason)
 {
-	struct kvm_regs r;
-	struct kvm_sregs s;
+	struct vcpu *vcpu = opaque;
 
-	if (fd < 0 || ioctl(fd, KVM_GET_REGS, &r) < 0 || ioctl(fd, KVM_GET_SREGS, &s) < 0)
-		return;
-	fprintf(stderr,
-		"vmm:   rip=%016llx rsp=%016llx rflags=%08llx rax=%016llx rbx=%016llx\n"
-		"vmm:   rcx=%016llx rdx=%016llx rsi=%016llx rdi=%016llx\n"
-		"vmm:   cr0=%08llx cr3=%016llx cr4=%08llx efer=%llx cs=%04x (dpl %u, l %u)\n",
-		r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, s.cr0, s.cr3,
-		s.cr4, s.efer, s.cs.selector, s.cs.dpl, s.cs.l);
+	vm_stop(vcpu->vm, status, reason);
 }
 
-/* Unhandled port/MMIO accesses are logged once per address (the guest probes a lot). */
-static bool first_time(uint64_t addr)
+static int ctx_get_regs(void *opaque, struct kvm_regs *r, struct kvm_sregs *s)
 {
-	static uint64_t seen[256];
-	static unsigned int nr;
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	bool first = true;
+	struct vcpu *vcpu = opaque;
 
-	pthread_mutex_lock(&lock);
-	for (unsigned int i = 0; i < nr; i++)
-		if (seen[i] == addr)
-			first = false;
-	if (first && nr < ARRAY_SIZE(seen))
-		seen[nr++] = addr;
-	else if (first)
-		first = false; /* table full: stay quiet */
-	pthread_mutex_unlock(&lock);
-	return first;
+	if (ioctl(vcpu->fd, KVM_GET_REGS, r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, s) < 0)
+		return -errno;
+	return 0;
 }
 
-static void handle_io(struct vm *vm, struct kvm_run *run)
+static int ctx_translate(void *opaque, uint64_t gva, uint64_t *gpa)
 {
-	uint8_t *data = (uint8_t *)run + run->io.data_offset;
-	bool write = run->io.direction == KVM_EXIT_IO_OUT;
+	struct vcpu *vcpu = opaque;
+	struct kvm_translation tr = {.linear_address = gva};
 
-	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
-		if (bus_access(&vm->pio, run->io.port, data, run->io.size, write) == 0)
-			continue;
-		if (!write)
-			memset(data, 0xff, run->io.size);
-		if (run->io.port != 0x80 && first_time(run->io.port))
-			pr_info("unhandled port %s 0x%x (%u bytes)", write ? "write" : "read",
-				run->io.port, run->io.size);
-	}
+	if (ioctl(vcpu->fd, KVM_TRANSLATE, &tr) < 0)
+		return -errno;
+	if (!tr.valid)
+		return -EFAULT;
+	*gpa = tr.physical_address;
+	return 0;
 }
 
-static void handle_mmio(struct vm *vm, struct kvm_run *run)
+static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 {
-	uint32_t len = run->mmio.len;
+	struct vm *vm = vcpu->vm;
 
-	if (len > sizeof(run->mmio.data))
-		len = sizeof(run->mmio.data);
-	if (bus_access(&vm->mmio, run->mmio.phys_addr, run->mmio.data, len, run->mmio.is_write) ==
-	    0)
-		return;
-	if (!run->mmio.is_write)
-		memset(run->mmio.data, 0xff, len);
-	if (first_time(run->mmio.phys_addr | (1ULL << 63)))
-		pr_info("unhandled MMIO %s 0x%llx (%u bytes)",
-			run->mmio.is_write ? "write" : "read",
-			(unsigned long long)run->mmio.phys_addr, len);
-}
-
-static bool host_is_pvm(void)
-{
-	return access("/sys/module/kvm_pvm", F_OK) == 0;
-}
-
-bool x86_is_port_insn(const uint8_t *code, size_t len)
-{
-	size_t i = 0;
-
-	/* Legacy prefixes (operand/address size, rep, segment overrides), then at most one REX. */
-	while (i < len &&
-	       (code[i] == 0x66 || code[i] == 0x67 || code[i] == 0xf2 || code[i] == 0xf3 ||
-		code[i] == 0x2e || code[i] == 0x36 || code[i] == 0x3e || code[i] == 0x26 ||
-		code[i] == 0x64 || code[i] == 0x65))
-		i++;
-	if (i < len && (code[i] & 0xf0) == 0x40)
-		i++;
-	if (i >= len)
-		return false;
-	/* in/out imm8 (e4-e7), in/out dx (ec-ef), ins/outs (6c-6f). */
-	return (code[i] >= 0xe4 && code[i] <= 0xe7) || (code[i] >= 0xec && code[i] <= 0xef) ||
-	       (code[i] >= 0x6c && code[i] <= 0x6f);
-}
-
-/*
- * A triple fault of firmware started at CPL3 with IOPL 3 (BOOT_USER64) that faulted at CPL3 with
- * IOPL 0 on a port instruction: this PVM /dev/kvm ignores IOPL (environment.md, state 3). Say so
- * instead of leaving the reader with the registers.
- */
-static void diagnose_shutdown(struct vm *vm, int fd)
-{
-	struct kvm_regs r;
-	struct kvm_sregs s;
-	struct kvm_translation tr;
-	uint8_t code[15];
-	size_t n = sizeof(code);
-	uint64_t gpa;
-
-	if (fd < 0 || ioctl(fd, KVM_GET_REGS, &r) < 0 || ioctl(fd, KVM_GET_SREGS, &s) < 0)
-		return;
-	if (s.cs.dpl != 3 || (r.rflags & X86_EFLAGS_IOPL) != 0)
-		return;
-	tr = (struct kvm_translation){.linear_address = r.rip};
-	gpa = ioctl(fd, KVM_TRANSLATE, &tr) == 0 && tr.valid ? tr.physical_address : r.rip;
-	while (n && gm_read(&vm->gm, gpa, code, n) < 0)
-		n--; /* the instruction may end at the top of RAM */
-	if (!x86_is_port_insn(code, n))
-		return;
-	if (host_is_pvm())
-		pr_err("this /dev/kvm (PVM) ignores IOPL: port I/O from CPL3 firmware faults "
-		       "(rflags IOPL 0 at a port instruction, rip 0x%llx); run firmware inside the "
-		       "nested test host (tests/testhost/run.sh)",
-		       (unsigned long long)r.rip);
-	else
-		pr_err("the guest faulted on port I/O at CPL3 with IOPL 0 (rip 0x%llx): this "
-		       "/dev/kvm does not honour IOPL for CPL3 code",
-		       (unsigned long long)r.rip);
-}
-
-enum vcpu_action vcpu_handle_exit(struct vm *vm, struct kvm_run *run, int vcpu_fd)
-{
-	char msg[200];
-
-	switch (run->exit_reason) {
-	case KVM_EXIT_IO:
-		handle_io(vm, run);
-		return VCPU_CONTINUE;
-	case KVM_EXIT_MMIO:
-		handle_mmio(vm, run);
-		return VCPU_CONTINUE;
-	case KVM_EXIT_INTR:
-		return VCPU_CONTINUE;
-	case KVM_EXIT_HLT:
-		/* Only without an in-kernel LAPIC; ours halts in the kernel. */
-		return VCPU_CONTINUE;
-	case KVM_EXIT_SHUTDOWN:
-		pr_err("guest triple fault (KVM_EXIT_SHUTDOWN): the guest reset itself after a "
-		       "fatal CPU exception");
-		diagnose_shutdown(vm, vcpu_fd);
-		dump_regs(vcpu_fd);
-		vm_stop(vm, 1, "triple fault");
-		return VCPU_STOP;
-	case KVM_EXIT_FAIL_ENTRY:
-		snprintf(msg, sizeof(msg), "KVM_EXIT_FAIL_ENTRY, hardware reason 0x%llx",
-			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		pr_err("%s", msg);
-		dump_regs(vcpu_fd);
-		vm_stop(vm, 1, msg);
-		return VCPU_STOP;
-	case KVM_EXIT_INTERNAL_ERROR:
-		snprintf(msg, sizeof(msg), "KVM internal error, suberror %u%s",
-			 run->internal.suberror,
-			 run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-				 ? " (instruction emulation failed)"
-				 : "");
-		pr_err("%s", msg);
-		if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && host_is_pvm())
-			pr_err("this host's /dev/kvm is PVM (kvm_pvm): it emulates guest kernel "
-			       "code "
-			       "and cannot run XSAVE-family instructions, so it cannot boot Linux; "
-			       "run on hardware KVM or inside the nested test host "
-			       "(tests/testhost/run.sh)");
-		dump_regs(vcpu_fd);
-		vm_stop(vm, 1, msg);
-		return VCPU_STOP;
-	case KVM_EXIT_SYSTEM_EVENT:
-		vm_stop(vm, 0, "guest system event (reset/shutdown)");
-		return VCPU_STOP;
-	default:
-		snprintf(msg, sizeof(msg), "unexpected KVM exit reason %u", run->exit_reason);
-		pr_err("%s", msg);
-		dump_regs(vcpu_fd);
-		vm_stop(vm, 1, msg);
-		return VCPU_STOP;
-	}
+	*ctx = (struct vcpu_exit_ctx){
+		.pio = &vm->pio,
+		.mmio = &vm->mmio,
+		.gm = &vm->gm,
+		.run_size = (size_t)vm->vcpu_mmap_size,
+		.host_is_pvm = access("/sys/module/kvm_pvm", F_OK) == 0,
+		.opaque = vcpu,
+		.stop = ctx_stop,
+		.get_regs = ctx_get_regs,
+		.translate = ctx_translate,
+	};
 }
 
 /* Park while the VM is paused; returns false once the VM stopped. */
@@ -446,9 +308,11 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
+	struct vcpu_exit_ctx ctx;
 	sigset_t set;
 	char name[16];
 
+	init_exit_ctx(vcpu, &ctx);
 	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
 	sigemptyset(&set);
@@ -468,13 +332,13 @@ static void *vcpu_thread(void *arg)
 			vm_stop(vm, 1, "KVM_RUN failed");
 			break;
 		}
-		if (vcpu_handle_exit(vm, vcpu->run, vcpu->fd) == VCPU_STOP)
+		if (vcpu_handle_exit(&ctx, vcpu->run) == VCPU_STOP)
 			break;
 	}
 	if (log_level >= LOG_DEBUG) {
 		pr_debug("vCPU %u: %llu KVM_RUN calls, last exit reason %u; final registers:",
 			 vcpu->id, (unsigned long long)vcpu->nr_runs, vcpu->run->exit_reason);
-		dump_regs(vcpu->fd);
+		vcpu_dump_regs(&ctx);
 	}
 	return NULL;
 }

@@ -1,4 +1,4 @@
-/* vCPU threads: CPUID/MSR/LAPIC setup, the KVM_RUN loop and exit dispatch. */
+/* vCPU threads: CPUID/MSR/LAPIC setup and the KVM_RUN loop; exit dispatch is vcpu_exit.h. */
 #ifndef VMM_VCPU_H
 #define VMM_VCPU_H
 
@@ -40,24 +40,5 @@ void vcpu_kick(struct vcpu *vcpu);
 
 /** vcpu_destroy() - join the thread (after vm_stop) and release the vCPU. */
 void vcpu_destroy(struct vcpu *vcpu);
-
-/* What the run loop does after an exit. */
-enum vcpu_action { VCPU_CONTINUE, VCPU_STOP };
-
-/**
- * vcpu_handle_exit() - dispatch one KVM exit described by @run (port I/O and MMIO through the
- * vm's buses; shutdown, internal errors and failed entries stop the VM with a message).
- * A pure function of (@vm, @run) apart from device side effects, so tests can feed it synthetic
- * exits. @vcpu_fd is used only to dump registers (may be -1).
- */
-enum vcpu_action vcpu_handle_exit(struct vm *vm, struct kvm_run *run, int vcpu_fd);
-
-/**
- * x86_is_port_insn() - do the @len bytes at @code start with a port I/O instruction (IN/OUT with
- * an immediate or DX port, INS/OUTS), after legacy prefixes and a REX prefix? Used to explain a
- * CPL3 triple fault on a /dev/kvm that ignores IOPL (Intel SDM vol. 2, "IN", "OUT", "INS",
- * "OUTS"). Pure: no KVM needed.
- */
-bool x86_is_port_insn(const uint8_t *code, size_t len);
 
 #endif

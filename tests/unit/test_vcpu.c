@@ -1,7 +1,7 @@
 /* vCPU helpers that need no KVM (vmm/vcpu.h). */
 #include <criterion/criterion.h>
 
-#include "../../vmm/vcpu.h"
+#include "../../vmm/vcpu_exit.h"
 
 /* The instruction a CPL3 firmware faults on when /dev/kvm ignores IOPL (issue: PVM state 3). */
 Test(vcpu, port_insn_decoder_accepts_in_out_ins_outs)
