@@ -11,6 +11,7 @@
 #include "../vmm/loop.h"
 #include "../vmm/util.h"
 #include "bus.h"
+#include "outbuf.h"
 
 #define RX_FIFO_SIZE 4096
 #define CTRL_A	     0x01
@@ -22,13 +23,17 @@
  * for a moment while probing it, so input taken earlier would be lost.
  */
 #define RX_SETTLE_MS 50
+#define TX_FIFO	     16 /* bytes the 16550A's driver writes per THR-empty (its FIFO) */
 
 struct serial {
 	struct bus *pio;
 	struct loop *loop;
 	struct serial_ops ops;
 	pthread_mutex_t lock;
-	int out_fd, in_fd;
+	struct outbuf *out; /* host side of the transmitter (bounded, never blocks) */
+	bool tx_full;	    /* THRE was withheld: raise the THR-empty interrupt once it drains */
+	bool warned_full;
+	int in_fd;
 	bool in_watched, in_eof, in_is_file, escape, saw_ctrl_a;
 	bool listening, settle_armed; /* RDI has been on for RX_SETTLE_MS; its timer is armed */
 	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
@@ -113,6 +118,12 @@ static void note_output(struct serial *s, uint8_t c)
 	}
 }
 
+/* The transmitter is empty (THRE) while the output buffer has room for a FIFO load. */
+static bool tx_ready(const struct serial *s)
+{
+	return outbuf_room(s->out) >= TX_FIFO;
+}
+
 static void transmit(struct serial *s, uint8_t c)
 {
 	if (s->mcr & UART_MCR_LOOP) {
@@ -120,8 +131,28 @@ static void transmit(struct serial *s, uint8_t c)
 		return;
 	}
 	note_output(s, c);
-	if (s->out_fd >= 0 && write(s->out_fd, &c, 1) < 0 && errno != EAGAIN)
-		s->out_fd = -1; /* the reader went away: keep running, drop output */
+	if (outbuf_put(s->out, &c, 1) == 0 && !s->warned_full) {
+		s->warned_full = true;
+		pr_warn("console: nobody reads the console output fast enough: its %u KiB buffer "
+			"is "
+			"full, guest output is dropped",
+			SERIAL_OUT_BUF / 1024);
+	}
+}
+
+/* The loop thread: the console's descriptor takes bytes again. */
+static void output_ready(void *opaque)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	outbuf_flush(s->out);
+	if (s->tx_full && tx_ready(s)) {
+		s->tx_full = false;
+		s->thr_ipending = true;
+	}
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* Regular files and /dev/null cannot be polled: read them as the guest drains the FIFO. */
@@ -169,6 +200,8 @@ static uint8_t reg_read(struct serial *s, unsigned int off)
 		return s->mcr;
 	case UART_LSR:
 		v = s->lsr;
+		if (!tx_ready(s))
+			v &= ~(UART_LSR_THRE | UART_LSR_TEMT); /* the guest's driver waits */
 		s->lsr &= ~UART_LSR_BRK_ERROR_BITS;
 		return v;
 	case UART_MSR:
@@ -222,16 +255,20 @@ static void reg_write(struct serial *s, unsigned int off, uint8_t v)
 			break;
 		}
 		transmit(s, v);
-		/* Sent at once: the holding register is empty again. */
-		s->thr_ipending = true;
+		/* Passed to the output buffer: the holding register is empty again, unless the
+		 * buffer is full (then once it drains). */
+		s->thr_ipending = tx_ready(s);
+		s->tx_full = !s->thr_ipending;
 		break;
 	case UART_IER:
 		if (s->lcr & UART_LCR_DLAB) {
 			s->dlm = v;
 			break;
 		}
-		if (!(s->ier & UART_IER_THRI) && (v & UART_IER_THRI))
-			s->thr_ipending = true;
+		if (!(s->ier & UART_IER_THRI) && (v & UART_IER_THRI)) {
+			s->thr_ipending = tx_ready(s);
+			s->tx_full = !s->thr_ipending;
+		}
 		s->ier = v & 0x0f;
 		rx_enable(s, s->ier & UART_IER_RDI);
 		break;
@@ -333,13 +370,18 @@ struct serial *serial_create(struct bus *pio, struct loop *loop, const struct se
 	s->loop = loop;
 	s->ops = *ops;
 	pthread_mutex_init(&s->lock, NULL);
-	s->out_fd = out_fd;
+	s->out = outbuf_create(out_fd, SERIAL_OUT_BUF, loop, output_ready, s);
+	if (!s->out) {
+		free(s);
+		return NULL;
+	}
 	s->in_fd = -1;
 	s->escape = escape;
 	s->lsr = UART_LSR_TEMT | UART_LSR_THRE;
 	s->msr = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
 	s->mcr = UART_MCR_OUT2;
 	if (bus_register(pio, SERIAL_COM1_PORT, 8, serial_io, s, "serial") < 0) {
+		outbuf_destroy(s->out, 0);
 		free(s);
 		return NULL;
 	}
@@ -358,12 +400,25 @@ struct serial *serial_create(struct bus *pio, struct loop *loop, const struct se
 	return s;
 }
 
+void serial_get_stats(struct serial *s, struct outbuf_stats *out)
+{
+	pthread_mutex_lock(&s->lock);
+	outbuf_get_stats(s->out, out);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void serial_destroy(struct serial *s)
 {
+	uint64_t dropped;
+
 	if (!s)
 		return;
 	if (s->in_watched)
 		loop_del_fd(s->loop, s->in_fd);
 	bus_unregister(s->pio, SERIAL_COM1_PORT);
+	dropped = outbuf_destroy(s->out, SERIAL_FLUSH_MS);
+	if (dropped)
+		pr_warn("console: %llu bytes of guest output were dropped (nobody read them)",
+			(unsigned long long)dropped);
 	free(s);
 }

@@ -10,6 +10,10 @@ struct serial;
 
 #define SERIAL_COM1_PORT 0x3f8
 #define SERIAL_COM1_IRQ	 4
+#define SERIAL_OUT_BUF	 (16 * 1024) /* bytes of output held while the console is not read */
+#define SERIAL_FLUSH_MS	 1000	     /* serial_destroy() waits this long for the reader */
+
+struct outbuf_stats;
 
 /*
  * What the UART asks of its machine. Called with the device lock held, from the thread that
@@ -28,8 +32,17 @@ struct serial_ops {
 
 /**
  * serial_create() - a 16550A at COM1 (SERIAL_COM1_PORT) on the port bus @pio, its interrupt
- * raised through @ops->set_irq; @ops is copied. @loop: the event loop that watches host input.
- * @out_fd: where transmitted bytes go (-1 discards them); @in_fd: host input fed to the receiver
+ * raised through @ops->set_irq; @ops is copied. @loop: the event loop that watches host input and
+ * output.
+ * @out_fd: where transmitted bytes go (-1 discards them; not owned). Output never blocks: it goes
+ * through an SERIAL_OUT_BUF-byte buffer (devices/outbuf.h). While that buffer has no room for a
+ * FIFO load (16 bytes) the UART withholds LSR.THRE/TEMT and the THR-empty interrupt, so a driver
+ * that waits for THRE (Linux's 8250, in interrupt and console mode) waits, and the interrupt comes
+ * once the reader catches up; a byte written to THR while the buffer is full anyway is dropped
+ * and counted (one warning the first time). When the reader goes away (EPIPE) output is
+ * discarded and the guest runs on. The guest cannot make the VMM buffer more than
+ * SERIAL_OUT_BUF bytes.
+ * @in_fd: host input fed to the receiver
  * through the event loop (-1: none), read only while the guest has receive interrupts on (IER.RDI,
  * held for 50 ms), so input written before the guest's driver opened the port is not lost; at EOF
  * a ^D is sent once so a canonical-mode guest reader sees end of file. @escape: input "Ctrl-A x"
@@ -46,7 +59,15 @@ struct serial *serial_create(struct bus *pio, struct loop *loop, const struct se
  */
 int serial_send_sysrq(struct serial *s, char key);
 
-/** serial_destroy() - stop watching input and free the device (after the vCPUs stopped). */
+/** serial_get_stats() - the output counters (devices/outbuf.h). Thread-safe. */
+void serial_get_stats(struct serial *s, struct outbuf_stats *out);
+
+/**
+ * serial_destroy() - stop watching input, write the buffered output (waiting at most
+ * SERIAL_FLUSH_MS for the reader, so the tail of the guest's output is not lost at exit), warn
+ * when output was dropped, and free the device. Call after the vCPUs stopped, with the loop not
+ * running (or from it). NULL is a no-op.
+ */
 void serial_destroy(struct serial *s);
 
 #endif

@@ -58,8 +58,9 @@ static int create_console(struct machine *m)
 		in = STDIN_FILENO;
 		break;
 	case CONSOLE_FILE:
+		/* 0600: the guest's console may show anything it prints, secrets included. */
 		m->console_fd =
-			open(m->cfg.console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			open(m->cfg.console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (m->console_fd < 0) {
 			int e = errno;
 

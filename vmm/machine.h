@@ -30,7 +30,8 @@
  *      closed, the socket removed; the VM's event sink is detached.
  *   5. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
  *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running).
- *   6. console freed, --console file closed.
+ *   6. console: buffered output written (at most SERIAL_FLUSH_MS), device freed, --console
+ *      file closed.
  *   7. vm_destroy(): vCPU fds, guest RAM, the loop, the KVM fds.
  */
 #ifndef VMM_MACHINE_H
@@ -64,7 +65,7 @@ struct machine_config {
 	int compress_level;	  /* zstd level / lz4 acceleration, 0: default */
 	uint64_t mem_limit_bytes; /* --mem-limit: resident guest RAM ceiling, 0: none */
 	enum console_mode console;
-	const char *console_path; /* CONSOLE_FILE */
+	const char *console_path; /* CONSOLE_FILE: created mode 0600 */
 	const char *control_path; /* control socket, or NULL */
 	struct balloon_config balloon;
 };

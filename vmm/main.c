@@ -46,7 +46,7 @@ static void usage(FILE *f)
 		"                       with --firmware: the firmware's arguments\n"
 		"  --mem SIZE           guest RAM, K/M/G suffixes (default 256M, at least 64M)\n"
 		"  --cpus N             vCPUs (default 1)\n"
-		"  --console MODE       stdio (default), none, or file:PATH\n"
+		"  --console MODE       stdio (default), none, or file:PATH (created mode 0600)\n"
 		"  --balloon OPTS       virtio-balloon: on|off or comma list of "
 		"deflate-on-oom=on|off,\n"
 		"                       "
