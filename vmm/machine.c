@@ -321,25 +321,29 @@ void machine_destroy(struct machine *m)
 {
 	struct vm *vm = &m->vm;
 
+	/* 1. No vCPU runs (or emits events) any more. */
 	vm_stop(vm, vm->exit_status, "shutting down");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
+	/* 2-3. The transport, then the balloon with its event thread. */
 	if (m->balloon)
 		virtio_pci_detach(balloon_virtio_dev(m->balloon));
 	pci_bus_destroy(m->pci);
 	m->pci = NULL;
-	/* The balloon's event thread posts to the control socket: stop it first. */
-	if (m->balloon)
-		balloon_destroy(m->balloon);
+	balloon_destroy(m->balloon);
 	m->balloon = NULL;
-	control_stop(m);
-	/* After every thread that may fault on guest RAM (vCPUs, loop, balloon) is gone. */
+	/* 4. After every thread that may fault on guest RAM; a reclaim ending now still reaches
+	 * the control server, which is alive until step 5. */
 	memtier_destroy(m->memtier);
 	m->memtier = NULL;
+	/* 5. No thread is left that could post an event. */
+	control_stop(m);
+	/* 6. */
 	serial_destroy(m->console);
 	m->console = NULL;
 	if (m->console_fd >= 0)
 		close(m->console_fd);
 	m->console_fd = -1;
+	/* 7. */
 	vm_destroy(vm);
 }

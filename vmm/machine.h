@@ -22,14 +22,20 @@
  *   6. machine_start(): kernel or firmware loaded, MP table written, boot registers set, state
  *      running, vCPU threads started.
  *
- * Stop order (machine_destroy(), after loop_run() returned):
+ * Stop order (machine_destroy(), after loop_run() returned), with one rule: the control server
+ * outlives every thread that can emit events (vCPUs through vm_stop() and vm_pause(), the
+ * balloon's event thread, the compressed tier's worker), and each of them is joined before the
+ * server is freed:
  *   1. vm_stop() and join the vCPU threads.
  *   2. virtio devices detached from the transport, PCI bus freed.
- *   3. balloon freed (its event thread joined; it posts to the control socket).
- *   4. control server stopped: queued events delivered, deferred replies completed, clients
- *      closed, the socket removed; the VM's event sink is detached.
- *   5. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
- *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running).
+ *   3. balloon freed (its event thread joined); m->balloon is NULL from here on, so a deferred
+ *      reply completed later answers "no balloon" instead of reaching freed memory.
+ *   4. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
+ *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running). A memory.reclaim
+ *      that ends now (stopped_because "stopped") posts its result to the still-live server.
+ *   5. control server stopped: the last events are delivered, deferred replies completed (the
+ *      reclaim's with its result), clients closed, the socket removed, the VM's event sink
+ *      detached.
  *   6. console: buffered output written (at most SERIAL_FLUSH_MS), device freed, --console
  *      file closed.
  *   7. vm_destroy(): vCPU fds, guest RAM, the loop, the KVM fds.
