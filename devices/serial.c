@@ -17,12 +17,6 @@
 #define CTRL_A	     0x01
 #define CTRL_D	     0x04
 #define PANIC_MARK   "Kernel panic - not syncing"
-/*
- * Host input is held back until the guest has listened (IER.RDI on) this long: Linux's 8250
- * driver clears the receive FIFO and reads RX once when it opens the port, and sets IER to 0x0f
- * for a moment while probing it, so input taken earlier would be lost.
- */
-#define RX_SETTLE_MS 50
 #define TX_FIFO	     16 /* bytes the 16550A's driver writes per THR-empty (its FIFO) */
 
 struct serial {
@@ -35,7 +29,8 @@ struct serial {
 	bool warned_full;
 	int in_fd;
 	bool in_watched, in_eof, in_is_file, escape, saw_ctrl_a;
-	bool listening, settle_armed; /* RDI has been on for RX_SETTLE_MS; its timer is armed */
+	bool listening, settle_armed; /* RDI has been on for settle_ms; its timer is armed */
+	unsigned int settle_ms;
 	uint8_t ier, lcr, mcr, lsr, msr, scr, dll, dlm, fcr;
 	bool thr_ipending;
 	int irq_level;
@@ -242,7 +237,7 @@ static void rx_enable(struct serial *s, bool on)
 		watch_input(s, false);
 		s->listening = false;
 	} else if (!s->listening && !s->settle_armed && s->in_fd >= 0) {
-		s->settle_armed = loop_add_timer(s->loop, RX_SETTLE_MS, false, settle_done, s) >= 0;
+		s->settle_armed = loop_add_timer(s->loop, s->settle_ms, false, settle_done, s) >= 0;
 	}
 }
 
@@ -360,7 +355,7 @@ int serial_send_sysrq(struct serial *s, char key)
 }
 
 struct serial *serial_create(struct bus *pio, struct loop *loop, const struct serial_ops *ops,
-			     int out_fd, int in_fd, bool escape)
+			     const struct serial_config *cfg)
 {
 	struct serial *s = calloc(1, sizeof(*s));
 
@@ -370,13 +365,14 @@ struct serial *serial_create(struct bus *pio, struct loop *loop, const struct se
 	s->loop = loop;
 	s->ops = *ops;
 	pthread_mutex_init(&s->lock, NULL);
-	s->out = outbuf_create(out_fd, SERIAL_OUT_BUF, loop, output_ready, s);
+	s->out = outbuf_create(cfg->out_fd, SERIAL_OUT_BUF, loop, output_ready, s);
 	if (!s->out) {
 		free(s);
 		return NULL;
 	}
 	s->in_fd = -1;
-	s->escape = escape;
+	s->escape = cfg->escape;
+	s->settle_ms = cfg->rx_settle_ms ? cfg->rx_settle_ms : SERIAL_RX_SETTLE_MS;
 	s->lsr = UART_LSR_TEMT | UART_LSR_THRE;
 	s->msr = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
 	s->mcr = UART_MCR_OUT2;
@@ -385,15 +381,15 @@ struct serial *serial_create(struct bus *pio, struct loop *loop, const struct se
 		free(s);
 		return NULL;
 	}
-	if (in_fd >= 0) {
+	if (cfg->in_fd >= 0) {
 		/* Only probe whether epoll takes it: input is watched once the guest listens. */
-		int ret = loop_add_fd(loop, in_fd, EPOLLIN, input_ready, s);
+		int ret = loop_add_fd(loop, cfg->in_fd, EPOLLIN, input_ready, s);
 
 		if (ret == 0) {
-			loop_del_fd(loop, in_fd);
-			s->in_fd = in_fd;
+			loop_del_fd(loop, cfg->in_fd);
+			s->in_fd = cfg->in_fd;
 		} else if (ret == -EPERM) {
-			s->in_fd = in_fd;
+			s->in_fd = cfg->in_fd;
 			s->in_is_file = true;
 		}
 	}

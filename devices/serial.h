@@ -30,27 +30,44 @@ struct serial_ops {
 	void *opaque;
 };
 
+/* The host side of the UART. */
+struct serial_config {
+	/*
+	 * Where transmitted bytes go (-1 discards them; not owned). Output never blocks: it goes
+	 * through an SERIAL_OUT_BUF-byte buffer (devices/outbuf.h). While that buffer has no room
+	 * for a FIFO load (16 bytes) the UART withholds LSR.THRE/TEMT and the THR-empty interrupt,
+	 * so a driver that waits for THRE (Linux's 8250, in interrupt and console mode) waits, and
+	 * the interrupt comes once the reader catches up; a byte written to THR while the buffer is
+	 * full anyway is dropped and counted (one warning the first time). When the reader goes
+	 * away (EPIPE) output is discarded and the guest runs on. The guest cannot make the VMM
+	 * buffer more than SERIAL_OUT_BUF bytes.
+	 */
+	int out_fd;
+	/*
+	 * Host input fed to the receiver through the event loop (-1: none), read only once the
+	 * guest has had receive interrupts on (IER.RDI) for @rx_settle_ms, so input written before
+	 * the guest's driver opened the port is not lost; at EOF a ^D is sent once so a
+	 * canonical-mode guest reader sees end of file.
+	 */
+	int in_fd;
+	unsigned int rx_settle_ms; /* 0: SERIAL_RX_SETTLE_MS */
+	bool escape;		   /* input "Ctrl-A x" stops the VM (for a raw-mode terminal) */
+};
+
+/*
+ * Linux's 8250 driver clears the receive FIFO and reads RX once when it opens the port, and sets
+ * IER to 0x0f for a moment while probing it: input taken before the guest listened this long
+ * would be lost.
+ */
+#define SERIAL_RX_SETTLE_MS 50
+
 /**
  * serial_create() - a 16550A at COM1 (SERIAL_COM1_PORT) on the port bus @pio, its interrupt
- * raised through @ops->set_irq; @ops is copied. @loop: the event loop that watches host input and
- * output.
- * @out_fd: where transmitted bytes go (-1 discards them; not owned). Output never blocks: it goes
- * through an SERIAL_OUT_BUF-byte buffer (devices/outbuf.h). While that buffer has no room for a
- * FIFO load (16 bytes) the UART withholds LSR.THRE/TEMT and the THR-empty interrupt, so a driver
- * that waits for THRE (Linux's 8250, in interrupt and console mode) waits, and the interrupt comes
- * once the reader catches up; a byte written to THR while the buffer is full anyway is dropped
- * and counted (one warning the first time). When the reader goes away (EPIPE) output is
- * discarded and the guest runs on. The guest cannot make the VMM buffer more than
- * SERIAL_OUT_BUF bytes.
- * @in_fd: host input fed to the receiver
- * through the event loop (-1: none), read only while the guest has receive interrupts on (IER.RDI,
- * held for 50 ms), so input written before the guest's driver opened the port is not lost; at EOF
- * a ^D is sent once so a canonical-mode guest reader sees end of file. @escape: input "Ctrl-A x"
- * stops the VM (for a raw-mode terminal). Returns the device or NULL (ENOMEM, or the ports are
- * taken).
+ * raised through @ops->set_irq; @ops and @cfg are copied. @loop: the event loop that watches host
+ * input and output. Returns the device or NULL (ENOMEM, or the ports are taken).
  */
 struct serial *serial_create(struct bus *pio, struct loop *loop, const struct serial_ops *ops,
-			     int out_fd, int in_fd, bool escape);
+			     const struct serial_config *cfg);
 
 /**
  * serial_send_sysrq() - deliver a BREAK followed by @key on the receive side: a Linux guest with

@@ -250,28 +250,33 @@ int loop_del_timer(struct loop *loop, int id)
 	return 0;
 }
 
-int loop_run(struct loop *loop)
+int loop_dispatch(struct loop *loop, int timeout_ms)
 {
 	struct epoll_event evs[32];
+	int n = epoll_wait(loop->epfd, evs, ARRAY_SIZE(evs), timeout_ms);
 
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n && !loop->stop; i++) {
+		struct loop_entry *e = evs[i].data.ptr;
+
+		if (!e->dead)
+			e->fn(e->opaque, e->fd, evs[i].events);
+	}
+	pthread_mutex_lock(&loop->lock);
+	free_list(loop->graveyard);
+	loop->graveyard = NULL;
+	pthread_mutex_unlock(&loop->lock);
+	return n;
+}
+
+int loop_run(struct loop *loop)
+{
 	while (!loop->stop) {
-		int n = epoll_wait(loop->epfd, evs, ARRAY_SIZE(evs), -1);
+		int n = loop_dispatch(loop, -1);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < n && !loop->stop; i++) {
-			struct loop_entry *e = evs[i].data.ptr;
-
-			if (!e->dead)
-				e->fn(e->opaque, e->fd, evs[i].events);
-		}
-		pthread_mutex_lock(&loop->lock);
-		free_list(loop->graveyard);
-		loop->graveyard = NULL;
-		pthread_mutex_unlock(&loop->lock);
+		if (n < 0)
+			return n;
 	}
 	return 0;
 }

@@ -50,6 +50,13 @@ int loop_del_timer(struct loop *loop, int id);
  */
 int loop_run(struct loop *loop);
 
+/**
+ * loop_dispatch() - one round of loop_run(): wait at most @timeout_ms (-1: forever, 0: not at all)
+ * for events and run their callbacks (not more after loop_stop()). Loop thread only (unit tests
+ * and fuzz targets drive a loop with it). Returns the number of events fetched, or -errno.
+ */
+int loop_dispatch(struct loop *loop, int timeout_ms);
+
 /** loop_stop() - make loop_run() return soon. Thread- and async-signal-safe. */
 void loop_stop(struct loop *loop);
 

@@ -72,8 +72,11 @@ static int create_console(struct machine *m)
 	case CONSOLE_NONE:
 		break;
 	}
-	m->console = serial_create(&m->vm.pio, m->vm.loop, &ops, out, in,
-				   in >= 0 && isatty(in) && isatty(STDOUT_FILENO));
+	m->console = serial_create(
+		&m->vm.pio, m->vm.loop, &ops,
+		&(struct serial_config){.out_fd = out,
+					.in_fd = in,
+					.escape = in >= 0 && isatty(in) && isatty(STDOUT_FILENO)});
 	return m->console ? 0 : -ENOMEM;
 }
 

@@ -62,7 +62,8 @@ static void create(int out_fd)
 {
 	const struct serial_ops ops = {.set_irq = set_irq};
 
-	t.s = serial_create(&t.pio, t.loop, &ops, out_fd, -1, false);
+	t.s = serial_create(&t.pio, t.loop, &ops,
+			    &(struct serial_config){.out_fd = out_fd, .in_fd = -1});
 	cr_assert_not_null(t.s);
 }
 
