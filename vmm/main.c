@@ -429,8 +429,11 @@ static int cmd_run(int argc, char **argv)
 	sigdelset(&sigs, SIGPIPE);
 	sigdelset(&sigs, SIGUSR1);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0 || loop_add_fd(vm->loop, sfd, EPOLLIN, signal_cb, vm) < 0)
+	if (sfd < 0)
 		die("signalfd: %s", strerror(errno));
+	ret = loop_add_fd(vm->loop, sfd, EPOLLIN, signal_cb, vm);
+	if (ret < 0)
+		die("watching the signalfd: %s", strerror(-ret));
 	if (interactive)
 		raw_tty();
 	ret = machine_start(m);
