@@ -10,6 +10,7 @@
 #   core       vmm/vm, vmm/vcpu*, machine   -> anything below
 #   control    vmm/control/ (and, until it moves there, vmm/control*.[ch] and vmm/ctl.c):
 #              nothing outside it includes it except vmm/main.c, vmm/cli.c and vmm/machine.c.
+#   a module's internals, M_priv.h, only by M.c and M_*.c (devices/pci_priv.h: pci.c, pci_irq.c).
 # Also: every quoted include resolves to a file, and there is no include cycle between files.
 set -uo pipefail
 
@@ -32,6 +33,12 @@ is_control() { # PATH
 # allowed SRC DST: does the layer of SRC allow including DST? Sets $why when not.
 allowed() {
 	local src=$1 dst=$2
+	if [[ $dst == *_priv.h ]]; then
+		local mod=${dst%_priv.h}
+		why="${mod}_priv.h holds internals of ${mod}.c and ${mod}_*.c only"
+		[[ $src == "$mod.c" || $src == "${mod}"_*.c ]]
+		return
+	fi
 	case $src in
 	vmm/util.[ch] | vmm/loop.[ch])
 		why="the base layer (vmm/util, vmm/loop) includes only itself"

@@ -62,6 +62,9 @@ echo '/* x */' >"$tmp/tree/vmm/control/server.h"
 plant vmm/vm.c '#include "control/server.h"'
 expect "the core includes vmm/control/" 1 'vmm/vm.c includes vmm/control/server.h'
 fresh
+plant devices/virtio_pci.c '#include "pci_priv.h"'
+expect "a device includes the PCI internals" 1 'devices/virtio_pci.c includes devices/pci_priv.h: devices/pci_priv.h holds'
+fresh
 plant devices/bus.c '#include "no_such.h"'
 expect "an include that does not resolve" 1 'devices/bus.c includes "no_such.h": no such file'
 fresh
