@@ -36,8 +36,16 @@
 static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 {
 	struct kvm_cpuid2 *c;
+	bool tsc_deadline;
 	int ret = 0;
 
+	/*
+	 * KVM emulates the LAPIC's TSC-deadline mode but KVM_GET_SUPPORTED_CPUID does not report it
+	 * (api.rst: KVM_CAP_TSC_DEADLINE_TIMER). Without CPUID.1:ECX[24] a guest kernel uses the LAPIC
+	 * timer in one-shot mode and first calibrates it against another clock ("APIC timer disabled
+	 * due to verification failure" under a busy host): measured 0.44 s of a test host boot.
+	 */
+	tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	c = calloc(1, sizeof(*c) + CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
 	if (!c)
 		return -ENOMEM;
@@ -56,6 +64,8 @@ static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 			e->ebx = (e->ebx & 0x0000ffff) | (vcpu->id << 24) |
 				 (MIN(vm->nr_vcpus, 255u) << 16);
 			e->ecx |= 1u << 31;
+			if (tsc_deadline)
+				e->ecx |= 1u << 24; /* TSC-deadline LAPIC timer mode */
 			if (vm->nr_vcpus > 1)
 				e->edx |= 1u << 28; /* HTT: the count in ebx[23:16] is valid */
 			break;

@@ -22,7 +22,10 @@ mem_mib=256
 k=$GUEST_DIR/bzImage
 pvh=$GUEST_DIR/vmlinux
 rd=$GUEST_DIR/initramfs.cpio.gz
-base="console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check vmm.verbose=1"
+# The command line a user of their own kernel passes (issue 14): no tsc=reliable/no_timer_check,
+# so the VMM, not the command line, must let the guest skip its timer calibration and checks.
+# BOOT_BENCH_CMDLINE replaces it (vmm.verbose=1 is always added: it prints the /init marker).
+base="${BOOT_BENCH_CMDLINE:-console=ttyS0 quiet} vmm.verbose=1"
 # What vmm run adds to --cmdline for `-- CMD` with stdin not a terminal; QEMU gets the same line.
 guest_cmdline() { # CMD
 	echo "$base quiet vmm.cmd=$(b64 "$1") vmm.tty=0"
@@ -134,7 +137,7 @@ done
 
 echo
 echo "boot: launch to the guest's /init marker, median of $runs runs ($TEST_MODE; the same kernel," \
-	"initramfs and command line; ${mem_mib} MiB, 1 vCPU)"
+	"initramfs and command line \"$base\"; ${mem_mib} MiB, 1 vCPU)"
 printf '  %-18s %10s   %s\n' configuration "median ms" "runs (ms)"
 for c in $configs; do
 	printf '  %-18s %10s   %s\n' "$c" "$(grep -v fail "$SCRATCH/$c.times" | median)" \
@@ -171,10 +174,11 @@ done
 if [ $have_qemu = 1 ] && [ -f "$SCRATCH/qemu-microvm.times" ]; then
 	qm=$(grep -v fail "$SCRATCH/qemu-microvm.times" | median)
 	for v in "vmm:$vm" "vmm-huge:$vh"; do
-		if [ "$qm" != - ] && [ "${v#*:}" != - ] && [ "${v#*:}" -lt "$qm" ]; then
-			echo "goal: boot faster than QEMU microvm: met by ${v%%:*} (${v#*:} ms < $qm ms)"
+		if [ "$qm" != - ] && [ "${v#*:}" != - ] && [ "$((2 * ${v#*:}))" -le "$qm" ]; then
+			echo "goal: boot <= 0.5x QEMU microvm: met by ${v%%:*} (${v#*:} ms vs $qm ms)"
 		else
-			echo "goal: boot faster than QEMU microvm: NOT met by ${v%%:*} (${v#*:} ms vs $qm ms)"
+			echo "goal: boot <= 0.5x QEMU microvm: NOT met by ${v%%:*} (${v#*:} ms vs $qm ms," \
+				"ratio $(ratio "${v#*:}" "$qm"))"
 		fi
 	done
 fi
