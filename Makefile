@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP
-LDLIBS  := -luring -llz4 -lzstd -ljson-c -lpthread
+LDLIBS  := -luring -llz4 -lzstd -ljson-c -lseccomp -lpthread
 # Static so the same binary runs inside the nested test host's initramfs.
 LDFLAGS += -static
 
@@ -74,7 +74,7 @@ $(B)/libvmm-fuzz.a: $(FUZZ_OBJS)
 	ar rcs $@ $^
 
 $(B)/fuzz/%: $(B)/fuzz/obj/tests/fuzz/%.o $(B)/libvmm-fuzz.a
-	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c
+	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c -lseccomp
 
 fuzz-smoke: $(FUZZ_BINS)
 	@tests/tier.sh fuzz tests/fuzz/smoke.sh $(FUZZ_BINS)

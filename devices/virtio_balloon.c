@@ -526,7 +526,7 @@ void balloon_set_event_sink(struct balloon *b, balloon_event_fn fn, void *opaque
 	b->ev.fn = fn;
 	b->ev.opaque = opaque;
 	if (fn && !b->ev.running) {
-		if (vmm_thread_create(&b->ev.thread, event_thread, &b->ev))
+		if (vmm_thread_create_role(&b->ev.thread, VMM_THREAD_EVENTS, event_thread, &b->ev))
 			pr_err("virtio-balloon: cannot start the event thread; events are lost");
 		else
 			b->ev.running = true;

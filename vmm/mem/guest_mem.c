@@ -49,6 +49,9 @@ int gm_init(struct guest_mem *gm, uint64_t size, unsigned int flags)
 		pr_err("guest memory: MADV_DONTFORK: %s", strerror(errno));
 		goto err_map;
 	}
+	/* A VMM crash must never write guest memory into a core dump (issue 12, sandbox). */
+	if (madvise(p, size, MADV_DONTDUMP))
+		pr_warn("guest memory: MADV_DONTDUMP: %s", strerror(errno));
 	if (flags & GM_HUGEPAGES) {
 		if (madvise(p, size, MADV_HUGEPAGE))
 			pr_warn("guest memory: MADV_HUGEPAGE: %s (no transparent huge pages, "
