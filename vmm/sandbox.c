@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -21,32 +22,61 @@
 
 /* Every thread: memory, locks, time, logging, thread exit and the SIGSYS reporter itself. */
 static const int common_calls[] = {
-	SCMP_SYS(read),		 SCMP_SYS(write),	  SCMP_SYS(writev),	   SCMP_SYS(close),
-	SCMP_SYS(futex),	 SCMP_SYS(mmap),	  SCMP_SYS(munmap),	   SCMP_SYS(mprotect),
-	SCMP_SYS(mremap),	 SCMP_SYS(brk),		  SCMP_SYS(madvise),	   SCMP_SYS(rt_sigreturn),
-	SCMP_SYS(rt_sigprocmask), SCMP_SYS(exit),	  SCMP_SYS(exit_group),	   SCMP_SYS(clock_gettime),
-	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),	  SCMP_SYS(gettid),	   SCMP_SYS(getpid),
-	SCMP_SYS(tgkill),	 SCMP_SYS(sched_yield),	  SCMP_SYS(restart_syscall), SCMP_SYS(newfstatat),
-	SCMP_SYS(fstat),	 SCMP_SYS(lseek),	  SCMP_SYS(getrandom),
+	SCMP_SYS(read),
+	SCMP_SYS(write),
+	SCMP_SYS(writev),
+	SCMP_SYS(close),
+	SCMP_SYS(futex),
+	SCMP_SYS(mmap),
+	SCMP_SYS(munmap),
+	SCMP_SYS(mprotect),
+	SCMP_SYS(mremap),
+	SCMP_SYS(brk),
+	SCMP_SYS(madvise),
+	SCMP_SYS(rt_sigreturn),
+	SCMP_SYS(rt_sigprocmask),
+	SCMP_SYS(exit),
+	SCMP_SYS(exit_group),
+	SCMP_SYS(clock_gettime),
+	SCMP_SYS(clock_nanosleep),
+	SCMP_SYS(nanosleep),
+	SCMP_SYS(gettid),
+	SCMP_SYS(getpid),
+	SCMP_SYS(tgkill),
+	SCMP_SYS(sched_yield),
+	SCMP_SYS(restart_syscall),
+	SCMP_SYS(newfstatat),
+	SCMP_SYS(fstat),
+	SCMP_SYS(lseek),
+	SCMP_SYS(getrandom),
 };
 
 /* The main thread after setup: the event loop, control clients, device queue work, teardown. */
 static const int loop_calls[] = {
-	SCMP_SYS(epoll_wait),	SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),	SCMP_SYS(accept4),
-	SCMP_SYS(accept),	SCMP_SYS(recvfrom),    SCMP_SYS(recvmsg),	SCMP_SYS(sendto),
-	SCMP_SYS(sendmsg),	SCMP_SYS(getsockopt),  SCMP_SYS(setsockopt),	SCMP_SYS(shutdown),
-	SCMP_SYS(fcntl),	SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime),
-	SCMP_SYS(eventfd2),	SCMP_SYS(pread64),     SCMP_SYS(pwrite64),	SCMP_SYS(readv),
-	SCMP_SYS(preadv),	SCMP_SYS(pwritev),     SCMP_SYS(mincore),	SCMP_SYS(unlink),
-	SCMP_SYS(unlinkat),	SCMP_SYS(poll),	       SCMP_SYS(ppoll),		SCMP_SYS(fsync),
-	SCMP_SYS(fdatasync),	SCMP_SYS(fallocate),   SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register),
-	SCMP_SYS(rt_sigtimedwait), SCMP_SYS(getuid),   SCMP_SYS(geteuid),	SCMP_SYS(sysinfo),
+	SCMP_SYS(epoll_wait),	   SCMP_SYS(epoll_pwait),
+	SCMP_SYS(epoll_ctl),	   SCMP_SYS(accept4),
+	SCMP_SYS(accept),	   SCMP_SYS(recvfrom),
+	SCMP_SYS(recvmsg),	   SCMP_SYS(sendto),
+	SCMP_SYS(sendmsg),	   SCMP_SYS(getsockopt),
+	SCMP_SYS(setsockopt),	   SCMP_SYS(shutdown),
+	SCMP_SYS(fcntl),	   SCMP_SYS(timerfd_create),
+	SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime),
+	SCMP_SYS(eventfd2),	   SCMP_SYS(pread64),
+	SCMP_SYS(pwrite64),	   SCMP_SYS(readv),
+	SCMP_SYS(preadv),	   SCMP_SYS(pwritev),
+	SCMP_SYS(mincore),	   SCMP_SYS(unlink),
+	SCMP_SYS(unlinkat),	   SCMP_SYS(poll),
+	SCMP_SYS(ppoll),	   SCMP_SYS(fsync),
+	SCMP_SYS(fdatasync),	   SCMP_SYS(fallocate),
+	SCMP_SYS(io_uring_enter),  SCMP_SYS(io_uring_register),
+	SCMP_SYS(rt_sigtimedwait), SCMP_SYS(getuid),
+	SCMP_SYS(geteuid),	   SCMP_SYS(sysinfo),
 };
 
 /* vCPU threads: KVM_RUN and what exit dispatch reaches (device registers, interrupts, stop). */
 static const int vcpu_calls[] = {
-	SCMP_SYS(sendto), SCMP_SYS(fcntl), SCMP_SYS(pread64), SCMP_SYS(rt_sigtimedwait),
-	SCMP_SYS(poll),	  SCMP_SYS(ppoll),
+	SCMP_SYS(sendto),	   SCMP_SYS(fcntl), SCMP_SYS(pread64),
+	SCMP_SYS(rt_sigtimedwait), SCMP_SYS(poll),  SCMP_SYS(ppoll),
 };
 
 /* The userfaultfd thread: wait, read fault messages, resolve them. */
@@ -68,7 +98,8 @@ static const unsigned long vcpu_ioctls[] = {
 };
 static const unsigned long tty_ioctls[] = {TCGETS, TCSETS, TCSETSW, TCSETSF};
 static const unsigned long uffd_ioctls[] = {
-	UFFDIO_COPY, UFFDIO_ZEROPAGE, UFFDIO_WAKE, UFFDIO_WRITEPROTECT, UFFDIO_UNREGISTER,
+	UFFDIO_COPY,	     UFFDIO_ZEROPAGE, UFFDIO_WAKE,
+	UFFDIO_WRITEPROTECT, UFFDIO_REGISTER, UFFDIO_UNREGISTER,
 };
 static const unsigned long dirty_ioctls[] = {KVM_GET_DIRTY_LOG, KVM_SET_USER_MEMORY_REGION};
 
@@ -114,8 +145,9 @@ static int add_role_rules(scmp_filter_ctx ctx, enum vmm_thread_role role)
 	int ret = ALLOW(ctx, common_calls);
 
 	/* pthread_setname_np() on itself: prctl(PR_SET_NAME) only. */
-	ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-				      SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+	ret = ret
+		      ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+					  SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
 
 	switch (role) {
 	case VMM_THREAD_LOOP:
@@ -123,8 +155,9 @@ static int add_role_rules(scmp_filter_ctx ctx, enum vmm_thread_role role)
 		ret = ret ?: IOCTLS(ctx, irq_ioctls);
 		ret = ret ?: IOCTLS(ctx, tty_ioctls);
 		/* /proc/self/smaps, ksm_stat and /sys/kernel/mm/ksm for memory.stats: read-only. */
-		ret = ret ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-					      SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY));
+		ret = ret
+			      ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+						  SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY));
 		break;
 	case VMM_THREAD_VCPU:
 		ret = ret ?: ALLOW(ctx, vcpu_calls);
@@ -171,7 +204,8 @@ static int build(enum vmm_thread_role role, uint32_t deny)
 	if (ret)
 		goto out;
 	len = lseek(fd, 0, SEEK_END);
-	if (len <= 0 || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff) {
+	if (len <= 0 || len % sizeof(struct sock_filter) ||
+	    len / sizeof(struct sock_filter) > 0xffff) {
 		ret = -EINVAL;
 		goto out;
 	}
@@ -202,8 +236,22 @@ static void append(char *buf, size_t *len, size_t cap, const char *s)
 		buf[(*len)++] = *s++;
 }
 
-static void on_sigsys(int sig, siginfo_t *si, void *uc)
+static void append_hex(char *buf, size_t *len, size_t cap, uint64_t v)
 {
+	char d[16];
+	int n = 0;
+
+	do
+		d[n++] = "0123456789abcdef"[v & 15];
+	while ((v >>= 4) && n < 16);
+	append(buf, len, cap, "0x");
+	while (n && *len < cap)
+		buf[(*len)++] = d[--n];
+}
+
+static void on_sigsys(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
 	char msg[256], num[24];
 	size_t len = 0, n = 0;
 	int nr = si->si_syscall;
@@ -211,7 +259,6 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	unsigned int u = (unsigned int)nr;
 
 	(void)sig;
-	(void)uc;
 	do
 		num[n++] = (char)('0' + u % 10);
 	while ((u /= 10) && n < sizeof(num));
@@ -222,6 +269,10 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 	append(msg, &len, sizeof(msg), " (");
 	while (n && len < sizeof(msg))
 		msg[len++] = num[--n];
+	if (nr == SCMP_SYS(ioctl)) { /* which request: the second argument, in rsi */
+		append(msg, &len, sizeof(msg), ", request ");
+		append_hex(msg, &len, sizeof(msg), (uint64_t)uc->uc_mcontext.gregs[REG_RSI]);
+	}
 	append(msg, &len, sizeof(msg), "); stopping the VMM (--seccomp log to allow and log)\n");
 	if (write(STDERR_FILENO, msg, len) < 0) {
 		/* nothing else to report it on */
@@ -234,8 +285,8 @@ static int start_hook(enum vmm_thread_role role)
 	int ret = sandbox_enter(role);
 
 	if (ret < 0) {
-		pr_err("seccomp: cannot load the %s thread's filter: %s", vmm_thread_role_name(role),
-		       strerror(-ret));
+		pr_err("seccomp: cannot load the %s thread's filter: %s",
+		       vmm_thread_role_name(role), strerror(-ret));
 		syscall(SYS_exit_group, 1);
 	}
 	return 0;
@@ -275,8 +326,8 @@ int sandbox_init(enum sandbox_mode mode)
 	for (int r = 0; r < VMM_THREAD_ROLES; r++) {
 		ret = build(r, mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
 		if (ret) {
-			pr_err("seccomp: building the %s thread's filter: %s", vmm_thread_role_name(r),
-			       strerror(-ret));
+			pr_err("seccomp: building the %s thread's filter: %s",
+			       vmm_thread_role_name(r), strerror(-ret));
 			return ret;
 		}
 	}
@@ -296,6 +347,12 @@ int sandbox_enter(enum vmm_thread_role role)
 	if (!sb_ready || (unsigned int)role >= VMM_THREAD_ROLES || !filters[role].built)
 		return 0;
 	thread_role = (int)role;
+	/* Threads that block every signal (the compressed tier's) must still get the report. */
+	sigset_t sys;
+
+	sigemptyset(&sys);
+	sigaddset(&sys, SIGSYS);
+	pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filters[role].prog, 0, 0))
 		return -errno;
 	if (__atomic_load_n(&test_role, __ATOMIC_RELAXED) == (int)role &&
