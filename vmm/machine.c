@@ -243,6 +243,8 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 		ret = create_pci(m);
 	if (!ret)
 		ret = create_memtier(m);
+	if (!ret)
+		ret = machine_policy_start(m);
 	if (!ret && m->cfg.control_path)
 		ret = control_start(m, m->cfg.control_path);
 	if (ret)

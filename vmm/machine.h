@@ -48,6 +48,7 @@
 
 #include "../devices/legacy.h"
 #include "../devices/virtio_balloon.h"
+#include "mem/policy.h"
 #include "vm.h"
 
 struct serial;
@@ -74,6 +75,8 @@ struct machine_config {
 	const char *console_path; /* CONSOLE_FILE: created mode 0600 */
 	const char *control_path; /* control socket, or NULL */
 	struct balloon_config balloon;
+	bool auto_balloon;	     /* --auto-balloon on: the memory autopilot (mem/policy.h) */
+	struct policy_config policy; /* its options */
 };
 
 struct machine {
@@ -87,6 +90,8 @@ struct machine {
 	int stats_timer;	 /* loop timer of the balloon's periodic stats, or -1 */
 	struct memtier *memtier; /* NULL with --compress off */
 	struct control *control; /* NULL without --control */
+	struct policy policy;	 /* the autopilot's state (loop thread only) */
+	int policy_timer;	 /* its loop timer, or 0 when off */
 };
 
 /**
@@ -113,6 +118,13 @@ int machine_start(struct machine *m);
  * Returns 0 when a request was delivered, -ENOTSUP when there is no console or the VM stopped.
  */
 int machine_request_guest_shutdown(struct machine *m);
+
+/**
+ * machine_policy_start() - with cfg.auto_balloon, start the memory autopilot's timer on the loop
+ * (machine_policy.c; part of step 5, after the tier). Returns 0, or -EINVAL without a balloon
+ * with stats, or -errno from the loop.
+ */
+int machine_policy_start(struct machine *m);
 
 /**
  * machine_destroy() - the stop order above: stop the VM if needed, join every thread, free the

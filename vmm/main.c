@@ -63,6 +63,10 @@ static void usage(FILE *f)
 		"                       (compresses cold pages; needs the compressed tier)\n"
 		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of "
 		"Linux\n"
+		"  --auto-balloon OPTS  memory autopilot: on|off[,low=PCT,high=PCT,step=SIZE,\n"
+		"                       floor=SIZE,period=MS,hold=S] keeps the guest's available\n"
+		"                       memory in the low-high band by moving the balloon\n"
+		"                       (default off; README \"Memory autopilot\")\n"
 		"  --seccomp MODE       on (default): each VMM thread runs under a seccomp filter\n"
 		"                       for its role, a forbidden call stops the VMM (status "
 		"159);\n"
@@ -275,6 +279,7 @@ static int cmd_run(int argc, char **argv)
 		{"mem-limit", required_argument, NULL, 'L'},
 		{"firmware", required_argument, NULL, 'f'},
 		{"seccomp", required_argument, NULL, 'S'},
+		{"auto-balloon", required_argument, NULL, 'A'},
 		{"seccomp-test", required_argument, NULL, 'T'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -349,6 +354,14 @@ static int cmd_run(int argc, char **argv)
 				optarg = argv[optind++];
 			parse_balloon(optarg ? optarg : "on", &cfg.balloon);
 			break;
+		case 'A': {
+			char err[160];
+
+			if (policy_parse(optarg, &cfg.auto_balloon, &cfg.policy, err, sizeof(err)) <
+			    0)
+				die("--auto-balloon: %s", err);
+			break;
+		}
 		case 'S':
 			if (sandbox_parse_mode(optarg, &seccomp) < 0)
 				die("--seccomp '%s': expected on, log or off", optarg);
