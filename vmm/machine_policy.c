@@ -64,16 +64,18 @@ static void policy_tick(void *opaque)
 	policy_read_host(&in);
 	d = policy_step(&m->policy, &in);
 	if (d.action != POLICY_NONE && balloon_set_target(m->balloon, d.new_target / 4096) < 0)
-		pr_warn("auto-balloon: target %" PRIu64 " MiB refused", (uint64_t)(d.new_target / MiB));
+		pr_warn("auto-balloon: target %" PRIu64 " MiB refused",
+			(uint64_t)(d.new_target / MiB));
 	if (d.reclaim_bytes && m->memtier) {
 		uint64_t res = gm_resident_bytes(&m->vm.gm), job;
 
 		if (res > d.reclaim_bytes)
-			memtier_reclaim(m->memtier, res - d.reclaim_bytes, 10ULL * m->policy.cfg.period_ms,
-					&job); /* -EBUSY while one runs: the next period asks again */
+			memtier_reclaim(
+				m->memtier, res - d.reclaim_bytes, 10ULL * m->policy.cfg.period_ms,
+				&job); /* -EBUSY while one runs: the next period asks again */
 	}
-	if (d.action != POLICY_NONE || d.host_pressure || (d.why != prev && d.why &&
-							    !strncmp(d.why, "hold", 4)))
+	if (d.action != POLICY_NONE || d.host_pressure ||
+	    (d.why != prev && d.why && !strncmp(d.why, "hold", 4)))
 		emit(m, &in, &d);
 	balloon_request_stats(m->balloon); /* the next period decides on a fresh set */
 }

@@ -51,8 +51,8 @@ Test(policy, parse)
 	cr_expect_eq(c.low_pct, 15);
 	cr_expect_eq(c.high_pct, 25);
 	cr_expect_eq(c.step_bytes, 64 * MiB);
-	cr_assert_eq(policy_parse("on,low=10,high=40,step=32M,floor=128M,period=500,hold=5", &on, &c,
-				  err, sizeof(err)),
+	cr_assert_eq(policy_parse("on,low=10,high=40,step=32M,floor=128M,period=500,hold=5", &on,
+				  &c, err, sizeof(err)),
 		     0);
 	cr_expect_eq(c.low_pct, 10);
 	cr_expect_eq(c.high_pct, 40);
@@ -108,18 +108,23 @@ Test(policy, idle_guest_is_inflated_in_bounded_steps_into_the_band)
 		uint64_t before = in.target;
 		struct policy_decision d = step(avail);
 
-		if (d.action == POLICY_NONE && !strcmp(d.why, "above band, statistics predate the last target"))
-			continue; /* every other period: the stats set was asked for before the change */
+		if (d.action == POLICY_NONE &&
+		    !strcmp(d.why, "above band, statistics predate the last target"))
+			continue; /* every other period: the stats set was asked for before the
+				     change */
 		if (d.action == POLICY_NONE)
 			break;
 		cr_assert_eq(d.action, POLICY_INFLATE, "period %d: %s", periods, d.why);
 		cr_assert_leq(d.new_target - before, 64 * MiB, "a step above 64 MiB");
-		avail -= d.new_target - before; /* what the guest gave back is no longer available */
+		avail -=
+			d.new_target - before; /* what the guest gave back is no longer available */
 		cr_assert_lt(++periods, 20, "did not settle");
 	}
 	/* Settled with the available share inside [15%, 25%] of RAM. */
-	cr_expect_geq(avail, RAM / 100 * 15, "available %llu MiB", (unsigned long long)(avail / MiB));
-	cr_expect_leq(avail, RAM / 100 * 25, "available %llu MiB", (unsigned long long)(avail / MiB));
+	cr_expect_geq(avail, RAM / 100 * 15, "available %llu MiB",
+		      (unsigned long long)(avail / MiB));
+	cr_expect_leq(avail, RAM / 100 * 25, "available %llu MiB",
+		      (unsigned long long)(avail / MiB));
 	cr_expect_gt(in.target, 300 * MiB, "target only %llu MiB",
 		     (unsigned long long)(in.target / MiB));
 	cr_expect_leq(in.target, RAM - 64 * MiB);
@@ -156,7 +161,7 @@ Test(policy, below_band_deflates_at_once_not_by_steps)
 	struct policy_decision d;
 
 	in.target = in.actual = 400 * MiB;
-	step(100 * MiB); /* in band: 19.5% */
+	step(100 * MiB);    /* in band: 19.5% */
 	d = step(20 * MiB); /* the guest allocated: 4% */
 	cr_assert_eq(d.action, POLICY_DEFLATE);
 	/* To the middle of the band (20% = 102 MiB) in one go: 82 MiB, more than a step. */
@@ -188,6 +193,21 @@ Test(policy, falling_available_memory_is_pressure)
 	cr_assert_eq(d.action, POLICY_DEFLATE);
 	cr_expect(d.guest_pressure);
 	cr_expect_eq(d.new_target, 200 * MiB - 128 * MiB);
+}
+
+/* The balloon's own inflate lowers available memory: that is not guest pressure. */
+Test(policy, what_the_balloon_took_is_not_pressure)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 100 * MiB;
+	step(400 * MiB);
+	in.actual = 200 * MiB; /* the guest gave 100 MiB more */
+	in.target = 200 * MiB;
+	p.last_set_target = 200 * MiB;
+	d = step(300 * MiB);
+	cr_expect(!d.guest_pressure, "%s", d.why);
+	cr_expect_neq(d.action, POLICY_DEFLATE, "%s", d.why);
 }
 
 Test(policy, deflate_never_below_zero)

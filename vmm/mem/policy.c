@@ -37,7 +37,8 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return true;
 }
 
-int policy_parse(const char *arg, bool *on, struct policy_config *cfg, char *err, unsigned int errlen)
+int policy_parse(const char *arg, bool *on, struct policy_config *cfg, char *err,
+		 unsigned int errlen)
 {
 	char *copy = strdup(arg), *save = NULL, *tok;
 	int ret = 0;
@@ -76,8 +77,8 @@ int policy_parse(const char *arg, bool *on, struct policy_config *cfg, char *err
 			cfg->floor_bytes = size;
 		else if (strcmp(tok, "low") && strcmp(tok, "high") && strcmp(tok, "period") &&
 			 strcmp(tok, "hold") && strcmp(tok, "step") && strcmp(tok, "floor")) {
-			snprintf(err, errlen, "unknown option '%s' (low, high, step, floor, period, hold)",
-				 tok);
+			snprintf(err, errlen,
+				 "unknown option '%s' (low, high, step, floor, period, hold)", tok);
 			ret = -EINVAL;
 			break;
 		} else
@@ -112,7 +113,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	const struct policy_config *c = &p->cfg;
 	struct policy_decision d = {.action = POLICY_NONE};
 	uint64_t ram = in->guest_ram, low, high, mid, max_target, want;
-	uint64_t majflt, swapin;
+	uint64_t majflt, swapin, taken;
 	bool first = p->last_seq == 0;
 
 	if (!ram)
@@ -140,13 +141,17 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 
 	majflt = first || in->major_faults < p->last_majflt ? 0 : in->major_faults - p->last_majflt;
 	swapin = first || in->swap_in < p->last_swap_in ? 0 : in->swap_in - p->last_swap_in;
+	/* Available memory the balloon took (it grew since the last set) is not the guest's doing.
+	 */
+	taken = in->actual > p->last_actual ? in->actual - p->last_actual : 0;
 	d.guest_pressure = majflt >= c->majflt_per_period || swapin > 0 ||
-			   (!first && p->last_avail > in->avail + c->step_bytes);
+			   (!first && p->last_avail > in->avail + taken + c->step_bytes);
 	d.host_pressure =
 		(in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
 		(in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct);
 	p->last_seq = in->stats_seq;
 	p->last_avail = in->avail;
+	p->last_actual = in->actual;
 	p->last_majflt = in->major_faults;
 	p->last_swap_in = in->swap_in;
 	p->decisions++;
@@ -169,12 +174,14 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			want = MAX(want, 2 * c->step_bytes);
 		want = MIN(want, in->target);
 		if (!want) {
-			d.why = d.guest_pressure ? "guest pressure, balloon empty" : "below band, balloon empty";
+			d.why = d.guest_pressure ? "guest pressure, balloon empty"
+						 : "below band, balloon empty";
 			return p->last = d;
 		}
 		d.action = POLICY_DEFLATE;
 		d.new_target = in->target - want;
-		d.why = d.guest_pressure ? "guest pressure: deflate at once" : "below band: deflate";
+		d.why = d.guest_pressure ? "guest pressure: deflate at once"
+					 : "below band: deflate";
 	} else if (in->avail > high) {
 		if (p->following || in->actual < in->target) {
 			d.why = "above band, guest still inflating";

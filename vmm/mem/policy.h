@@ -27,15 +27,17 @@
 #include <stdint.h>
 
 struct policy_config {
-	unsigned int low_pct;		 /* band bottom, % of guest RAM available (default 15) */
-	unsigned int high_pct;		 /* band top (default 25) */
-	uint64_t step_bytes;		 /* largest inflate per period (default 64 MiB) */
-	uint64_t floor_bytes;		 /* RAM the guest always keeps (default 64 MiB) */
-	unsigned int period_ms;		 /* decision period (default 1000) */
-	unsigned int hold_ms;		 /* pause after a client's balloon.set (default 60000) */
-	unsigned int majflt_per_period; /* major faults per period that mean pressure (default 100) */
-	unsigned int psi_pct;		 /* host PSI memory some avg10 that means host pressure (10) */
-	unsigned int host_min_avail_pct; /* host MemAvailable below this % of host RAM: pressure (10) */
+	unsigned int low_pct;	/* band bottom, % of guest RAM available (default 15) */
+	unsigned int high_pct;	/* band top (default 25) */
+	uint64_t step_bytes;	/* largest inflate per period (default 64 MiB) */
+	uint64_t floor_bytes;	/* RAM the guest always keeps (default 64 MiB) */
+	unsigned int period_ms; /* decision period (default 1000) */
+	unsigned int hold_ms;	/* pause after a client's balloon.set (default 60000) */
+	unsigned int
+		majflt_per_period; /* major faults per period that mean pressure (default 100) */
+	unsigned int psi_pct;	   /* host PSI memory some avg10 that means host pressure (10) */
+	unsigned int
+		host_min_avail_pct; /* host MemAvailable below this % of host RAM: pressure (10) */
 };
 
 /** policy_config_default() - the documented defaults above. */
@@ -46,16 +48,17 @@ void policy_config_default(struct policy_config *cfg);
  * (the --auto-balloon argument; "off" turns it off). Sets *@on and fills @cfg (defaults first).
  * Returns 0, or -EINVAL with a reason in @err (@errlen bytes).
  */
-int policy_parse(const char *arg, bool *on, struct policy_config *cfg, char *err, unsigned int errlen);
+int policy_parse(const char *arg, bool *on, struct policy_config *cfg, char *err,
+		 unsigned int errlen);
 
 /* What the policy saw this period. Bytes unless named otherwise. */
 struct policy_input {
 	uint64_t now_ms;
-	uint64_t guest_ram;   /* guest RAM size */
-	uint64_t stats_seq;   /* the balloon stats set's sequence number (0: none yet) */
-	bool have_avail;      /* the guest sent VIRTIO_BALLOON_S_AVAIL */
-	uint64_t avail;	      /* VIRTIO_BALLOON_S_AVAIL */
-	uint64_t free;	      /* VIRTIO_BALLOON_S_MEMFREE (reported, not decided on) */
+	uint64_t guest_ram;    /* guest RAM size */
+	uint64_t stats_seq;    /* the balloon stats set's sequence number (0: none yet) */
+	bool have_avail;       /* the guest sent VIRTIO_BALLOON_S_AVAIL */
+	uint64_t avail;	       /* VIRTIO_BALLOON_S_AVAIL */
+	uint64_t free;	       /* VIRTIO_BALLOON_S_MEMFREE (reported, not decided on) */
 	uint64_t major_faults; /* VIRTIO_BALLOON_S_MAJFLT, cumulative */
 	uint64_t swap_in;      /* VIRTIO_BALLOON_S_SWAP_IN, cumulative */
 	uint64_t target;       /* balloon target now */
@@ -70,8 +73,9 @@ enum policy_action { POLICY_NONE, POLICY_INFLATE, POLICY_DEFLATE };
 
 struct policy_decision {
 	enum policy_action action;
-	uint64_t new_target;	/* balloon target to set (bytes), valid unless POLICY_NONE */
-	uint64_t reclaim_bytes; /* host pressure: compress this many bytes of cold pages (0: none) */
+	uint64_t new_target; /* balloon target to set (bytes), valid unless POLICY_NONE */
+	uint64_t
+		reclaim_bytes; /* host pressure: compress this many bytes of cold pages (0: none) */
 	bool host_pressure;
 	bool guest_pressure;
 	const char *why; /* short reason, static string */
@@ -81,6 +85,7 @@ struct policy {
 	struct policy_config cfg;
 	uint64_t last_seq;
 	uint64_t last_avail;
+	uint64_t last_actual; /* balloon actual at the last decision: what it took is no pressure */
 	uint64_t last_majflt;
 	uint64_t last_swap_in;
 	uint64_t last_set_target; /* what this policy last set (UINT64_MAX: nothing yet) */
