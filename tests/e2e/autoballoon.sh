@@ -50,5 +50,7 @@ fi
 deflates=$(grep -c '"action":"deflate"' "$ev")
 log "memory.policy deflate decisions: $deflates; last: $(grep deflate "$ev" | tail -n1)"
 [ "$deflates" -ge 1 ] || { dump; fail "the policy never deflated when the guest needed memory"; }
+log "policy timeline (time, guest available MiB, action, new target MiB, why):"
+sed -n 's/^\([0-9:.]*\) memory.policy .*"guest_available_mib":\([0-9]*\).*"action":"\([a-z]*\)","target_mib":\([0-9]*\).*"why":"\([^"]*\)".*/    \1 \2 \3 \4 \5/p' "$ev"
 bg_vmm_shutdown
 echo "PASS autoballoon (RSS -$((peak - low)) MiB idle, $inflates inflates, $deflates deflates)"

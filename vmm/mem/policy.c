@@ -113,7 +113,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	const struct policy_config *c = &p->cfg;
 	struct policy_decision d = {.action = POLICY_NONE};
 	uint64_t ram = in->guest_ram, low, high, mid, max_target, want;
-	uint64_t majflt, swapin, taken;
+	uint64_t majflt, swapin, taken, p_last_avail;
 	bool first = p->last_seq == 0;
 
 	if (!ram)
@@ -150,6 +150,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 		(in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
 		(in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct);
 	p->last_seq = in->stats_seq;
+	p_last_avail = p->last_avail;
 	p->last_avail = in->avail;
 	p->last_actual = in->actual;
 	p->last_majflt = in->major_faults;
@@ -169,7 +170,14 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	max_target = ram > c->floor_bytes ? ram - c->floor_bytes : 0;
 
 	if (d.guest_pressure || in->avail < low) {
-		want = in->avail < mid ? mid - in->avail : 0;
+		/*
+		 * To the band's top, plus what the guest consumed in the last period: a guest that
+		 * is allocating gets a period's worth of room ahead instead of waiting on every
+		 * period.
+		 */
+		want = in->avail < high ? high - in->avail : 0;
+		if (!first && p_last_avail + taken > in->avail)
+			want += p_last_avail + taken - in->avail;
 		if (d.guest_pressure)
 			want = MAX(want, 2 * c->step_bytes);
 		want = MIN(want, in->target);

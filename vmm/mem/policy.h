@@ -11,7 +11,8 @@
  *     band's middle, never leaving the guest less than floor_bytes of RAM, and only on a
  *     statistics set taken after the guest reached the previous target (no overshoot on stale
  *     figures);
- *   - A below the band's bottom (low_pct): deflate towards the middle at once (no step bound);
+ *   - A below the band's bottom (low_pct): deflate at once (no step bound) to the band's top plus
+ *     what the guest consumed in the last period, so an allocating guest stays ahead;
  *   - guest pressure (major faults at or above majflt_per_period, swap-ins, or A fell by more
  *     than a step since the last period): deflate at once, by at least two steps;
  *   - host pressure (PSI memory "some" avg10 at or above psi_pct, or MemAvailable under
