@@ -6,6 +6,7 @@
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
+#include <malloc.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,8 +76,17 @@ static const int loop_calls[] = {
 
 /* vCPU threads: KVM_RUN and what exit dispatch reaches (device registers, interrupts, stop). */
 static const int vcpu_calls[] = {
-	SCMP_SYS(sendto),	   SCMP_SYS(fcntl), SCMP_SYS(pread64),
-	SCMP_SYS(rt_sigtimedwait), SCMP_SYS(poll),  SCMP_SYS(ppoll),
+	SCMP_SYS(sendto),
+	SCMP_SYS(fcntl),
+	SCMP_SYS(pread64),
+	SCMP_SYS(rt_sigtimedwait),
+	SCMP_SYS(poll),
+	SCMP_SYS(ppoll),
+	/* Device register handlers use the loop's API: timers (serial), fds (console output). */
+	SCMP_SYS(epoll_ctl),
+	SCMP_SYS(timerfd_create),
+	SCMP_SYS(timerfd_settime),
+	SCMP_SYS(timerfd_gettime),
 };
 
 /* The userfaultfd thread: wait, read fault messages, resolve them. */
@@ -315,6 +325,12 @@ int sandbox_init(enum sandbox_mode mode)
 	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
 	int ret;
 
+	/*
+	 * glibc sizes its malloc arena limit from the CPU count the first time a thread needs an
+	 * arena, by opening /sys/devices/system/cpu/online: under a filter that killed the
+	 * userfaultfd thread on its first fault. A fixed limit skips that probe.
+	 */
+	mallopt(M_ARENA_MAX, 8);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
 		ret = -errno;
 		pr_err("sandbox: prctl: %s", strerror(-ret));
