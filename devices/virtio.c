@@ -15,6 +15,7 @@ void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops, s
 	dev->ops = ops;
 	dev->gm = gm;
 	pthread_mutex_init(&dev->lock, NULL);
+	dev->budget = (struct virtio_kick_budget){VIRTIO_KICK_BUDGET_CHAINS, VIRTIO_KICK_BUDGET_NS};
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&dev->vqs[i]);
 	if (ops->get_features)
