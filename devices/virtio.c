@@ -62,3 +62,25 @@ int virtio_complete(struct virtio_dev *dev, uint16_t qidx, uint16_t head, uint32
 		dev->transport->signal_used(dev, qidx);
 	return 0;
 }
+
+void virtio_budget_begin(const struct virtio_dev *dev, struct virtio_budget *b)
+{
+	uint64_t now = now_ns();
+
+	b->left = dev->budget.chains ? dev->budget.chains : 1;
+	if (__builtin_add_overflow(now, dev->budget.ns, &b->deadline_ns))
+		b->deadline_ns = UINT64_MAX;
+}
+
+bool virtio_budget_spend(struct virtio_dev *dev, struct virtio_budget *b, uint16_t qidx)
+{
+	if (!dev->transport || !dev->transport->notify_again)
+		return true;
+	if (b->left > 1 && now_ns() < b->deadline_ns) {
+		b->left--;
+		return true;
+	}
+	dev->budget_yields++;
+	dev->transport->notify_again(dev, qidx);
+	return false;
+}

@@ -65,6 +65,12 @@ struct virtio_kick_budget {
 	uint64_t ns;	 /* wall time per notification (0: one chain) */
 };
 
+/* What is left of the budget of the notification being processed. */
+struct virtio_budget {
+	uint32_t left;	      /* chains */
+	uint64_t deadline_ns; /* now_ns() value at which it ends */
+};
+
 #define VIRTIO_MAX_QUEUES 8
 
 struct virtio_dev {
@@ -112,6 +118,22 @@ void virtio_dev_reset(struct virtio_dev *dev);
  * Caller holds dev->lock.
  */
 void virtio_needs_reset(struct virtio_dev *dev);
+
+/**
+ * virtio_budget_begin() - start the budget of one queue notification (dev->budget) in *@b.
+ * Caller holds dev->lock.
+ */
+void virtio_budget_begin(const struct virtio_dev *dev, struct virtio_budget *b);
+
+/**
+ * virtio_budget_spend() - the device handled one chain of queue @qidx (valid or malformed).
+ * Returns true while the budget lasts. When it is used up (dev->budget.chains chains, or
+ * dev->budget.ns elapsed) the transport's notify_again() is asked to notify @qidx again on a
+ * later loop turn, dev->budget_yields counts it, and false is returned: the device stops
+ * processing @qidx now. A transport without notify_again (test stubs) cannot re-notify, so
+ * there the budget never ends a notification. Caller holds dev->lock.
+ */
+bool virtio_budget_spend(struct virtio_dev *dev, struct virtio_budget *b, uint16_t qidx);
 
 /**
  * virtio_complete() - put chain @head on queue @qidx's used ring with @len bytes written and

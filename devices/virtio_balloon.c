@@ -321,16 +321,20 @@ static void handle_report(struct balloon *b, const struct vq_chain *c)
 /* --- queue processing --------------------------------------------------------------------- */
 
 /*
- * Drain queue @qidx. Before DRIVER_OK (@early) buffers are completed without acting on them:
- * the host does not give memory away on the word of a driver that has not finished setup.
- * The stats buffer is the exception: Linux primes it during probe and expects it to be held.
+ * Process queue @qidx, at most one notification's budget (devices/virtio.h): at the budget the
+ * transport notifies the queue again on the next loop turn. Before DRIVER_OK (@early) buffers are
+ * completed without acting on them: the host does not give memory away on the word of a driver that
+ * has not finished setup. The stats buffer is the exception: Linux primes it during probe and
+ * expects it to be held.
  */
 static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early)
 {
 	struct virtqueue *vq = &b->vdev.vqs[qidx];
+	struct virtio_budget budget;
 	struct vq_chain c;
 	int ret;
 
+	virtio_budget_begin(&b->vdev, &budget);
 	for (;;) {
 		ret = vq_pop(vq, &c);
 		if (!ret)
@@ -344,21 +348,20 @@ static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early
 		if (ret < 0) {
 			guest_err(b, "malformed descriptor chain, head", c.head);
 			complete(b, qidx, c.head);
-			continue;
-		}
-		if (role == BQ_STATS) {
+		} else if (role == BQ_STATS) {
 			handle_stats(b, qidx, &c);
-			continue;
-		}
-		if (!early) {
-			if (role == BQ_INFLATE || role == BQ_DEFLATE)
+		} else {
+			if (!early && (role == BQ_INFLATE || role == BQ_DEFLATE))
 				handle_pfns(b, &c, role == BQ_INFLATE);
-			else if (role == BQ_REPORTING)
+			else if (!early && role == BQ_REPORTING)
 				handle_report(b, &c);
-			else
+			else if (!early)
 				guest_err(b, "buffer on the free page hint queue, head", c.head);
+			complete(b, qidx, c.head);
 		}
-		complete(b, qidx, c.head);
+		/* Bounded work per notification: the rest waits for the next loop turn. */
+		if (!virtio_budget_spend(&b->vdev, &budget, qidx))
+			return;
 	}
 }
 
