@@ -459,14 +459,11 @@ static void balloon_queue_notify(struct virtio_dev *dev, uint16_t qidx)
 static void balloon_reset(struct virtio_dev *dev)
 {
 	struct balloon *b = to_balloon(dev);
-	struct guest_mem *gm = dev->gm;
-	unsigned int i;
 
 	b->stats_held = false;
 	/* The driver is gone: pages it had ballooned or reported are its own again. */
-	for (i = 0; gm && i < gm->nr_regions; i++)
-		gm_reclaim_clear(gm, gm->regions[i].gpa >> GM_PAGE_SHIFT,
-				 gm->regions[i].size >> GM_PAGE_SHIFT);
+	if (dev->gm)
+		gm_reclaim_clear_all(dev->gm, NULL);
 	if (b->actual) {
 		b->actual = 0;
 		post_change(b);

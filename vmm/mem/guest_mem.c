@@ -278,6 +278,24 @@ int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
 	return 0;
 }
 
+void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st)
+{
+	struct gm_clear_stats dummy;
+	uint64_t j;
+
+	st = st ? st : &dummy;
+	*st = (struct gm_clear_stats){0};
+	if (!gm->state)
+		return;
+	pthread_mutex_lock(&gm->lock);
+	st->lock_holds++;
+	for (j = 0; j < gm->nr_pages; j++)
+		if (gm->state[j] == GM_PAGE_BALLOONED || gm->state[j] == GM_PAGE_REPORTED)
+			set_state(gm, j, 1, GM_PAGE_RESIDENT);
+	st->scanned_pages = st->max_hold_pages = gm->nr_pages;
+	pthread_mutex_unlock(&gm->lock);
+}
+
 uint64_t gm_resident_bytes(const struct guest_mem *gm)
 {
 	long psz = sysconf(_SC_PAGESIZE);
