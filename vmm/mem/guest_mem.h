@@ -43,6 +43,9 @@ struct guest_mem {
 	uint8_t *state;	      /* nr_pages entries of enum gm_page_state */
 	pthread_mutex_t lock; /* protects state[] and the counters below */
 	uint64_t nr_ballooned, nr_reported;
+	/* State-map range [balloon_lo, balloon_hi) that may hold ballooned or reported pages;
+	 * empty (lo >= hi) once gm_reclaim_clear_all() found none. */
+	uint64_t balloon_lo, balloon_hi;
 	uint64_t discard_calls; /* madvise calls made by gm_discard */
 	bool mergeable;		/* MADV_MERGEABLE applied */
 	bool hugepages;		/* MADV_HUGEPAGE applied */
