@@ -288,7 +288,7 @@ int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
 
 void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st)
 {
-	struct gm_clear_stats dummy;
+	struct gm_clear_stats dummy = {0};
 	uint64_t j, end;
 
 	st = st ? st : &dummy;
