@@ -4,6 +4,7 @@
 # 4 KiB take at least 2.5 s of guest time after the 1 KiB burst); --rng off: no device; a bad
 # --rng is one clear line and exit status 2.
 # timeout: 300
+# shellcheck source=/dev/null
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
 need_vmm
 
