@@ -193,3 +193,65 @@ Test(kick_budget, activate_drains_at_most_a_budget_and_rearms)
 	cr_assert_eq(dev->vqs[DEFLATE].popped, VIRTIO_KICK_BUDGET_CHAINS);
 	cr_assert_eq(again[DEFLATE], 1);
 }
+
+/*
+ * A single buffer can be expensive (256 PFNs that merge into no range: 256 discards). The time
+ * budget splits it: with budget.ns = 0 each notification applies one range, the buffer comes
+ * back only once all its PFNs are done, and a reset in between drops the rest.
+ */
+static uint64_t scattered_inflate(void)
+{
+	uint32_t pfns[256];
+	uint64_t gpa = BUF_GPA + 0x1000;
+
+	for (unsigned int i = 0; i < 256; i++)
+		pfns[i] = htole32(0x2000 + 2 * i);
+	cr_assert_eq(gm_write(&gm, gpa, pfns, sizeof(pfns)), 0);
+	return fake_add_chain(&q[0], &(struct fake_buf){gpa, sizeof(pfns), false}, 1);
+}
+
+Test(kick_budget, time_budget_splits_an_expensive_buffer)
+{
+	struct balloon_counters bc;
+	unsigned int turns;
+
+	dev->budget.ns = 0;
+	scattered_inflate();
+	dev->ops->queue_notify(dev, 0);
+	balloon_get_counters(b, &bc);
+	cr_assert_eq(bc.discard_ranges, 1, "one notification applied %llu ranges",
+		     (unsigned long long)bc.discard_ranges);
+	cr_assert_eq(fake_used_idx(&q[0]), 0, "the buffer is not back before all its PFNs");
+	cr_assert_eq(again[0], 1);
+	for (turns = 1; again[0] == turns && turns < 1000; turns++)
+		dev->ops->queue_notify(dev, 0);
+	balloon_get_counters(b, &bc);
+	cr_assert_eq(turns, 256, "256 ranges, one per notification: %u", turns);
+	cr_assert_eq(bc.discard_ranges, 256);
+	cr_assert_eq(bc.inflated_pages, 256);
+	cr_assert_eq(fake_used_idx(&q[0]), 1);
+	cr_assert_eq(gm.nr_ballooned, 256);
+}
+
+Test(kick_budget, reset_drops_a_half_done_buffer)
+{
+	struct balloon_counters bc;
+
+	dev->budget.ns = 0;
+	scattered_inflate();
+	dev->ops->queue_notify(dev, 0);
+	pthread_mutex_lock(&dev->lock);
+	virtio_dev_reset(dev);
+	pthread_mutex_unlock(&dev->lock);
+	cr_assert_eq(gm.nr_ballooned, 0, "the reset gave the ballooned pages back");
+	/* Re-enable the queue (as a new driver would) and kick: the old buffer is gone. */
+	dev->driver_features = 1ULL << VIRTIO_F_VERSION_1;
+	dev->status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		      VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+	fake_vq_init(&q[0], &gm, &dev->vqs[0], QSIZE, RING_BASE);
+	cr_assert_eq(vq_enable(&dev->vqs[0], &gm, dev->driver_features), 0);
+	dev->ops->queue_notify(dev, 0);
+	balloon_get_counters(b, &bc);
+	cr_assert_eq(bc.discard_ranges, 1, "nothing of the dropped buffer was applied after reset");
+	cr_assert_eq(fake_used_idx(&q[0]), 0);
+}
