@@ -80,7 +80,18 @@ bool virtio_budget_spend(struct virtio_dev *dev, struct virtio_budget *b, uint16
 		b->left--;
 		return true;
 	}
-	dev->budget_yields++;
-	dev->transport->notify_again(dev, qidx);
+	virtio_budget_yield(dev, qidx);
 	return false;
+}
+
+bool virtio_budget_expired(const struct virtio_dev *dev, const struct virtio_budget *b)
+{
+	return dev->transport && dev->transport->notify_again && now_ns() >= b->deadline_ns;
+}
+
+void virtio_budget_yield(struct virtio_dev *dev, uint16_t qidx)
+{
+	dev->budget_yields++;
+	if (dev->transport && dev->transport->notify_again)
+		dev->transport->notify_again(dev, qidx);
 }

@@ -136,6 +136,19 @@ void virtio_budget_begin(const struct virtio_dev *dev, struct virtio_budget *b);
 bool virtio_budget_spend(struct virtio_dev *dev, struct virtio_budget *b, uint16_t qidx);
 
 /**
+ * virtio_budget_expired() - has the notification's time budget run out (mid-chain checks of a
+ * device that can resume a chain later)? Always false without a transport notify_again.
+ */
+bool virtio_budget_expired(const struct virtio_dev *dev, const struct virtio_budget *b);
+
+/**
+ * virtio_budget_yield() - stop processing queue @qidx now: count it in dev->budget_yields and
+ * ask the transport's notify_again() for another notification on a later loop turn. Caller
+ * holds dev->lock.
+ */
+void virtio_budget_yield(struct virtio_dev *dev, uint16_t qidx);
+
+/**
  * virtio_complete() - put chain @head on queue @qidx's used ring with @len bytes written and
  * interrupt the driver when the ring's notification suppression (event_idx / flags) asks for it.
  * Caller holds dev->lock. Returns 0 or -errno from vq_push (ring not in guest RAM).

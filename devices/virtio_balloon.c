@@ -35,8 +35,22 @@ struct balloon_events {
 	uint64_t actual, target, seq;
 };
 
+/*
+ * An inflate/deflate buffer whose PFNs are being applied: its sorted PFNs and how far it got.
+ * The time budget may stop it between two ranges; the next notification continues it.
+ */
+struct pfn_work {
+	bool active;
+	bool inflate;
+	uint16_t head;	   /* the chain, completed once every range is applied */
+	unsigned int next; /* index of the first PFN not applied yet */
+	unsigned int k;	   /* PFNs in pfns[] */
+	uint64_t pfns[PFNS_PER_BUF];
+};
+
 struct balloon {
-	struct virtio_dev vdev; /* first: the transport's handle */
+	struct virtio_dev vdev;	 /* first: the transport's handle */
+	struct pfn_work work[2]; /* per BQ_INFLATE / BQ_DEFLATE queue */
 	struct balloon_config cfg;
 	uint32_t num_pages, actual; /* config space, host order */
 	struct balloon_stats stats;
@@ -197,17 +211,21 @@ static void apply_range(struct balloon *b, bool inflate, uint64_t pfn, uint64_t 
 				   inflate ? "discard" : "reclaim", pfn, n, strerror(-ret));
 }
 
-static void handle_pfns(struct balloon *b, const struct vq_chain *c, bool inflate)
+/* Validate, copy and sort the chain's PFNs into @w. Returns false for a malformed buffer. */
+static bool start_pfns(struct balloon *b, const struct vq_chain *c, bool inflate,
+		       struct pfn_work *w)
 {
 	uint32_t raw[PFNS_PER_BUF];
-	uint64_t pfns[PFNS_PER_BUF];
-	unsigned int i, n, k = 0;
+	unsigned int i, n;
 
 	if (c->n_in || c->out_len % sizeof(uint32_t) || c->out_len > sizeof(raw)) {
 		guest_err(b, "malformed inflate/deflate buffer, length", c->out_len);
-		return;
+		return false;
 	}
 	n = vq_copy_from_chain(c, 0, raw, c->out_len) / sizeof(uint32_t);
+	w->k = w->next = 0;
+	w->inflate = inflate;
+	w->head = c->head;
 	for (i = 0; i < n; i++) {
 		uint64_t pfn = le32toh(raw[i]);
 
@@ -215,17 +233,29 @@ static void handle_pfns(struct balloon *b, const struct vq_chain *c, bool inflat
 			guest_err(b, "PFN outside guest RAM", pfn);
 			continue;
 		}
-		pfns[k++] = pfn;
+		w->pfns[w->k++] = pfn;
 	}
-	qsort(pfns, k, sizeof(pfns[0]), cmp_u64);
-	for (i = 0; i < k;) {
-		uint64_t first = pfns[i], last = first;
+	qsort(w->pfns, w->k, sizeof(w->pfns[0]), cmp_u64);
+	return true;
+}
+
+/*
+ * Apply @w's remaining runs; true when all are done. Stops early (false) between two runs once
+ * the notification's time budget ran out, having applied at least one.
+ */
+static bool run_pfns(struct balloon *b, struct pfn_work *w, const struct virtio_budget *budget)
+{
+	while (w->next < w->k) {
+		uint64_t first = w->pfns[w->next], last = first;
 
 		/* Extend the run over duplicates and consecutive PFNs. */
-		for (i++; i < k && pfns[i] <= last + 1; i++)
-			last = pfns[i];
-		apply_range(b, inflate, first, last - first + 1);
+		for (w->next++; w->next < w->k && w->pfns[w->next] <= last + 1; w->next++)
+			last = w->pfns[w->next];
+		apply_range(b, w->inflate, first, last - first + 1);
+		if (w->next < w->k && virtio_budget_expired(&b->vdev, budget))
+			return false;
 	}
+	return true;
 }
 
 /* --- stats (§5.5.6.3) --------------------------------------------------------------------- */
@@ -330,11 +360,23 @@ static void handle_report(struct balloon *b, const struct vq_chain *c)
 static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early)
 {
 	struct virtqueue *vq = &b->vdev.vqs[qidx];
+	struct pfn_work *w = role == BQ_INFLATE || role == BQ_DEFLATE ? &b->work[role] : NULL;
 	struct virtio_budget budget;
 	struct vq_chain c;
 	int ret;
 
 	virtio_budget_begin(&b->vdev, &budget);
+	if (w && w->active) {
+		/* A buffer the budget stopped half-way: finish it first. */
+		if (!run_pfns(b, w, &budget)) {
+			virtio_budget_yield(&b->vdev, qidx);
+			return;
+		}
+		w->active = false;
+		complete(b, qidx, w->head);
+		if (!virtio_budget_spend(&b->vdev, &budget, qidx))
+			return;
+	}
 	for (;;) {
 		ret = vq_pop(vq, &c);
 		if (!ret)
@@ -351,12 +393,20 @@ static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early
 		} else if (role == BQ_STATS) {
 			handle_stats(b, qidx, &c);
 		} else {
-			if (!early && (role == BQ_INFLATE || role == BQ_DEFLATE))
-				handle_pfns(b, &c, role == BQ_INFLATE);
-			else if (!early && role == BQ_REPORTING)
+			if (early) {
+				/* completed without acting on it */
+			} else if (w) {
+				if (start_pfns(b, &c, role == BQ_INFLATE, w) &&
+				    !run_pfns(b, w, &budget)) {
+					w->active = true; /* completed once the rest is applied */
+					virtio_budget_yield(&b->vdev, qidx);
+					return;
+				}
+			} else if (role == BQ_REPORTING) {
 				handle_report(b, &c);
-			else if (!early)
+			} else {
 				guest_err(b, "buffer on the free page hint queue, head", c.head);
+			}
 			complete(b, qidx, c.head);
 		}
 		/* Bounded work per notification: the rest waits for the next loop turn. */
@@ -461,6 +511,7 @@ static void balloon_reset(struct virtio_dev *dev)
 	struct balloon *b = to_balloon(dev);
 
 	b->stats_held = false;
+	b->work[0].active = b->work[1].active = false; /* their queues are gone */
 	/* The driver is gone: pages it had ballooned or reported are its own again. */
 	if (dev->gm)
 		gm_reclaim_clear_all(dev->gm, NULL);
