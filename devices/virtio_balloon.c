@@ -16,60 +16,7 @@
 #include "../vmm/mem/guest_mem.h"
 #include "../vmm/util.h"
 #include "virtio.h"
-
-/* Logical queues in the guest's order (virtio 1.2 §5.5.2); transport indices skip absent ones. */
-enum bq { BQ_INFLATE, BQ_DEFLATE, BQ_STATS, BQ_FREE_PAGE, BQ_REPORTING, BQ_NR };
-
-#define PFNS_PER_BUF	 256 /* Linux VIRTIO_BALLOON_ARRAY_PFNS_MAX */
-#define STAT_SIZE	 sizeof(struct virtio_balloon_stat)
-#define MAX_STATS_PARSED 64 /* bounds the work per stats buffer; Linux sends <= 16 */
-
-struct balloon_events {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	pthread_t thread;
-	bool running, stop;
-	balloon_event_fn fn;
-	void *opaque;
-	bool change, stats; /* pending, coalesced */
-	uint64_t actual, target, seq;
-};
-
-/*
- * An inflate/deflate buffer whose PFNs are being applied: its sorted PFNs and how far it got.
- * The time budget may stop it between two ranges; the next notification continues it.
- */
-struct pfn_work {
-	bool active;
-	bool inflate;
-	uint16_t head;	   /* the chain, completed once every range is applied */
-	unsigned int next; /* index of the first PFN not applied yet */
-	unsigned int k;	   /* PFNs in pfns[] */
-	uint64_t pfns[PFNS_PER_BUF];
-};
-
-struct balloon {
-	struct virtio_dev vdev;	 /* first: the transport's handle */
-	struct pfn_work work[2]; /* per BQ_INFLATE / BQ_DEFLATE queue */
-	struct balloon_config cfg;
-	uint32_t num_pages, actual; /* config space, host order */
-	struct balloon_stats stats;
-	bool stats_held; /* the guest's stats buffer, kept to request the next set */
-	uint16_t stats_head;
-	uint64_t inflated_pages, deflated_pages, reported_bytes, discard_ranges;
-	struct balloon_events ev;
-};
-
-static struct balloon *to_balloon(struct virtio_dev *dev)
-{
-	return (struct balloon *)dev; /* vdev is the first member */
-}
-
-static void guest_err(struct balloon *b, const char *what, uint64_t arg)
-{
-	b->vdev.err_count++;
-	pr_err_ratelimited("virtio-balloon: %s (0x%" PRIx64 ")", what, arg);
-}
+#include "virtio_balloon_priv.h"
 
 /* --- events: delivered by a small thread so no device lock is ever held around the sink ---- */
 
@@ -179,83 +126,7 @@ static void complete(struct balloon *b, uint16_t qidx, uint16_t head)
 		return;
 	ret = virtio_complete(&b->vdev, qidx, head, 0);
 	if (ret)
-		guest_err(b, "cannot complete a buffer", (uint64_t)-ret);
-}
-
-/* --- inflate / deflate (§5.5.6.1) --------------------------------------------------------- */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* One memory-layer call per run of consecutive PFNs (style rule 6). */
-static void apply_range(struct balloon *b, bool inflate, uint64_t pfn, uint64_t n)
-{
-	int ret;
-
-	if (inflate) {
-		ret = gm_discard(b->vdev.gm, pfn, n, GM_PAGE_BALLOONED);
-		b->discard_ranges++;
-		if (!ret)
-			b->inflated_pages += n;
-	} else {
-		ret = gm_reclaim_clear(b->vdev.gm, pfn, n);
-		if (!ret)
-			b->deflated_pages += n;
-	}
-	if (ret)
-		pr_err_ratelimited("virtio-balloon: %s of pfn 0x%" PRIx64 "+%" PRIu64 ": %s",
-				   inflate ? "discard" : "reclaim", pfn, n, strerror(-ret));
-}
-
-/* Validate, copy and sort the chain's PFNs into @w. Returns false for a malformed buffer. */
-static bool start_pfns(struct balloon *b, const struct vq_chain *c, bool inflate,
-		       struct pfn_work *w)
-{
-	uint32_t raw[PFNS_PER_BUF];
-	unsigned int i, n;
-
-	if (c->n_in || c->out_len % sizeof(uint32_t) || c->out_len > sizeof(raw)) {
-		guest_err(b, "malformed inflate/deflate buffer, length", c->out_len);
-		return false;
-	}
-	n = vq_copy_from_chain(c, 0, raw, c->out_len) / sizeof(uint32_t);
-	w->k = w->next = 0;
-	w->inflate = inflate;
-	w->head = c->head;
-	for (i = 0; i < n; i++) {
-		uint64_t pfn = le32toh(raw[i]);
-
-		if (!gm_ptr(b->vdev.gm, pfn << GM_PAGE_SHIFT, GM_PAGE_SIZE)) {
-			guest_err(b, "PFN outside guest RAM", pfn);
-			continue;
-		}
-		w->pfns[w->k++] = pfn;
-	}
-	qsort(w->pfns, w->k, sizeof(w->pfns[0]), cmp_u64);
-	return true;
-}
-
-/*
- * Apply @w's remaining runs; true when all are done. Stops early (false) between two runs once
- * the notification's time budget ran out, having applied at least one.
- */
-static bool run_pfns(struct balloon *b, struct pfn_work *w, const struct virtio_budget *budget)
-{
-	while (w->next < w->k) {
-		uint64_t first = w->pfns[w->next], last = first;
-
-		/* Extend the run over duplicates and consecutive PFNs. */
-		for (w->next++; w->next < w->k && w->pfns[w->next] <= last + 1; w->next++)
-			last = w->pfns[w->next];
-		apply_range(b, w->inflate, first, last - first + 1);
-		if (w->next < w->k && virtio_budget_expired(&b->vdev, budget))
-			return false;
-	}
-	return true;
+		balloon_guest_err(b, "cannot complete a buffer", (uint64_t)-ret);
 }
 
 /* --- stats (§5.5.6.3) --------------------------------------------------------------------- */
@@ -266,17 +137,17 @@ static void handle_stats(struct balloon *b, uint16_t qidx, const struct vq_chain
 	unsigned int i, n;
 
 	if (c->n_in) {
-		guest_err(b, "device-writable stats buffer, head", c->head);
+		balloon_guest_err(b, "device-writable stats buffer, head", c->head);
 		complete(b, qidx, c->head);
 		return;
 	}
 	if (b->stats_held) {
 		/* The driver keeps exactly one buffer queued; give the old one back. */
-		guest_err(b, "second stats buffer, head", c->head);
+		balloon_guest_err(b, "second stats buffer, head", c->head);
 		complete(b, qidx, b->stats_head);
 	}
 	if (c->out_len % STAT_SIZE)
-		guest_err(b, "stats buffer length not a multiple of 10", c->out_len);
+		balloon_guest_err(b, "stats buffer length not a multiple of 10", c->out_len);
 	n = MIN(c->out_len / STAT_SIZE, MAX_STATS_PARSED);
 	memset(b->stats.valid, 0, sizeof(b->stats.valid));
 	for (i = 0; i < n; i++) {
@@ -319,7 +190,7 @@ static void handle_report(struct balloon *b, const struct vq_chain *c)
 	unsigned int i, n = 0;
 
 	if (c->n_out || !c->n_in) {
-		guest_err(b, "reporting buffer is not device-writable, head", c->head);
+		balloon_guest_err(b, "reporting buffer is not device-writable, head", c->head);
 		return;
 	}
 	for (i = 0; i < c->n_in; i++) {
@@ -342,7 +213,7 @@ static void handle_report(struct balloon *b, const struct vq_chain *c)
 				 GM_PAGE_REPORTED);
 		b->discard_ranges++;
 		if (ret)
-			guest_err(b, "reported range not discarded, gpa", s);
+			balloon_guest_err(b, "reported range not discarded, gpa", s);
 		else
 			b->reported_bytes += e - s;
 	}
@@ -368,7 +239,7 @@ static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early
 	virtio_budget_begin(&b->vdev, &budget);
 	if (w && w->active) {
 		/* A buffer the budget stopped half-way: finish it first. */
-		if (!run_pfns(b, w, &budget)) {
+		if (!balloon_run_pfns(b, w, &budget)) {
 			virtio_budget_yield(&b->vdev, qidx);
 			return;
 		}
@@ -383,12 +254,13 @@ static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early
 			return;
 		if (ret == -EIO) {
 			/* The ring is no longer trustworthy: stop the device until a reset. */
-			guest_err(b, "avail->idx runs more than a queue ahead, queue", qidx);
+			balloon_guest_err(b, "avail->idx runs more than a queue ahead, queue",
+					  qidx);
 			virtio_needs_reset(&b->vdev);
 			return;
 		}
 		if (ret < 0) {
-			guest_err(b, "malformed descriptor chain, head", c.head);
+			balloon_guest_err(b, "malformed descriptor chain, head", c.head);
 			complete(b, qidx, c.head);
 		} else if (role == BQ_STATS) {
 			handle_stats(b, qidx, &c);
@@ -396,8 +268,8 @@ static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early
 			if (early) {
 				/* completed without acting on it */
 			} else if (w) {
-				if (start_pfns(b, &c, role == BQ_INFLATE, w) &&
-				    !run_pfns(b, w, &budget)) {
+				if (balloon_start_pfns(b, &c, role == BQ_INFLATE, w) &&
+				    !balloon_run_pfns(b, w, &budget)) {
 					w->active = true; /* completed once the rest is applied */
 					virtio_budget_yield(&b->vdev, qidx);
 					return;
@@ -405,7 +277,8 @@ static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early
 			} else if (role == BQ_REPORTING) {
 				handle_report(b, &c);
 			} else {
-				guest_err(b, "buffer on the free page hint queue, head", c.head);
+				balloon_guest_err(b, "buffer on the free page hint queue, head",
+						  c.head);
 			}
 			complete(b, qidx, c.head);
 		}
@@ -464,7 +337,7 @@ static void balloon_config_write(struct virtio_dev *dev, uint32_t off, const voi
 			stray = true;
 	}
 	if (stray)
-		guest_err(b, "write to read-only balloon config, offset", off);
+		balloon_guest_err(b, "write to read-only balloon config, offset", off);
 	if (le32toh(actual_le) != b->actual) {
 		b->actual = le32toh(actual_le);
 		post_change(b);
@@ -499,7 +372,8 @@ static void balloon_queue_notify(struct virtio_dev *dev, uint16_t qidx)
 		if (role >= 0 && dev->vqs[qidx].ready)
 			process_queue(b, qidx, role, true);
 	} else if (role < 0 || !dev->vqs[qidx].ready) {
-		guest_err(b, "notify of a queue that does not exist or is not enabled", qidx);
+		balloon_guest_err(b, "notify of a queue that does not exist or is not enabled",
+				  qidx);
 	} else {
 		process_queue(b, qidx, role, false);
 	}
