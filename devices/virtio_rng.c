@@ -193,8 +193,16 @@ static int rng_activate(struct virtio_dev *dev)
 {
 	struct rng *r = to_rng(dev);
 
-	/* Buffers posted before DRIVER_OK (Linux posts one at probe). */
-	if (live(r))
+	/*
+	 * Buffers posted before DRIVER_OK (Linux posts one at probe) are served on the loop thread:
+	 * activate runs on the vCPU thread that wrote the status, whose seccomp filter allows no
+	 * timerfd or epoll call, and the rate limiter's timer belongs to the loop.
+	 */
+	if (!live(r))
+		return 0;
+	if (dev->transport && dev->transport->notify_again)
+		dev->transport->notify_again(dev, RQ);
+	else
 		process(r);
 	return 0;
 }

@@ -275,6 +275,7 @@ Test(rng, notify_before_driver_ok_served_at_activate)
 	r = rng_create(&gm, &cfg, lp);
 	dev = rng_virtio_dev(r);
 	dev->transport = &transport;
+	again = 0;
 	dev->driver_features = 1ULL << VIRTIO_F_VERSION_1;
 	dev->status = VIRTIO_CONFIG_S_FEATURES_OK;
 	fake_vq_init(&q, &gm, &dev->vqs[0], QSIZE, RING_BASE);
@@ -287,6 +288,10 @@ Test(rng, notify_before_driver_ok_served_at_activate)
 	dev->status |= VIRTIO_CONFIG_S_DRIVER_OK;
 	dev->ops->activate(dev);
 	pthread_mutex_unlock(&dev->lock);
+	/* Not on the activating (vCPU) thread: it asks the transport for a loop-thread kick. */
+	cr_assert_eq(fake_used_idx(&q), 0, "served on the thread that wrote DRIVER_OK");
+	cr_assert_eq(again, 1);
+	kick();
 	expect_used(h, 32);
 }
 
