@@ -8,6 +8,7 @@
  *   - exit port (0x501)                                   devices/legacy.h
  *   - PCI host bridge, conf1 (0xcf8)                      devices/pci.h
  *   - virtio-balloon on PCI, with --balloon on            devices/virtio_balloon.h
+ *   - virtio-rng on PCI, with --rng on (the default)       devices/virtio_rng.h
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
@@ -28,8 +29,9 @@
  * server is freed:
  *   1. vm_stop() and join the vCPU threads.
  *   2. virtio devices detached from the transport, PCI bus freed.
- *   3. balloon freed (its event thread joined); m->balloon is NULL from here on, so a deferred
- *      reply completed later answers "no balloon" instead of reaching freed memory.
+ *   3. virtio-rng freed (its rate-limit timer deleted from the stopped loop), balloon freed (its
+ * event thread joined); m->balloon is NULL from here on, so a deferred reply completed later
+ * answers "no balloon" instead of reaching freed memory.
  *   4. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
  *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running). A memory.reclaim
  *      that ends now (stopped_because "stopped") posts its result to the still-live server.
@@ -48,6 +50,7 @@
 
 #include "../devices/legacy.h"
 #include "../devices/virtio_balloon.h"
+#include "../devices/virtio_rng.h"
 #include "mem/policy.h"
 #include "vm.h"
 
@@ -77,6 +80,7 @@ struct machine_config {
 	struct balloon_config balloon;
 	bool auto_balloon;	     /* --auto-balloon on: the memory autopilot (mem/policy.h) */
 	struct policy_config policy; /* its options */
+	struct rng_config rng;
 };
 
 struct machine {
@@ -88,6 +92,7 @@ struct machine {
 	struct pci_bus *pci;
 	struct balloon *balloon; /* NULL without --balloon */
 	int stats_timer;	 /* loop timer of the balloon's periodic stats, or -1 */
+	struct rng *rng;	 /* NULL with --rng off */
 	struct memtier *memtier; /* NULL with --compress off */
 	struct control *control; /* NULL without --control */
 	struct policy policy;	 /* the autopilot's state (loop thread only) */

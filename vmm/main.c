@@ -52,6 +52,9 @@ static void usage(FILE *f)
 		"deflate-on-oom=on|off,\n"
 		"                       "
 		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
+		"  --rng on|off[,rate=BYTES]\n"
+		"                       virtio-rng entropy from getrandom(2), at most BYTES per\n"
+		"                       second, K/M/G suffixes (default on, rate=1M)\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
@@ -272,6 +275,7 @@ static int cmd_run(int argc, char **argv)
 		{"cpus", required_argument, NULL, 'p'},
 		{"console", required_argument, NULL, 'C'},
 		{"balloon", optional_argument, NULL, 'b'},
+		{"rng", required_argument, NULL, 'R'},
 		{"control", required_argument, NULL, 's'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
@@ -294,7 +298,9 @@ static int cmd_run(int argc, char **argv)
 			    .free_page_reporting = true,
 			    .stats = true,
 			    .stats_period_s = 0},
+		.rng = {.enabled = true, .rate_bytes_per_s = RNG_DEFAULT_RATE},
 	};
+	char rng_err[160];
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL;
 	bool user_kernel = false, user_initrd = false, interactive;
@@ -379,6 +385,10 @@ static int cmd_run(int argc, char **argv)
 			sandbox_test_violation(r);
 			break;
 		}
+		case 'R':
+			if (rng_parse_option(optarg, &cfg.rng, rng_err, sizeof(rng_err)))
+				die("%s", rng_err);
+			break;
 		case 's':
 			cfg.control_path = optarg;
 			break;
