@@ -41,9 +41,10 @@ static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 
 	/*
 	 * KVM emulates the LAPIC's TSC-deadline mode but KVM_GET_SUPPORTED_CPUID does not report it
-	 * (api.rst: KVM_CAP_TSC_DEADLINE_TIMER). Without CPUID.1:ECX[24] a guest kernel uses the LAPIC
-	 * timer in one-shot mode and first calibrates it against another clock ("APIC timer disabled
-	 * due to verification failure" under a busy host): measured 0.44 s of a test host boot.
+	 * (api.rst: KVM_CAP_TSC_DEADLINE_TIMER). Without CPUID.1:ECX[24] a guest kernel uses the
+	 * LAPIC timer in one-shot mode and first calibrates it against another clock ("APIC timer
+	 * disabled due to verification failure" under a busy host): measured 0.44 s of a test host
+	 * boot.
 	 */
 	tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	c = calloc(1, sizeof(*c) + CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
