@@ -26,7 +26,6 @@
 #include "virtio.h"
 #include "virtio_blk_priv.h"
 
-
 static struct blk *to_blk(struct virtio_dev *dev)
 {
 	return (struct blk *)dev; /* vdev is the first member */

@@ -28,12 +28,12 @@ struct loop;
 struct virtio_dev;
 struct blk;
 
-#define BLK_SECTOR_SIZE	   512 /* virtio sectors, whatever blk_size says (§5.2.4) */
-#define BLK_SEG_MAX	   62  /* data segments: VQ_MAX_BUFS less header and status */
-#define BLK_SIZE_MAX	   (1u << 20) /* largest data segment, bytes */
-#define BLK_MAX_DISCARD_SEG 8	      /* segments of one DISCARD / WRITE_ZEROES request */
+#define BLK_SECTOR_SIZE		512	   /* virtio sectors, whatever blk_size says (§5.2.4) */
+#define BLK_SEG_MAX		62	   /* data segments: VQ_MAX_BUFS less header and status */
+#define BLK_SIZE_MAX		(1u << 20) /* largest data segment, bytes */
+#define BLK_MAX_DISCARD_SEG	8	   /* segments of one DISCARD / WRITE_ZEROES request */
 #define BLK_MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per segment */
-#define BLK_QUEUE_SIZE	   256
+#define BLK_QUEUE_SIZE		256
 
 enum blk_cache {
 	BLK_CACHE_WRITEBACK, /* the host page cache; FLUSH is fdatasync */
@@ -50,7 +50,7 @@ struct blk_config {
 };
 
 struct blk_counters {
-	uint64_t capacity;    /* 512-byte sectors */
+	uint64_t capacity; /* 512-byte sectors */
 	uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
 	uint64_t bytes_read, bytes_written;
 	uint64_t unsupported; /* requests answered UNSUPP */

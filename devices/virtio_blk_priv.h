@@ -14,14 +14,14 @@
 #include "virtio.h"
 #include "virtio_blk.h"
 
-#define QUEUED	       (-1) /* request handed to io_uring; its completion finishes it */
-#define HDR_SIZE       sizeof(struct virtio_blk_outhdr)
-#define SEG_SIZE       sizeof(struct virtio_blk_discard_write_zeroes)
-#define RING_SQ	       512  /* >= BLK_QUEUE_SIZE requests of one SQE each */
-#define RING_CQ	       2048 /* >= every SQE that can be in flight */
-#define MAX_PER_ROUND  BLK_QUEUE_SIZE /* chains popped per kick / completion round */
+#define QUEUED		 (-1) /* request handed to io_uring; its completion finishes it */
+#define HDR_SIZE	 sizeof(struct virtio_blk_outhdr)
+#define SEG_SIZE	 sizeof(struct virtio_blk_discard_write_zeroes)
+#define RING_SQ		 512		/* >= BLK_QUEUE_SIZE requests of one SQE each */
+#define RING_CQ		 2048		/* >= every SQE that can be in flight */
+#define MAX_PER_ROUND	 BLK_QUEUE_SIZE /* chains popped per kick / completion round */
 #define DRAIN_TIMEOUT_MS 5000
-#define CONFIG_SIZE    offsetof(struct virtio_blk_config, max_secure_erase_sectors)
+#define CONFIG_SIZE	 offsetof(struct virtio_blk_config, max_secure_erase_sectors)
 
 struct blk_req {
 	bool busy;	   /* popped, not yet completed */
@@ -50,8 +50,8 @@ struct blk_queue {
 };
 
 struct blk {
-	struct virtio_dev vdev;	    /* first: the transport's handle */
-	struct virtio_dev_ops ops;  /* per disk: max_queues is its queue count */
+	struct virtio_dev vdev;	   /* first: the transport's handle */
+	struct virtio_dev_ops ops; /* per disk: max_queues is its queue count */
 	struct blk_config cfg;
 	struct loop *loop;
 	int fd;

@@ -11,6 +11,7 @@
 #include "../devices/pci.h"
 #include "../devices/serial.h"
 #include "../devices/virtio_balloon.h"
+#include "../devices/virtio_blk.h"
 #include "../devices/virtio_pci.h"
 #include "boot/boot.h"
 #include "control.h"
@@ -157,6 +158,27 @@ static int create_balloon(struct machine *m)
 	return 0;
 }
 
+/* One virtio-blk per --disk, MQ with one queue per vCPU (at most VIRTIO_MAX_QUEUES). */
+static int create_disks(struct machine *m)
+{
+	int ret;
+
+	for (unsigned int i = 0; i < m->cfg.nr_disks; i++) {
+		struct blk_config dc = m->cfg.disks[i];
+
+		dc.nr_queues = MIN(m->vm.nr_vcpus, (unsigned int)VIRTIO_MAX_QUEUES);
+		ret = blk_create(&m->vm.gm, m->vm.loop, &dc, &m->disks[i]);
+		if (ret)
+			return ret; /* blk_create said why */
+		ret = virtio_pci_attach(m->pci, blk_virtio_dev(m->disks[i]), m->vm.loop);
+		if (ret) {
+			pr_err("attaching virtio-blk for %s: %s", dc.path, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
 static int create_pci(struct machine *m)
 {
 	struct pci_irq_ops ops = {
@@ -176,9 +198,12 @@ static int create_pci(struct machine *m)
 		return ret;
 	}
 	/* The device table: every PCI device this machine can have. */
-	if (m->cfg.balloon.enabled)
-		return create_balloon(m);
-	return 0;
+	if (m->cfg.balloon.enabled) {
+		ret = create_balloon(m);
+		if (ret)
+			return ret;
+	}
+	return create_disks(m);
 }
 
 /* The compressed tier's glue: an integrity failure stops the VM; a reclaim result is an event. */
@@ -331,8 +356,15 @@ void machine_destroy(struct machine *m)
 	/* 2-3. The transport, then the balloon with its event thread. */
 	if (m->balloon)
 		virtio_pci_detach(balloon_virtio_dev(m->balloon));
+	for (unsigned int i = 0; i < MACHINE_MAX_DISKS; i++)
+		if (m->disks[i])
+			virtio_pci_detach(blk_virtio_dev(m->disks[i]));
 	pci_bus_destroy(m->pci);
 	m->pci = NULL;
+	for (unsigned int i = 0; i < MACHINE_MAX_DISKS; i++) {
+		blk_destroy(m->disks[i]);
+		m->disks[i] = NULL;
+	}
 	balloon_destroy(m->balloon);
 	m->balloon = NULL;
 	/* 4. After every thread that may fault on guest RAM; a reclaim ending now still reaches

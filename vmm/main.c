@@ -51,6 +51,11 @@ static void usage(FILE *f)
 		"deflate-on-oom=on|off,\n"
 		"                       "
 		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
+		"  --disk PATH[,ro=on][,cache=none|writeback][,serial=ID]\n"
+		"                       virtio-blk disk on a raw image, repeatable: vda, vdb, ...\n"
+		"                       in order; ro=on: read-only; cache=none: O_DIRECT\n"
+		"                       (default writeback: the host page cache); serial: GET_ID\n"
+		"                       (at most 20 bytes)\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
@@ -203,6 +208,47 @@ static void parse_balloon(const char *arg, struct balloon_config *b)
 	free(copy);
 }
 
+/* --disk PATH[,ro=on|off][,cache=none|writeback][,serial=ID]; PATH is kept (argv outlives cfg). */
+static void parse_disk(char *arg, struct machine_config *cfg)
+{
+	struct blk_config *d;
+	char *save = NULL, *tok, *path;
+
+	if (cfg->nr_disks == MACHINE_MAX_DISKS)
+		die("--disk: at most %d disks", MACHINE_MAX_DISKS);
+	d = &cfg->disks[cfg->nr_disks++];
+	*d = (struct blk_config){.cache = BLK_CACHE_WRITEBACK};
+	path = strtok_r(arg, ",", &save);
+	if (!path || !*path)
+		die("--disk: expected PATH[,ro=on][,cache=none|writeback][,serial=ID]");
+	d->path = path;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *val = strchr(tok, '=');
+
+		if (!val)
+			die("--disk %s: '%s' is not KEY=VALUE (ro, cache, serial)", path, tok);
+		*val++ = '\0';
+		if (!strcmp(tok, "ro")) {
+			if (!parse_onoff(val, &d->ro))
+				die("--disk %s: ro=%s: expected on or off", path, val);
+		} else if (!strcmp(tok, "cache")) {
+			if (!strcmp(val, "none"))
+				d->cache = BLK_CACHE_NONE;
+			else if (!strcmp(val, "writeback"))
+				d->cache = BLK_CACHE_WRITEBACK;
+			else
+				die("--disk %s: cache=%s: expected none or writeback", path, val);
+		} else if (!strcmp(tok, "serial")) {
+			if (strlen(val) > VIRTIO_BLK_ID_BYTES)
+				die("--disk %s: serial '%s' is longer than %d bytes", path, val,
+				    VIRTIO_BLK_ID_BYTES);
+			snprintf(d->serial, sizeof(d->serial), "%s", val);
+		} else {
+			die("--disk %s: unknown option '%s' (ro, cache, serial)", path, tok);
+		}
+	}
+}
+
 /* --compress lz4 | zstd | zstd:LEVEL | off */
 static void parse_compress(const char *arg, struct machine_config *cfg)
 {
@@ -256,6 +302,7 @@ static int cmd_run(int argc, char **argv)
 		{"console", required_argument, NULL, 'C'},
 		{"balloon", required_argument, NULL, 'b'},
 		{"control", required_argument, NULL, 's'},
+		{"disk", required_argument, NULL, 'd'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
 		{"compress", required_argument, NULL, 'Z'},
@@ -331,6 +378,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 's':
 			cfg.control_path = optarg;
+			break;
+		case 'd':
+			parse_disk(optarg, &cfg);
 			break;
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.vm.merge))

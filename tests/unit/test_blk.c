@@ -24,18 +24,18 @@
 #include "../../vmm/util.h"
 #include "fake_driver.h"
 
-#define RAM	    (64 * MiB)
-#define RING_BASE   0x100000ULL /* queue i's rings at RING_BASE + i * 0x10000 */
-#define HDR_GPA	    0x200000ULL /* request headers, 64 bytes apart */
-#define STATUS_GPA  0x210000ULL /* status bytes, 64 bytes apart */
-#define DATA_GPA    0x400000ULL /* data buffers */
-#define TABLE_GPA   0x300000ULL
-#define DISK_BYTES  (4 * MiB)
+#define RAM	     (64 * MiB)
+#define RING_BASE    0x100000ULL /* queue i's rings at RING_BASE + i * 0x10000 */
+#define HDR_GPA	     0x200000ULL /* request headers, 64 bytes apart */
+#define STATUS_GPA   0x210000ULL /* status bytes, 64 bytes apart */
+#define DATA_GPA     0x400000ULL /* data buffers */
+#define TABLE_GPA    0x300000ULL
+#define DISK_BYTES   (4 * MiB)
 #define DISK_SECTORS (DISK_BYTES / 512)
 
-#define F(bit)	 (1ULL << (bit))
-#define F_STD	 (F(VIRTIO_RING_F_EVENT_IDX) | F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_BLK_F_FLUSH))
-#define F_WRITE	 (F(VIRTIO_BLK_F_DISCARD) | F(VIRTIO_BLK_F_WRITE_ZEROES))
+#define F(bit)	(1ULL << (bit))
+#define F_STD	(F(VIRTIO_RING_F_EVENT_IDX) | F(VIRTIO_RING_F_INDIRECT_DESC) | F(VIRTIO_BLK_F_FLUSH))
+#define F_WRITE (F(VIRTIO_BLK_F_DISCARD) | F(VIRTIO_BLK_F_WRITE_ZEROES))
 
 static struct guest_mem gm;
 static struct loop *loop;
@@ -294,8 +294,9 @@ Test(blk, write_lands_in_the_image_and_reads_back)
 
 Test(blk, scattered_segments_and_indirect)
 {
-	struct fake_buf w[3] = {
-		{DATA_GPA, 512, false}, {DATA_GPA + 0x5000, 1024, false}, {DATA_GPA + 0x9000, 512, false}};
+	struct fake_buf w[3] = {{DATA_GPA, 512, false},
+				{DATA_GPA + 0x5000, 1024, false},
+				{DATA_GPA + 0x9000, 512, false}};
 	struct virtio_blk_outhdr h = {.type = htole32(VIRTIO_BLK_T_IN), .sector = htole64(100)};
 	struct fake_buf ind[3] = {
 		{HDR_GPA, 16, false}, {DATA_GPA + 0x20000, 2048, true}, {STATUS_GPA, 1, true}};
@@ -349,7 +350,8 @@ Test(blk, last_sector_ok_beyond_is_ioerr)
 	cr_assert_eq(run1(VIRTIO_BLK_T_IN, DISK_SECTORS, &r, 1, NULL), VIRTIO_BLK_S_IOERR);
 	/* sector * 512 and sector + count would wrap. */
 	cr_assert_eq(run1(VIRTIO_BLK_T_IN, UINT64_MAX, &r, 1, NULL), VIRTIO_BLK_S_IOERR);
-	cr_assert_eq(run1(VIRTIO_BLK_T_OUT, (UINT64_MAX >> 9) + 1, &(struct fake_buf){DATA_GPA, 512, false}, 1, NULL),
+	cr_assert_eq(run1(VIRTIO_BLK_T_OUT, (UINT64_MAX >> 9) + 1,
+			  &(struct fake_buf){DATA_GPA, 512, false}, 1, NULL),
 		     VIRTIO_BLK_S_IOERR);
 	cr_assert_eq(counters().rejected, 4);
 	cr_assert_eq(counters().io_errors, 0);
@@ -507,7 +509,10 @@ static struct fake_buf segs(unsigned int n, const struct virtio_blk_discard_writ
 	return (struct fake_buf){DATA_GPA + 0x100000, (uint32_t)(n * sizeof(*s)), false};
 }
 
-#define SEG(sec, nr, fl) {.sector = htole64(sec), .num_sectors = htole32(nr), .flags = htole32(fl)}
+#define SEG(sec, nr, fl)                                                                 \
+	{                                                                                \
+		.sector = htole64(sec), .num_sectors = htole32(nr), .flags = htole32(fl) \
+	}
 
 Test(blk, discard_punches_holes)
 {
@@ -633,7 +638,8 @@ Test(blk, multiqueue_completes_on_the_right_queue)
 	struct req r;
 
 	create(&cfg, F_STD | F(VIRTIO_BLK_F_MQ), 2);
-	dev->ops->config_read(dev, offsetof(struct virtio_blk_config, num_queues), &c.num_queues, 2);
+	dev->ops->config_read(dev, offsetof(struct virtio_blk_config, num_queues), &c.num_queues,
+			      2);
 	cr_assert_eq(le16toh(c.num_queues), 2);
 	cr_assert_eq(dev->ops->max_queues, 2);
 	r = add_req(1, VIRTIO_BLK_T_IN, 0, &d, 1);
