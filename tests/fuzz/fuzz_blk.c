@@ -109,8 +109,7 @@ static void driver_ok(struct virtio_dev *dev)
 	pthread_mutex_unlock(&dev->lock);
 }
 
-static void run_op(struct blk *b, struct virtio_dev *dev, const uint8_t *h, uint8_t op,
-		   uint8_t arg)
+static void run_op(struct blk *b, struct virtio_dev *dev, const uint8_t *h, uint8_t op, uint8_t arg)
 {
 	uint8_t buf[8] = {arg, arg ^ 0x5a, 0, arg >> 1};
 	uint32_t off = arg % dev->ops->config_size, len = 1u << (op >> 4 & 3);
