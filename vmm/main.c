@@ -56,6 +56,11 @@ static void usage(FILE *f)
 		"                       in order; ro=on: read-only; cache=none: O_DIRECT\n"
 		"                       (default writeback: the host page cache); serial: GET_ID\n"
 		"                       (at most 20 bytes)\n"
+		"  --root /dev/vdX      run on that --disk's file system: the default guest's "
+		"init\n"
+		"                       mounts it and runs COMMAND (or a shell) chrooted there;\n"
+		"                       with --kernel and no --initrd the kernel mounts it "
+		"(root=)\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
@@ -303,6 +308,7 @@ static int cmd_run(int argc, char **argv)
 		{"balloon", required_argument, NULL, 'b'},
 		{"control", required_argument, NULL, 's'},
 		{"disk", required_argument, NULL, 'd'},
+		{"root", required_argument, NULL, 'r'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
 		{"compress", required_argument, NULL, 'Z'},
@@ -323,7 +329,8 @@ static int cmd_run(int argc, char **argv)
 			    .stats_period_s = 0},
 	};
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
-	const char *user_cmdline = NULL;
+	const char *user_cmdline = NULL, *root = NULL;
+	char root_arg[64] = "";
 	bool user_kernel = false, user_initrd = false, interactive;
 	struct machine *m;
 	struct vm *vm;
@@ -382,6 +389,9 @@ static int cmd_run(int argc, char **argv)
 		case 'd':
 			parse_disk(optarg, &cfg);
 			break;
+		case 'r':
+			root = optarg;
+			break;
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.vm.merge))
 				die("--merge '%s': expected on or off", optarg);
@@ -427,6 +437,20 @@ static int cmd_run(int argc, char **argv)
 	if (cfg.mem_limit_bytes && cfg.compress == COMPRESS_OFF)
 		die("--mem-limit needs the compressed tier (--compress lz4 or zstd)");
 
+	if (root) {
+		/* /dev/vda .. /dev/vdh: the --disk of that letter, in order. */
+		if (strncmp(root, "/dev/vd", 7) || root[7] < 'a' || root[7] > 'z' || root[8])
+			die("--root '%s': expected /dev/vda, /dev/vdb, ... (a --disk)", root);
+		if ((unsigned int)(root[7] - 'a') >= cfg.nr_disks)
+			die("--root %s: only %u --disk given", root, cfg.nr_disks);
+		if (cfg.firmware)
+			die("--root needs a Linux guest, not --firmware");
+		if (user_kernel && !user_initrd) /* no initramfs: the kernel mounts it */
+			snprintf(root_arg, sizeof(root_arg), " root=%s %s", root,
+				 cfg.disks[root[7] - 'a'].ro ? "ro" : "rw");
+		else /* the default guest's init (guest-kernel-config/initramfs/init) */
+			snprintf(root_arg, sizeof(root_arg), " vmm.root=%s", root);
+	}
 	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
 	shcmd[0] = '\0';
 	for (size_t len = 0; optind < argc; optind++)
@@ -448,8 +472,8 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s",
-			 user_cmdline ? user_cmdline : BASE_CMDLINE,
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s",
+			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
 			 /* guest init: free page reporting in whole host huge pages */
