@@ -457,7 +457,7 @@ static void blk_config_read(struct virtio_dev *dev, uint32_t off, void *data, ui
 		.capacity = htole64(b->capacity),
 		.size_max = htole32(BLK_SIZE_MAX),
 		.seg_max = htole32(BLK_SEG_MAX),
-		.blk_size = htole32(BLK_SECTOR_SIZE),
+		.blk_size = htole32(b->blk_size),
 		.num_queues = htole16(b->cfg.nr_queues),
 		.max_discard_sectors = htole32(BLK_MAX_DISCARD_SECTORS),
 		.max_discard_seg = htole32(BLK_MAX_DISCARD_SEG),

@@ -67,8 +67,10 @@ struct blk_counters {
  * @gm: guest RAM; @loop: where each queue's completion eventfd is watched (the caller runs it,
  * or drives it with loop_dispatch() in tests); @cfg is copied.
  * The image is opened O_RDWR (O_RDONLY with ro), O_DIRECT with BLK_CACHE_NONE (probed with one
- * aligned read: tmpfs and others refuse it). Its size, rounded down to whole sectors, is the
- * capacity. On failure one line naming the image and the reason is printed.
+ * aligned read: ramfs, tmpfs before Linux 6.6 and others refuse it); when O_DIRECT needs more
+ * than 512-byte alignment (statx STATX_DIOALIGN, e.g. a 4 KiB-sector disk) that becomes the
+ * offered blk_size, so the guest aligns its I/O to it. The size, rounded down to whole sectors,
+ * is the capacity. On failure one line naming the image and the reason is printed.
  * Returns 0 with *@out set, or -errno: -ENOENT/-EACCES (open), -EINVAL (O_DIRECT refused, size
  * below one sector, not a file or block device, bad nr_queues), -ENOMEM, or io_uring's errors.
  */

@@ -56,6 +56,7 @@ struct blk {
 	struct loop *loop;
 	int fd;
 	uint64_t capacity; /* sectors */
+	uint32_t blk_size; /* config blk_size: 512, or O_DIRECT's alignment when larger */
 	struct blk_counters c;
 	struct blk_queue *q[VIRTIO_MAX_QUEUES];
 };

@@ -46,6 +46,7 @@ static int open_image(struct blk *b)
 	const struct blk_config *cfg = &b->cfg;
 	int flags = (cfg->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	uint64_t bytes = 0;
+	struct statx stx;
 	struct stat st;
 	int e;
 
@@ -80,7 +81,19 @@ static int open_image(struct blk *b)
 			"does not see them",
 			cfg->path, bytes % BLK_SECTOR_SIZE);
 	b->capacity = bytes / BLK_SECTOR_SIZE;
-	return cfg->cache == BLK_CACHE_NONE ? probe_direct(b) : 0;
+	b->blk_size = BLK_SECTOR_SIZE;
+	if (cfg->cache != BLK_CACHE_NONE)
+		return 0;
+	/* O_DIRECT may need more than 512-byte alignment (4 KiB-sector disks): the guest then
+	 * sees that logical block size and aligns its I/O to it. */
+	if (!statx(b->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) &&
+	    (stx.stx_mask & STATX_DIOALIGN)) {
+		uint32_t a = MAX(stx.stx_dio_offset_align, stx.stx_dio_mem_align);
+
+		if (a > BLK_SECTOR_SIZE && a <= 4096 && !(a & (a - 1)))
+			b->blk_size = a;
+	}
+	return probe_direct(b);
 }
 
 static int create_queue(struct blk *b, uint16_t idx)
