@@ -736,3 +736,30 @@ Test(blk, setup_errors)
 	/* procfs refuses O_DIRECT at open (as ramfs does, and tmpfs before Linux 6.6). */
 	cr_assert_eq(try_create("/proc/self/status", true, BLK_CACHE_NONE), -EINVAL);
 }
+
+/* Back-pressure: 256 discards of 8 segments need 2048 SQEs, more than the ring's 512 at once;
+ * the device stops popping, and completions resume it until every request is done. */
+Test(blk, full_ring_resumes_from_completions)
+{
+	struct virtio_blk_discard_write_zeroes s[BLK_MAX_DISCARD_SEG];
+	struct fake_buf d = {DATA_GPA + 0x100000, sizeof(s), false};
+	uint32_t id, len;
+	unsigned int done = 0;
+
+	bring_up(false);
+	for (unsigned int i = 0; i < BLK_MAX_DISCARD_SEG; i++)
+		s[i] = (struct virtio_blk_discard_write_zeroes)SEG(i * 64, 8, 0);
+	gm_write(&gm, d.gpa, s, sizeof(s));
+	/* Three descriptors per request: 85 fit in a 256-entry ring at once. */
+	for (int i = 0; i < 85; i++)
+		add_req(0, VIRTIO_BLK_T_DISCARD, 0, &d, 1);
+	kick(0);
+	cr_assert_lt(counters().inflight, 85, "the ring's room bounds what is popped per round");
+	while (done < 85) {
+		cr_assert(wait_used(0, &id, &len), "%u of 85 done", done);
+		done++;
+	}
+	cr_assert_geq(counters().submits, 2);
+	cr_assert_eq(counters().discards, 85);
+	cr_assert_eq(counters().rejected + counters().io_errors, 0);
+}
