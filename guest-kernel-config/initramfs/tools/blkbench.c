@@ -130,6 +130,7 @@ int main(int argc, char **argv)
 	       (unsigned long long)bytes, el, ops / el, bytes / el / 1e6);
 	return 0;
 usage:
-	fprintf(stderr, "usage: blkbench PATH randread|seqread|seqwrite BS_KIB QD SECONDS [direct]\n");
+	fprintf(stderr,
+		"usage: blkbench PATH randread|seqread|seqwrite BS_KIB QD SECONDS [direct]\n");
 	return 2;
 }
