@@ -330,3 +330,33 @@ uint32_t vq_copy_to_chain(const struct vq_chain *chain, const void *src, uint32_
 	}
 	return done;
 }
+
+int vq_chain_iov(const struct vq_chain *chain, bool writable, uint32_t off, uint32_t len,
+		 struct iovec *iov, unsigned int max)
+{
+	unsigned int i = writable ? chain->n_out : 0;
+	unsigned int end = writable ? chain->n_out + chain->n_in : chain->n_out;
+	uint32_t total = writable ? chain->in_len : chain->out_len;
+	unsigned int n = 0;
+
+	if (off > total || len > total - off)
+		return -ERANGE;
+	for (; i < end && len; i++) {
+		const struct vq_buf *b = &chain->bufs[i];
+		uint32_t piece;
+
+		if (off >= b->len) {
+			off -= b->len;
+			continue;
+		}
+		piece = MIN(b->len - off, len);
+		if (n == max)
+			return -E2BIG;
+		iov[n].iov_base = (uint8_t *)b->hva + off;
+		iov[n].iov_len = piece;
+		n++;
+		len -= piece;
+		off = 0;
+	}
+	return (int)n;
+}

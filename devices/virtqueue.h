@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct guest_mem;
 
@@ -115,5 +116,18 @@ uint32_t vq_copy_from_chain(const struct vq_chain *chain, uint32_t off, void *ds
  * Returns bytes copied (less than @len when the buffers are smaller).
  */
 uint32_t vq_copy_to_chain(const struct vq_chain *chain, const void *src, uint32_t len);
+
+/**
+ * vq_chain_iov() - host iovecs for bytes [@off, @off + @len) of the chain's device-readable
+ * (@writable false) or device-writable (@writable true) buffers, for vectored host I/O straight
+ * into or out of guest RAM (virtio-blk's io_uring readv/writev). Every entry lies inside one
+ * buffer vq_pop() validated (gm_ptr), so no other range check is needed; zero-length pieces are
+ * skipped. @iov: room for @max entries (caller-owned; the pointers stay valid as long as guest
+ * RAM is mapped).
+ * Returns the number of entries filled (0 when @len is 0), -ERANGE when the range runs past
+ * the buffers' total, or -E2BIG when it needs more than @max entries.
+ */
+int vq_chain_iov(const struct vq_chain *chain, bool writable, uint32_t off, uint32_t len,
+		 struct iovec *iov, unsigned int max);
 
 #endif

@@ -508,6 +508,28 @@ static struct json_object *server_json(const struct ctl_server_stats *s)
 	return o;
 }
 
+/* A disk's entry in vm.info's devices: the image and its request counters. */
+static void disk_json(struct json_object *d, const struct ctl_disk_info *k)
+{
+	json_object_object_add(d, "path", json_object_new_string(k->path ? k->path : ""));
+	json_object_object_add(d, "read_only", json_object_new_boolean(k->ro));
+	add_u64(d, "capacity_sectors", k->c.capacity);
+	add_u64(d, "reads", k->c.reads);
+	add_u64(d, "writes", k->c.writes);
+	add_u64(d, "flushes", k->c.flushes);
+	add_u64(d, "discards", k->c.discards);
+	add_u64(d, "write_zeroes", k->c.write_zeroes);
+	add_u64(d, "get_ids", k->c.get_ids);
+	add_u64(d, "bytes_read", k->c.bytes_read);
+	add_u64(d, "bytes_written", k->c.bytes_written);
+	add_u64(d, "unsupported", k->c.unsupported);
+	add_u64(d, "rejected", k->c.rejected);
+	add_u64(d, "io_errors", k->c.io_errors);
+	add_u64(d, "guest_errors", k->c.err_count);
+	add_u64(d, "submits", k->c.submits);
+	add_u64(d, "inflight", k->c.inflight);
+}
+
 struct json_object *ctl_info_json(const struct ctl_vm_info *info,
 				  const struct ctl_server_stats *srv)
 {
@@ -523,7 +545,7 @@ struct json_object *ctl_info_json(const struct ctl_vm_info *info,
 	add_u64(o, "memory_bytes", info->memory_bytes);
 	add_u64(o, "memory_mib", info->memory_bytes / MiB);
 	add_u64(o, "uptime_ms", info->uptime_ms);
-	for (unsigned int i = 0; i < info->nr_devices && i < CTL_MAX_DEVICES; i++) {
+	for (unsigned int i = 0, k = 0; i < info->nr_devices && i < CTL_MAX_DEVICES; i++) {
 		struct json_object *d = json_object_new_object();
 
 		if (!d)
@@ -531,6 +553,9 @@ struct json_object *ctl_info_json(const struct ctl_vm_info *info,
 		json_object_object_add(d, "name", json_object_new_string(info->devices[i]));
 		if (info->has_balloon && !strcmp(info->devices[i], "virtio-balloon"))
 			json_object_object_add(d, "features", feature_list(info->balloon_features));
+		if (!strcmp(info->devices[i], "virtio-blk") && k < info->nr_disks &&
+		    k < CTL_MAX_DISKS)
+			disk_json(d, &info->disks[k++]);
 		json_object_array_add(devs, d);
 	}
 	json_object_object_add(o, "devices", devs);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../devices/virtio_balloon.h"
+#include "../devices/virtio_blk.h"
 #include "mem/memtier.h"
 
 #define CTL_MAX_LINE	     65536 /* bytes of one request line, '\n' not counted */
@@ -96,6 +97,15 @@ struct ctl_error {
 	char message[CTL_MSG_LEN];
 };
 
+#define CTL_MAX_DISKS 8
+
+/* One virtio-blk disk in vm.info (devices[] lists "virtio-blk" once per disk, in this order). */
+struct ctl_disk_info {
+	const char *path; /* the --disk image */
+	bool ro;
+	struct blk_counters c;
+};
+
 /* vm.info figures, filled by the backend. */
 struct ctl_vm_info {
 	const char *state; /* vm_state_name() */
@@ -106,7 +116,9 @@ struct ctl_vm_info {
 	const char *devices[CTL_MAX_DEVICES]; /* static names, e.g. "virtio-balloon" */
 	bool has_balloon;
 	uint64_t balloon_features; /* negotiated VIRTIO_BALLOON_F_* bits */
-	bool stopped;		   /* exit_status/exit_reason are meaningful */
+	unsigned int nr_disks;
+	struct ctl_disk_info disks[CTL_MAX_DISKS];
+	bool stopped; /* exit_status/exit_reason are meaningful */
 	int exit_status;
 	char exit_reason[256];
 };

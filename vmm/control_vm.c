@@ -55,6 +55,17 @@ static int cvm_info(void *opaque, struct ctl_vm_info *out)
 		out->has_balloon = true;
 		out->balloon_features = bc.features;
 	}
+	for (unsigned int i = 0; i < cv->m->cfg.nr_disks && i < CTL_MAX_DISKS; i++) {
+		struct ctl_disk_info *d = &out->disks[out->nr_disks];
+
+		if (!cv->m->disks[i] || out->nr_devices == CTL_MAX_DEVICES)
+			continue;
+		d->path = cv->m->cfg.disks[i].path;
+		d->ro = cv->m->cfg.disks[i].ro;
+		blk_get_counters(cv->m->disks[i], &d->c);
+		out->nr_disks++;
+		out->devices[out->nr_devices++] = "virtio-blk";
+	}
 	return 0;
 }
 

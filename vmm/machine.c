@@ -11,6 +11,7 @@
 #include "../devices/pci.h"
 #include "../devices/serial.h"
 #include "../devices/virtio_balloon.h"
+#include "../devices/virtio_blk.h"
 #include "../devices/virtio_pci.h"
 #include "../devices/virtio_rng.h"
 #include "boot/boot.h"
@@ -171,6 +172,27 @@ static int create_rng(struct machine *m)
 	return ret;
 }
 
+/* One virtio-blk per --disk, MQ with one queue per vCPU (at most VIRTIO_MAX_QUEUES). */
+static int create_disks(struct machine *m)
+{
+	int ret;
+
+	for (unsigned int i = 0; i < m->cfg.nr_disks; i++) {
+		struct blk_config dc = m->cfg.disks[i];
+
+		dc.nr_queues = MIN(m->vm.nr_vcpus, (unsigned int)VIRTIO_MAX_QUEUES);
+		ret = blk_create(&m->vm.gm, m->vm.loop, &dc, &m->disks[i]);
+		if (ret)
+			return ret; /* blk_create said why */
+		ret = virtio_pci_attach(m->pci, blk_virtio_dev(m->disks[i]), m->vm.loop);
+		if (ret) {
+			pr_err("attaching virtio-blk for %s: %s", dc.path, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
 static int create_pci(struct machine *m)
 {
 	struct pci_irq_ops ops = {
@@ -194,6 +216,8 @@ static int create_pci(struct machine *m)
 		ret = create_balloon(m);
 	if (!ret && m->cfg.rng.enabled)
 		ret = create_rng(m);
+	if (!ret)
+		ret = create_disks(m);
 	return ret;
 }
 
@@ -351,8 +375,15 @@ void machine_destroy(struct machine *m)
 		virtio_pci_detach(balloon_virtio_dev(m->balloon));
 	if (m->rng)
 		virtio_pci_detach(rng_virtio_dev(m->rng));
+	for (unsigned int i = 0; i < MACHINE_MAX_DISKS; i++)
+		if (m->disks[i])
+			virtio_pci_detach(blk_virtio_dev(m->disks[i]));
 	pci_bus_destroy(m->pci);
 	m->pci = NULL;
+	for (unsigned int i = 0; i < MACHINE_MAX_DISKS; i++) {
+		blk_destroy(m->disks[i]);
+		m->disks[i] = NULL;
+	}
 	balloon_destroy(m->balloon);
 	m->balloon = NULL;
 	rng_destroy(m->rng); /* its timer is on the loop, which no longer runs */

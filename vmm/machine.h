@@ -9,12 +9,15 @@
  *   - PCI host bridge, conf1 (0xcf8)                      devices/pci.h
  *   - virtio-balloon on PCI, with --balloon on            devices/virtio_balloon.h
  *   - virtio-rng on PCI, with --rng on (the default)       devices/virtio_rng.h
+ *   - virtio-blk on PCI, one per --disk, in order (vda, vdb, ...: PCI slot order)
+ *                                                         devices/virtio_blk.h
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
  *      running yet).
  *   2. console, i8042, exit port on the port bus.
- *   3. PCI bus and its devices (virtio-balloon), the balloon's stats timer on the loop. The
+ *   3. PCI bus and its devices (virtio-balloon, the disks with their io_uring rings on the
+ *      loop), the balloon's stats timer on the loop. The
  *      balloon's event thread may emit events from here on: vm_emit_event() drops them while no
  *      sink is set.
  *   4. compressed tier (its userfaultfd thread and reclaim worker), before any guest page is
@@ -28,10 +31,11 @@
  * balloon's event thread, the compressed tier's worker), and each of them is joined before the
  * server is freed:
  *   1. vm_stop() and join the vCPU threads.
- *   2. virtio devices detached from the transport, PCI bus freed.
+ *   2. virtio devices detached from the transport, PCI bus freed; the disks freed (requests in
+ *      flight waited for, rings and images closed).
  *   3. virtio-rng freed (its rate-limit timer deleted from the stopped loop), balloon freed (its
- * event thread joined); m->balloon is NULL from here on, so a deferred reply completed later
- * answers "no balloon" instead of reaching freed memory.
+ *      event thread joined); m->balloon is NULL from here on, so a deferred reply completed
+ *      later answers "no balloon" instead of reaching freed memory.
  *   4. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
  *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running). A memory.reclaim
  *      that ends now (stopped_because "stopped") posts its result to the still-live server.
@@ -52,6 +56,7 @@
 #include "../devices/virtio_balloon.h"
 #include "../devices/virtio_rng.h"
 #include "mem/policy.h"
+#include "../devices/virtio_blk.h"
 #include "vm.h"
 
 struct serial;
@@ -59,6 +64,9 @@ struct pci_bus;
 struct balloon;
 struct memtier;
 struct control;
+struct blk;
+
+#define MACHINE_MAX_DISKS 8
 
 enum console_mode { CONSOLE_STDIO, CONSOLE_NONE, CONSOLE_FILE };
 
@@ -81,6 +89,8 @@ struct machine_config {
 	bool auto_balloon;	     /* --auto-balloon on: the memory autopilot (mem/policy.h) */
 	struct policy_config policy; /* its options */
 	struct rng_config rng;
+	unsigned int nr_disks; /* --disk, in order; nr_queues is set by machine_create */
+	struct blk_config disks[MACHINE_MAX_DISKS];
 };
 
 struct machine {
@@ -90,7 +100,8 @@ struct machine {
 	struct serial *console;	  /* the UART (present with --console none too) */
 	int console_fd;		  /* --console file:PATH, else -1 */
 	struct pci_bus *pci;
-	struct balloon *balloon; /* NULL without --balloon */
+	struct balloon *balloon;	      /* NULL without --balloon */
+	struct blk *disks[MACHINE_MAX_DISKS]; /* cfg.nr_disks of them */
 	int stats_timer;	 /* loop timer of the balloon's periodic stats, or -1 */
 	struct rng *rng;	 /* NULL with --rng off */
 	struct memtier *memtier; /* NULL with --compress off */

@@ -55,6 +55,16 @@ static void usage(FILE *f)
 		"  --rng on|off[,rate=BYTES]\n"
 		"                       virtio-rng entropy from getrandom(2), at most BYTES per\n"
 		"                       second, K/M/G suffixes (default on, rate=1M)\n"
+		"  --disk PATH[,ro=on][,cache=none|writeback][,serial=ID]\n"
+		"                       virtio-blk disk on a raw image, repeatable: vda, vdb, ...\n"
+		"                       in order; ro=on: read-only; cache=none: O_DIRECT\n"
+		"                       (default writeback: the host page cache); serial: GET_ID\n"
+		"                       (at most 20 bytes)\n"
+		"  --root /dev/vdX      run on that --disk's file system: the default guest's "
+		"init\n"
+		"                       mounts it and runs COMMAND (or a shell) chrooted there;\n"
+		"                       with --kernel and no --initrd the kernel mounts it "
+		"(root=)\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
@@ -223,6 +233,47 @@ static void parse_balloon(const char *arg, struct balloon_config *b)
 	free(copy);
 }
 
+/* --disk PATH[,ro=on|off][,cache=none|writeback][,serial=ID]; PATH is kept (argv outlives cfg). */
+static void parse_disk(char *arg, struct machine_config *cfg)
+{
+	struct blk_config *d;
+	char *save = NULL, *tok, *path;
+
+	if (cfg->nr_disks == MACHINE_MAX_DISKS)
+		die("--disk: at most %d disks", MACHINE_MAX_DISKS);
+	d = &cfg->disks[cfg->nr_disks++];
+	*d = (struct blk_config){.cache = BLK_CACHE_WRITEBACK};
+	path = strtok_r(arg, ",", &save);
+	if (!path || !*path)
+		die("--disk: expected PATH[,ro=on][,cache=none|writeback][,serial=ID]");
+	d->path = path;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		char *val = strchr(tok, '=');
+
+		if (!val)
+			die("--disk %s: '%s' is not KEY=VALUE (ro, cache, serial)", path, tok);
+		*val++ = '\0';
+		if (!strcmp(tok, "ro")) {
+			if (!parse_onoff(val, &d->ro))
+				die("--disk %s: ro=%s: expected on or off", path, val);
+		} else if (!strcmp(tok, "cache")) {
+			if (!strcmp(val, "none"))
+				d->cache = BLK_CACHE_NONE;
+			else if (!strcmp(val, "writeback"))
+				d->cache = BLK_CACHE_WRITEBACK;
+			else
+				die("--disk %s: cache=%s: expected none or writeback", path, val);
+		} else if (!strcmp(tok, "serial")) {
+			if (strlen(val) > VIRTIO_BLK_ID_BYTES)
+				die("--disk %s: serial '%s' is longer than %d bytes", path, val,
+				    VIRTIO_BLK_ID_BYTES);
+			snprintf(d->serial, sizeof(d->serial), "%s", val);
+		} else {
+			die("--disk %s: unknown option '%s' (ro, cache, serial)", path, tok);
+		}
+	}
+}
+
 /* --compress lz4 | zstd | zstd:LEVEL | off */
 static void parse_compress(const char *arg, struct machine_config *cfg)
 {
@@ -277,6 +328,8 @@ static int cmd_run(int argc, char **argv)
 		{"balloon", optional_argument, NULL, 'b'},
 		{"rng", required_argument, NULL, 'R'},
 		{"control", required_argument, NULL, 's'},
+		{"disk", required_argument, NULL, 'd'},
+		{"root", required_argument, NULL, 'r'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
 		{"compress", required_argument, NULL, 'Z'},
@@ -302,7 +355,8 @@ static int cmd_run(int argc, char **argv)
 	};
 	char rng_err[160];
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
-	const char *user_cmdline = NULL;
+	const char *user_cmdline = NULL, *root = NULL;
+	char root_arg[64] = "";
 	bool user_kernel = false, user_initrd = false, interactive;
 	struct machine *m;
 	struct vm *vm;
@@ -392,6 +446,12 @@ static int cmd_run(int argc, char **argv)
 		case 's':
 			cfg.control_path = optarg;
 			break;
+		case 'd':
+			parse_disk(optarg, &cfg);
+			break;
+		case 'r':
+			root = optarg;
+			break;
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.vm.merge))
 				die("--merge '%s': expected on or off", optarg);
@@ -437,6 +497,20 @@ static int cmd_run(int argc, char **argv)
 	if (cfg.mem_limit_bytes && cfg.compress == COMPRESS_OFF)
 		die("--mem-limit needs the compressed tier (--compress lz4 or zstd)");
 
+	if (root) {
+		/* /dev/vda .. /dev/vdh: the --disk of that letter, in order. */
+		if (strncmp(root, "/dev/vd", 7) || root[7] < 'a' || root[7] > 'z' || root[8])
+			die("--root '%s': expected /dev/vda, /dev/vdb, ... (a --disk)", root);
+		if ((unsigned int)(root[7] - 'a') >= cfg.nr_disks)
+			die("--root %s: only %u --disk given", root, cfg.nr_disks);
+		if (cfg.firmware)
+			die("--root needs a Linux guest, not --firmware");
+		if (user_kernel && !user_initrd) /* no initramfs: the kernel mounts it */
+			snprintf(root_arg, sizeof(root_arg), " root=%s %s", root,
+				 cfg.disks[root[7] - 'a'].ro ? "ro" : "rw");
+		else /* the default guest's init (guest-kernel-config/initramfs/init) */
+			snprintf(root_arg, sizeof(root_arg), " vmm.root=%s", root);
+	}
 	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
 	shcmd[0] = '\0';
 	for (size_t len = 0; optind < argc; optind++)
@@ -458,8 +532,8 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s",
-			 user_cmdline ? user_cmdline : BASE_CMDLINE,
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s",
+			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
 			 /* guest init: free page reporting in whole host huge pages */

@@ -484,3 +484,38 @@ Test(control_proto, smaps_text)
 	cr_assert_eq(ctl_parse_smaps(text, 0x1000, 0x2000, &k), -ENOENT);
 	cr_assert_not(k.have_smaps);
 }
+
+/* vm.info: each "virtio-blk" device entry carries its disk's path and request counters. */
+Test(control_proto, info_lists_disks_with_counters)
+{
+	struct ctl_vm_info info = {
+		.state = "running",
+		.nr_devices = 3,
+		.devices = {"pci-host", "virtio-blk", "virtio-blk"},
+		.nr_disks = 2,
+		.disks = {{.path = "/a.img", .c = {.reads = 7, .rejected = 2, .capacity = 2048}},
+			  {.path = "/b.img", .ro = true, .c = {.io_errors = 1}}},
+	};
+	struct json_object *o = ctl_info_json(&info, NULL), *devs, *d, *v;
+
+	cr_assert_not_null(o);
+	cr_assert(json_object_object_get_ex(o, "devices", &devs));
+	cr_assert_eq(json_object_array_length(devs), 3);
+	d = json_object_array_get_idx(devs, 0);
+	cr_assert_not(json_object_object_get_ex(d, "path", &v));
+	d = json_object_array_get_idx(devs, 1);
+	cr_assert(json_object_object_get_ex(d, "path", &v));
+	cr_assert_str_eq(json_object_get_string(v), "/a.img");
+	cr_assert(json_object_object_get_ex(d, "reads", &v));
+	cr_assert_eq(json_object_get_uint64(v), 7);
+	cr_assert(json_object_object_get_ex(d, "rejected", &v));
+	cr_assert_eq(json_object_get_uint64(v), 2);
+	cr_assert(json_object_object_get_ex(d, "capacity_sectors", &v));
+	cr_assert_eq(json_object_get_uint64(v), 2048);
+	d = json_object_array_get_idx(devs, 2);
+	cr_assert(json_object_object_get_ex(d, "read_only", &v));
+	cr_assert(json_object_get_boolean(v));
+	cr_assert(json_object_object_get_ex(d, "io_errors", &v));
+	cr_assert_eq(json_object_get_uint64(v), 1);
+	json_object_put(o);
+}

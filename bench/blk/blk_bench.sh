@@ -1,0 +1,125 @@
+#!/bin/sh
+# bench/blk scenario: virtio-blk in the guest, ours against QEMU (-M pc, -enable-kvm,
+# -device virtio-blk-pci on -drive aio=io_uring,cache=writeback), same kernel, initramfs, command
+# line and image (256 MiB, written in full first), and the host running the same tool on the file.
+# Run by bench/blk/run.sh (inside the nested test host unless /dev/kvm boots Linux here).
+#
+# The guest tool is blkbench (guest-kernel-config/initramfs/tools/blkbench.c, a small fio
+# stand-in: QD threads, each with one pread/pwrite in flight, O_DIRECT on /dev/vda in the guest);
+# phases of BLK_BENCH_SECS (5) s each: 4 KiB random read at QD 1 and QD 32, 1 MiB sequential read
+# and write at QD 4. Host CPU per GiB: the VMM process's utime+stime (/proc/PID/stat) between the
+# guest's start and end markers of a phase, divided by the GiB the phase moved; for the host
+# itself, the tool's own CPU time. Both VMMs use the host page cache (cache=writeback) and one
+# queue (1 vCPU). In the nested test host absolute figures are 50-100x below hardware: compare
+# the ratios.
+# needs: qemu
+# timeout: 900
+. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+need_vmm
+need_kvm
+
+secs=${BLK_BENCH_SECS:-5}
+k=$GUEST_DIR/bzImage
+rd=$GUEST_DIR/initramfs.cpio.gz
+base="console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
+img=$SCRATCH/bench.img
+phases="rr4k_qd1 rr4k_qd32 sr1m sw1m"
+args() { # PHASE: blkbench arguments after the path
+	case $1 in
+	rr4k_qd1) echo "randread 4 1 $secs" ;;
+	rr4k_qd32) echo "randread 4 32 $secs" ;;
+	sr1m) echo "seqread 1024 4 $secs" ;;
+	sw1m) echo "seqwrite 1024 4 $secs" ;;
+	esac
+}
+
+log "image: 256 MiB written in full"
+dd if=/dev/zero of="$img" bs=1M count=256 2>/dev/null || fail "cannot write $img"
+
+gcmd=
+for p in $phases; do
+	gcmd="$gcmd echo @@start $p; blkbench /dev/vda $(args $p) direct | sed 's/^/@@res $p /'; echo @@end $p;"
+done
+
+launch() { # CONFIG
+	case $1 in
+	vmm) exec "$VMM" run --mem 256M --cmdline "$base" --disk "$img" -- sh -c "$gcmd" ;;
+	qemu)
+		exec "$QEMU" -M pc -enable-kvm -cpu host -m 256 -smp 1 -nodefaults -no-user-config \
+			-display none -no-reboot -serial stdio \
+			-device isa-debug-exit,iobase=0x501,iosize=1 \
+			-drive "file=$img,if=none,id=d0,format=raw,aio=io_uring,cache=writeback" \
+			-device virtio-blk-pci,drive=d0 \
+			-kernel "$k" -initrd "$rd" \
+			-append "$base quiet vmm.cmd=$(b64 "$gcmd") vmm.tty=0" ;;
+	esac
+}
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+res=$SCRATCH/results
+: >"$res"
+run_config() { # CONFIG
+	_out=$SCRATCH/$1.out
+	(launch "$1") </dev/null >"$_out" 2>"$SCRATCH/$1.err" &
+	_pid=$!
+	for p in $phases; do
+		wait_for "^@@start $p" "$_out" 300 || { cat "$_out" "$SCRATCH/$1.err"; fail "$1: no $p"; }
+		_t0=$(ticks $_pid)
+		wait_for "^@@end $p" "$_out" 300 || { cat "$_out" "$SCRATCH/$1.err"; fail "$1: $p hung"; }
+		_t1=$(ticks $_pid)
+		_line=$(tr -d '\r' <"$_out" | grep "^@@res $p ") || { cat "$_out"; fail "$1: $p failed"; }
+		echo "$1 $p $((_t1 - _t0)) ${_line#@@res $p }" >>"$res"
+	done
+	wait $_pid
+	log "$1: exit status $?"
+}
+
+run_host() {
+	zcat "$rd" | (mkdir -p "$SCRATCH/x" && cd "$SCRATCH/x" && cpio -id bin/blkbench 2>/dev/null)
+	[ -x "$SCRATCH/x/bin/blkbench" ] || fail "blkbench not in the guest initramfs"
+	for p in $phases; do
+		_t0=$(awk '{ print $16 + $17 }' /proc/$$/stat)
+		# shellcheck disable=SC2046
+		_line=$("$SCRATCH/x/bin/blkbench" "$img" $(args $p)) || fail "host: $p failed"
+		_t1=$(awk '{ print $16 + $17 }' /proc/$$/stat)
+		echo "host $p $((_t1 - _t0)) $_line" >>"$res"
+	done
+}
+
+run_config vmm
+[ -n "$QEMU" ] && [ -x "$QEMU" ] && run_config qemu
+run_host
+cat "$res"
+
+# Table: one row per figure, one column per config.
+awk -v hz="$hz" '
+function val(s, k,   i, n, a) { n = split(s, a, " "); for (i = 1; i <= n; i++) if (index(a[i], k "=") == 1) return substr(a[i], length(k) + 2); return "" }
+{
+	cfg = $1; ph = $2; t = $3; rest = $0
+	iops[cfg, ph] = val(rest, "iops"); mbps[cfg, ph] = val(rest, "mbps")
+	bytes = val(rest, "bytes"); cpu[cfg, ph] = bytes > 0 ? t / hz / (bytes / 1073741824) : 0
+	if (!(cfg in seen)) { seen[cfg] = 1; order[++nc] = cfg }
+}
+END {
+	printf "%-34s", "figure"; for (c = 1; c <= nc; c++) printf " %12s", order[c]; printf "\n"
+	row("4 KiB rand read QD1 (IOPS)", "rr4k_qd1", "iops")
+	row("4 KiB rand read QD32 (IOPS)", "rr4k_qd32", "iops")
+	row("1 MiB seq read QD4 (MB/s)", "sr1m", "mbps")
+	row("1 MiB seq write QD4 (MB/s)", "sw1m", "mbps")
+	row("CPU s/GiB, 4 KiB rand QD32", "rr4k_qd32", "cpu")
+	row("CPU s/GiB, 1 MiB seq read", "sr1m", "cpu")
+	row("CPU s/GiB, 1 MiB seq write", "sw1m", "cpu")
+	if (("vmm", "rr4k_qd32") in iops && ("host", "rr4k_qd32") in iops && iops["host", "rr4k_qd32"] > 0)
+		printf "vmm 4 KiB QD32 = %.1f%% of the host'"'"'s own figure\n", 100 * iops["vmm", "rr4k_qd32"] / iops["host", "rr4k_qd32"]
+}
+function row(name, ph, what,   c, v) {
+	printf "%-34s", name
+	for (c = 1; c <= nc; c++) {
+		v = what == "iops" ? iops[order[c], ph] : what == "mbps" ? mbps[order[c], ph] : sprintf("%.2f", cpu[order[c], ph])
+		printf " %12s", v
+	}
+	printf "\n"
+}' "$res"
+log "ok"
