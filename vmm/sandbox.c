@@ -262,7 +262,7 @@ static void append_hex(char *buf, size_t *len, size_t cap, uint64_t v)
 static void on_sigsys(int sig, siginfo_t *si, void *ucv)
 {
 	ucontext_t *uc = ucv;
-	char msg[256], num[24];
+	char msg[384], num[24];
 	size_t len = 0, n = 0;
 	int nr = si->si_syscall;
 	const char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
@@ -282,6 +282,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv)
 	if (nr == SCMP_SYS(ioctl)) { /* which request: the second argument, in rsi */
 		append(msg, &len, sizeof(msg), ", request ");
 		append_hex(msg, &len, sizeof(msg), (uint64_t)uc->uc_mcontext.gregs[REG_RSI]);
+	} else if (nr == SCMP_SYS(openat) && uc->uc_mcontext.gregs[REG_RSI]) {
+		char path[96];
+
+		/* Our own memory: the path the thread tried to open, bounded. */
+		memccpy(path, (const char *)uc->uc_mcontext.gregs[REG_RSI], '\0', sizeof(path) - 1);
+		path[sizeof(path) - 1] = '\0';
+		append(msg, &len, sizeof(msg), ", ");
+		append(msg, &len, sizeof(msg), path);
 	}
 	append(msg, &len, sizeof(msg), "); stopping the VMM (--seccomp log to allow and log)\n");
 	if (write(STDERR_FILENO, msg, len) < 0) {
@@ -326,11 +334,13 @@ int sandbox_init(enum sandbox_mode mode)
 	int ret;
 
 	/*
-	 * glibc sizes its malloc arena limit from the CPU count the first time a thread needs an
-	 * arena, by opening /sys/devices/system/cpu/online: under a filter that killed the
-	 * userfaultfd thread on its first fault. A fixed limit skips that probe.
+	 * One malloc arena for every thread. glibc's per-thread arenas open files lazily, under
+	 * the filters: /sys/devices/system/cpu/online to size the arena limit on a thread's first
+	 * malloc, /proc/sys/vm/overcommit_memory the first time a thread's heap shrinks (both killed
+	 * the userfaultfd thread). The main arena does neither; the VMM's threads are few and
+	 * allocate little after setup.
 	 */
-	mallopt(M_ARENA_MAX, 8);
+	mallopt(M_ARENA_MAX, 1);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {
 		ret = -errno;
 		pr_err("sandbox: prctl: %s", strerror(-ret));
