@@ -92,10 +92,14 @@ static void usage(FILE *f)
 		BASE_CMDLINE);
 }
 
-/* Is @s a --balloon value (on, off, or a KEY=VALUE list) rather than the next option/word? */
+/*
+ * Is @s the value of a --balloon given as its own word? Any word but an option or `--` is (so
+ * `--balloon sometimes` is still an error); a bare --balloon is followed by an option, `--` or
+ * nothing.
+ */
 static bool is_balloon_value(const char *s)
 {
-	return !strcmp(s, "on") || !strcmp(s, "off") || (s[0] != '-' && strchr(s, '='));
+	return s[0] != '-';
 }
 
 static void restore_tty(void)

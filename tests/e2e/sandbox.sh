@@ -57,4 +57,7 @@ for role in loop vcpu events userfaultfd reclaim; do
 done
 log "--- --seccomp off: no filter"
 "$VMM" run --mem 128M --seccomp off --console none -- true </dev/null || fail "--seccomp off run failed"
+log "--- a bare --balloon means on (issue 15, CLI habits)"
+"$VMM" run --mem 128M --balloon --console none -- sh -c 'test -d /sys/bus/virtio/drivers/virtio_balloon/virtio*' \
+	</dev/null || fail "vmm run --balloon -- CMD: no virtio-balloon in the guest"
 echo "PASS sandbox"
