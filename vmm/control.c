@@ -94,13 +94,14 @@ static void drop_pending(struct control *c, struct ctl_client *cl)
 	cl->nr_pending = 0;
 }
 
-/* Mark @cl dead: it is closed by reap(); in-memory clients stay until control_test_free(). */
+/*
+ * Mark @cl dead: it is closed by reap(); in-memory clients stay until control_test_free().
+ * Its deferred replies stay in the list (a walk of the list may be the caller, through a failed
+ * send): the walks skip and free them, and reap() drops the rest before freeing @cl.
+ */
 static void client_kill(struct ctl_client *cl)
 {
-	if (cl->dead)
-		return;
 	cl->dead = true;
-	drop_pending(cl->c, cl);
 }
 
 static int wbuf_append(struct wbuf *w, const char *buf, size_t n)
@@ -261,19 +262,18 @@ static void complete_stats(struct control *c, bool expire_all)
 		bool fresh = st.seq > p->seq0;
 		struct ctl_request req = {.has_id = p->has_id, .id = p->id};
 
-		if (p->reclaim) {
+		bool due = !p->reclaim && (fresh || expire_all || now >= p->deadline_ns);
+
+		if (!due && !p->cl->dead) {
 			pp = &p->next;
 			continue;
 		}
-		if (!fresh && !expire_all && now < p->deadline_ns) {
-			pp = &p->next;
-			continue;
-		}
+		/* Unlinked before the send, which may kill a client but frees no entry. */
 		*pp = p->next;
 		p->cl->nr_pending--;
-		if (ret < 0)
+		if (!p->cl->dead && ret < 0)
 			send_errno(p->cl, &req, ret, "balloon.stats");
-		else
+		else if (!p->cl->dead)
 			send_ok(p->cl, &req, ctl_stats_json(&st, now, fresh));
 		free(p);
 	}
@@ -292,15 +292,17 @@ static void complete_reclaims(struct control *c, uint64_t job, const char *data,
 		struct ctl_request req = {.has_id = p->has_id, .id = p->id};
 		bool match = data && p->job == job;
 
-		if (!p->reclaim || (!match && !expire_all && now < p->deadline_ns)) {
+		bool due = p->reclaim && (match || expire_all || now >= p->deadline_ns);
+
+		if (!due && !p->cl->dead) {
 			pp = &p->next;
 			continue;
 		}
 		*pp = p->next;
 		p->cl->nr_pending--;
-		if (match)
+		if (!p->cl->dead && match)
 			send_ok(p->cl, &req, json_tokener_parse(data));
-		else
+		else if (!p->cl->dead)
 			send_error(p->cl, p->has_id, p->id, CTL_E_INTERNAL,
 				   "memory.reclaim: no result in time (the reclaim may go on)");
 		free(p);
@@ -704,6 +706,7 @@ static void reap(struct control *c)
 			watch(cl, want);
 			continue;
 		}
+		drop_pending(c, cl);
 		loop_del_fd(c->loop, cl->fd);
 		close(cl->fd);
 		c->clients[i] = NULL;
@@ -1090,6 +1093,7 @@ void control_destroy(struct control *c)
 
 		if (!cl)
 			continue;
+		drop_pending(c, cl);
 		if (cl->fd >= 0) {
 			if (c->loop)
 				loop_del_fd(c->loop, cl->fd);
