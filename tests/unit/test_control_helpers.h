@@ -29,6 +29,7 @@ struct test_server {
 	struct control_fake fake;
 	pthread_t thread;
 	bool running;
+	uint64_t idle_ms; /* set before test_server_start(): control_set_idle_timeout(); 0: none */
 };
 
 static void *test_server_thread(void *arg)
@@ -60,6 +61,8 @@ static inline int test_server_start(struct test_server *s)
 {
 	int ret = control_create(s->loop, s->path, &control_fake_ops, &s->fake, &s->ctl);
 
+	if (!ret && s->idle_ms)
+		ret = control_set_idle_timeout(s->ctl, s->idle_ms);
 	if (ret)
 		return ret;
 	s->fake.ctl = s->ctl;
