@@ -21,6 +21,8 @@
 #define READ_CHUNK     4096
 #define ACCEPT_BATCH   64
 #define FLUSH_DEADLINE (200 * 1000000ULL) /* control_destroy() flush budget, ns */
+#define STR_(x)	       #x
+#define STR(x)	       STR_(x)
 
 struct wbuf {
 	char *data;
@@ -29,12 +31,13 @@ struct wbuf {
 
 struct ctl_client {
 	struct control *c;
-	int fd;		  /* -1 for an in-memory (test) client */
-	bool dead;	  /* to be closed: no more input or output */
-	bool rd_eof;	  /* the peer shut its write side */
-	bool closing;	  /* close once the output is flushed and no reply is deferred */
-	uint32_t ev_mask; /* subscribed events */
-	uint32_t watched; /* epoll events currently asked for */
+	int fd;		    /* -1 for an in-memory (test) client */
+	bool dead;	    /* to be closed: no more input or output */
+	bool rd_eof;	    /* the peer shut its write side */
+	bool closing;	    /* close once the output is flushed and no reply is deferred */
+	uint32_t ev_mask;   /* subscribed events */
+	uint32_t watched;   /* epoll events currently asked for */
+	uint64_t active_ns; /* last byte received from or sent to the client (idle timeout) */
 	unsigned int nr_pending;
 	char *rbuf;
 	size_t rstart, rlen, rcap; /* unread input is [rstart, rlen) */
@@ -66,6 +69,8 @@ struct control {
 	dev_t dev; /* of our socket file, to never unlink someone else's */
 	ino_t ino;
 	int lfd, evfd, tfd, spare_fd;
+	uint64_t idle_ns; /* control_set_idle_timeout(); 0: never */
+	int idle_timer;	  /* loop timer of idle_sweep(), -1 when none */
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 	struct pending *pending;
 	struct ctl_server_stats st;
@@ -148,6 +153,7 @@ static void client_flush(struct ctl_client *cl)
 			break;
 		}
 		cl->w.off += (size_t)k;
+		cl->active_ns = now_ns();
 	}
 	if (cl->w.off == cl->w.len)
 		cl->w.off = cl->w.len = 0;
@@ -173,6 +179,7 @@ static void client_write(struct ctl_client *cl, const char *buf, size_t n)
 		if (k > 0) {
 			buf += k;
 			n -= (size_t)k;
+			cl->active_ns = now_ns();
 		}
 	}
 	if (!n)
@@ -360,7 +367,8 @@ static void cmd_balloon_stats(struct control *c, struct ctl_client *cl,
 		ret = defer_stats(c, cl, req, st.seq);
 		if (ret == -EBUSY)
 			send_error(cl, req->has_id, req->id, CTL_E_BUSY,
-				   "balloon.stats: too many requests waiting on this connection");
+				   "balloon.stats: too many requests waiting on this connection "
+				   "(at most " STR(CTL_MAX_PENDING) ")");
 		else if (ret < 0)
 			send_errno(cl, req, ret, "balloon.stats");
 		return;
@@ -384,7 +392,8 @@ static void cmd_reclaim(struct control *c, struct ctl_client *cl, const struct c
 	}
 	if (cl->nr_pending >= CTL_MAX_PENDING) {
 		send_error(cl, req->has_id, req->id, CTL_E_BUSY,
-			   "memory.reclaim: too many requests waiting on this connection");
+			   "memory.reclaim: too many requests waiting on this connection "
+			   "(at most " STR(CTL_MAX_PENDING) ")");
 		return;
 	}
 	p = calloc(1, sizeof(*p));
@@ -509,6 +518,9 @@ static void cmd_subscribe(struct ctl_client *cl, const struct ctl_request *req)
 		if (mask & ctl_event_bit(names[i]))
 			json_object_array_add(a, json_object_new_string(names[i]));
 	json_object_object_add(o, "events", a);
+	/* A watcher sends a blank line more often than this to stay connected. */
+	json_object_object_add(o, "idle_timeout_ms",
+			       json_object_new_uint64(cl->c->idle_ns / 1000000));
 	send_ok(cl, req, o);
 }
 
@@ -670,9 +682,10 @@ static void client_read(struct ctl_client *cl)
 		return;
 	}
 	n = recv(cl->fd, cl->rbuf + cl->rlen, room, MSG_DONTWAIT);
-	if (n > 0)
+	if (n > 0) {
 		cl->rlen += (size_t)n;
-	else if (n == 0)
+		cl->active_ns = now_ns();
+	} else if (n == 0)
 		cl->rd_eof = true;
 	else if (errno != EAGAIN && errno != EINTR)
 		client_kill(cl);
@@ -745,6 +758,7 @@ static struct ctl_client *client_new(struct control *c, int fd)
 			return NULL;
 		cl->c = c;
 		cl->fd = fd;
+		cl->active_ns = now_ns();
 		c->clients[i] = cl;
 		c->st.clients++;
 		c->st.clients_total++;
@@ -753,9 +767,26 @@ static struct ctl_client *client_new(struct control *c, int fd)
 	return NULL;
 }
 
+/* "60 s", "0.3 s": an idle timeout for messages. */
+static const char *secs(uint64_t ns, char *buf, size_t size)
+{
+	snprintf(buf, size, "%g s", (double)(ns / 1000000) / 1000.0);
+	return buf;
+}
+
 static void reject(struct control *c, int fd)
 {
-	char *line = ctl_reply_error(false, 0, CTL_E_BUSY, "too many clients (at most 32)");
+	char msg[CTL_MSG_LEN], t[32], *line;
+
+	if (c->idle_ns)
+		snprintf(
+			msg, sizeof(msg),
+			"too many clients (the limit is %d clients; idle ones are closed after %s)",
+			CTL_MAX_CLIENTS, secs(c->idle_ns, t, sizeof(t)));
+	else
+		snprintf(msg, sizeof(msg), "too many clients (the limit is %d clients)",
+			 CTL_MAX_CLIENTS);
+	line = ctl_reply_error(false, 0, CTL_E_BUSY, msg);
 
 	c->st.clients_rejected++;
 	if (line && send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
@@ -876,6 +907,116 @@ static void timer_cb(void *opaque, int fd, uint32_t events)
 	complete_stats(c, false);
 	complete_reclaims(c, 0, NULL, false);
 	reap(c);
+}
+
+/* Close the socket clients silent for the idle timeout with no deferred reply waiting. */
+static void idle_sweep(void *opaque)
+{
+	struct control *c = opaque;
+	uint64_t now = now_ns();
+	char msg[CTL_MSG_LEN], t[32];
+
+	for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+		struct ctl_client *cl = c->clients[i];
+
+		if (!cl || cl->fd < 0 || cl->dead || cl->nr_pending || !c->idle_ns ||
+		    now - cl->active_ns < c->idle_ns)
+			continue;
+		c->st.clients_idle_closed++;
+		snprintf(msg, sizeof(msg),
+			 "nothing received for %s; closing the connection (a blank line keeps it "
+			 "open)",
+			 secs(c->idle_ns, t, sizeof(t)));
+		send_error(cl, false, 0, CTL_E_IDLE_TIMEOUT, msg);
+		client_kill(cl);
+	}
+	reap(c);
+}
+
+int control_set_idle_timeout(struct control *c, uint64_t ms)
+{
+	int id = -1;
+
+	if (!ms)
+		ms = CTL_IDLE_DEF_MS;
+	if (ms != CTL_IDLE_NEVER && ms > CTL_IDLE_MAX_MS)
+		return -EINVAL;
+	if (ms != CTL_IDLE_NEVER) {
+		id = loop_add_timer(c->loop, MIN(1000, MAX(10, ms / 4)), true, idle_sweep, c);
+		if (id < 0)
+			return id;
+	}
+	if (c->idle_timer >= 0)
+		loop_del_timer(c->loop, c->idle_timer);
+	c->idle_timer = id;
+	c->idle_ns = ms == CTL_IDLE_NEVER ? 0 : ms * 1000000ULL;
+	return 0;
+}
+
+static int arg_error(char *err, size_t size, int ret, const char *fmt, const char *what)
+{
+	snprintf(err, size, fmt, what);
+	return ret;
+}
+
+int control_parse_arg(const char *arg, char *path, size_t path_size, uint64_t *idle_ms, char *err,
+		      size_t err_size)
+{
+	const char *opts = NULL;
+	size_t len;
+
+	*idle_ms = 0;
+	/* The options start at the first comma from which on every part is NAME=VALUE. */
+	for (const char *p = arg; (p = strchr(p, ',')); p++) {
+		bool all = true;
+
+		for (const char *q = p; q && all; q = strchr(q + 1, ',')) {
+			size_t n = strcspn(q + 1, ",="),
+			       k = strspn(q + 1, "abcdefghijklmnopqrstuvwxyz-");
+
+			all = n && k == n && q[1 + n] == '=';
+		}
+		if (all) {
+			opts = p;
+			break;
+		}
+	}
+	len = opts ? (size_t)(opts - arg) : strlen(arg);
+	if (!len)
+		return arg_error(err, err_size, -EINVAL,
+				 "--control '%s': expected PATH[,idle-timeout=SECONDS]", arg);
+	if (len >= path_size)
+		return arg_error(err, err_size, -ENAMETOOLONG,
+				 "--control '%s': the path is too long", arg);
+	memcpy(path, arg, len);
+	path[len] = '\0';
+	for (const char *o = opts; o; o = strchr(o + 1, ',')) {
+		const char *v = strchr(o, '=') + 1;
+		size_t n = strcspn(v, ",");
+		char num[32], *end;
+		unsigned long long s;
+
+		if (strncmp(o + 1, "idle-timeout=", 13)) {
+			snprintf(err, err_size,
+				 "--control: unknown option '%.*s' (known: idle-timeout)",
+				 (int)(v - o - 2), o + 1);
+			return -EINVAL;
+		}
+		snprintf(num, sizeof(num), "%.*s", (int)MIN(n, sizeof(num) - 1), v);
+		errno = 0;
+		s = strtoull(num, &end, 10);
+		if (!n || n >= sizeof(num) || *end || errno || num[0] == '-' ||
+		    s > CTL_IDLE_MAX_MS / 1000) {
+			snprintf(err, err_size,
+				 "--control: idle-timeout '%.*s': expected whole seconds from 0 "
+				 "(never) "
+				 "to %llu",
+				 (int)n, v, CTL_IDLE_MAX_MS / 1000);
+			return -EINVAL;
+		}
+		*idle_ms = s ? s * 1000 : CTL_IDLE_NEVER;
+	}
+	return 0;
 }
 
 void control_post_event(void *opaque, const char *event, const char *data_json)
@@ -1010,6 +1151,7 @@ int control_create(struct loop *loop, const char *path, const struct control_bac
 			      .lfd = -1,
 			      .evfd = -1,
 			      .tfd = -1,
+			      .idle_timer = -1,
 			      .evtail = &c->evhead};
 	pthread_mutex_init(&c->evlock, NULL);
 	c->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1025,6 +1167,8 @@ int control_create(struct loop *loop, const char *path, const struct control_bac
 		}
 	}
 	ret = add_fds(c);
+	if (!ret)
+		ret = control_set_idle_timeout(c, 0);
 	if (ret < 0) {
 		pr_err("control: event loop setup: %s", strerror(-ret));
 		goto err;
@@ -1081,6 +1225,8 @@ void control_destroy(struct control *c)
 			loop_del_fd(c->loop, c->evfd);
 		if (c->tfd >= 0)
 			loop_del_fd(c->loop, c->tfd);
+		if (c->idle_timer >= 0)
+			loop_del_timer(c->loop, c->idle_timer);
 	}
 	deliver_events(c);
 	if (c->pending)

@@ -21,6 +21,9 @@ struct machine;
 #define CTL_WQ_MAX	(1024 * 1024) /* queued bytes above which a client is disconnected */
 #define CTL_EVQ_MAX	4096	      /* events queued between any thread and the loop */
 #define CTL_MAX_PENDING 16	      /* deferred replies (balloon.stats) per client */
+#define CTL_IDLE_DEF_MS 60000	      /* idle timeout unless control_set_idle_timeout() says */
+#define CTL_IDLE_MAX_MS (86400 * 1000ULL) /* largest idle timeout (one day) */
+#define CTL_IDLE_NEVER	UINT64_MAX	  /* control_set_idle_timeout(): idle clients stay */
 
 /*
  * What the server asks of a VM. Every hook runs on the loop thread and returns 0 or -errno
@@ -74,6 +77,27 @@ struct control_backend_ops {
  */
 int control_create(struct loop *loop, const char *path, const struct control_backend_ops *ops,
 		   void *opaque, struct control **out);
+
+/**
+ * control_set_idle_timeout() - close clients that sent nothing for @ms milliseconds while no
+ * deferred reply of theirs waits (after one "idle-timeout" error line). Bytes sent to the client
+ * count as activity too; a blank line is the keepalive. @ms: 1..CTL_IDLE_MAX_MS, 0 for
+ * CTL_IDLE_DEF_MS (what control_create() sets), CTL_IDLE_NEVER for no timeout. Clients are
+ * checked every min(1 s, @ms / 4). In-memory test clients never time out. Loop thread only (or
+ * no loop running). Returns 0, -EINVAL out of range, or -errno from loop_add_timer().
+ */
+int control_set_idle_timeout(struct control *c, uint64_t ms);
+
+/**
+ * control_parse_arg() - split the --control argument "PATH[,idle-timeout=SECONDS]".
+ * A comma starts an option only when "NAME=" follows it up to the next comma: "/a,b/s" is a
+ * path. @path: @path_size bytes for the path. *@idle_ms: 0 when absent (the default),
+ * CTL_IDLE_NEVER for 0 s, else SECONDS * 1000 (at most 86400 s). On error @err (@err_size bytes)
+ * holds one line naming the problem. Returns 0, -EINVAL (bad or unknown option, empty path) or
+ * -ENAMETOOLONG (the path does not fit @path).
+ */
+int control_parse_arg(const char *arg, char *path, size_t path_size, uint64_t *idle_ms, char *err,
+		      size_t err_size);
 
 /**
  * control_destroy() - deliver queued events, flush replies for at most ~200 ms, close every

@@ -34,6 +34,7 @@ static const char *const code_names[CTL_NR_CODES] = {
 	[CTL_E_VM_NOT_RUNNING] = "vm-not-running",
 	[CTL_E_LINE_TOO_LONG] = "line-too-long",
 	[CTL_E_INTERNAL] = "internal-error",
+	[CTL_E_IDLE_TIMEOUT] = "idle-timeout",
 };
 
 static const struct {
@@ -503,6 +504,7 @@ static struct json_object *server_json(const struct ctl_server_stats *s)
 	add_u64(o, "requests", s->requests);
 	add_u64(o, "error_replies", s->error_replies);
 	add_u64(o, "lines_too_long", s->lines_too_long);
+	add_u64(o, "clients_idle_closed", s->clients_idle_closed);
 	add_u64(o, "events_dropped", s->events_dropped);
 	return o;
 }

@@ -53,6 +53,7 @@ enum ctl_code {
 	CTL_E_VM_NOT_RUNNING, /* "vm-not-running": the VM is created or stopped */
 	CTL_E_LINE_TOO_LONG,  /* "line-too-long": more than CTL_MAX_LINE bytes; connection closed */
 	CTL_E_INTERNAL,	      /* "internal-error": out of memory or an unexpected host error */
+	CTL_E_IDLE_TIMEOUT,   /* "idle-timeout": nothing sent for the idle timeout; closed */
 	CTL_NR_CODES,
 };
 
@@ -142,7 +143,8 @@ struct ctl_server_stats {
 	uint64_t requests;	       /* request lines handled */
 	uint64_t error_replies;	       /* error replies sent */
 	uint64_t lines_too_long;
-	uint64_t events_dropped; /* event queue overflow or invalid event data */
+	uint64_t clients_idle_closed; /* closed after the idle timeout */
+	uint64_t events_dropped;      /* event queue overflow or invalid event data */
 };
 
 /* memory.stats figures, filled by the backend (server counters are added by the server). */

@@ -314,6 +314,13 @@ int control_start(struct machine *m, const char *path)
 		free(cv);
 		return ret;
 	}
+	ret = control_set_idle_timeout(c, m->cfg.control_idle_ms);
+	if (ret < 0) {
+		pr_err("control: idle timeout: %s", strerror(-ret));
+		control_destroy(c);
+		free(cv);
+		return ret;
+	}
 	m->control = c;
 	pthread_mutex_lock(&vm->lock);
 	vm->event_opaque = c;

@@ -536,6 +536,7 @@ static int cmd_events(struct conn *c, struct opts *o)
 	struct json_object *args = NULL, *reply;
 	struct sigaction sa = {.sa_handler = on_signal};
 	bool saw_exit = false;
+	uint64_t keepalive_ns = 0, next = 0;
 	int ret;
 
 	if (o->nwords > 1) {
@@ -549,14 +550,30 @@ static int cmd_events(struct conn *c, struct opts *o)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	ret = conn_call(c, "events.subscribe", args, &reply);
+	if (!ret) {
+		struct json_object *ok = NULL, *t;
+
+		/* The server closes a connection silent this long: a blank line keeps it. */
+		if (json_object_object_get_ex(reply, "ok", &ok) &&
+		    json_object_object_get_ex(ok, "idle_timeout_ms", &t))
+			keepalive_ns = json_object_get_uint64(t) * 1000000ULL / 3;
+	}
 	json_object_put(reply);
 	if (ret)
 		return ret;
 	fflush(stdout);
+	if (keepalive_ns)
+		next = now_ns() + keepalive_ns;
 	for (;;) {
 		char *line;
-		int r = conn_line(c, 0, &line);
+		int r = conn_line(c, next, &line);
 
+		if (r == -ETIMEDOUT) {
+			next += keepalive_ns;
+			r = send_all(c->fd, "\n", 1);
+			if (!r)
+				continue;
+		}
 		if (r == -EINTR || interrupted)
 			return EXIT_OK;
 		if (r == 0) {

@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "loop.h"
 #include "machine.h"
 #include "util.h"
@@ -51,7 +52,10 @@ static void usage(FILE *f)
 		"deflate-on-oom=on|off,\n"
 		"                       "
 		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
-		"  --control PATH       control socket (JSON lines, mode 0600)\n"
+		"  --control PATH[,idle-timeout=SECONDS]\n"
+		"                       control socket (JSON lines, mode 0600); clients silent "
+		"for\n"
+		"                       SECONDS (default 60, 0: never) are closed\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
 		"                       fewer TLB misses, slower memory return (default off)\n"
@@ -329,9 +333,16 @@ static int cmd_run(int argc, char **argv)
 		case 'b':
 			parse_balloon(optarg, &cfg.balloon);
 			break;
-		case 's':
-			cfg.control_path = optarg;
+		case 's': {
+			static char path[PATH_MAX];
+			char err[256];
+
+			if (control_parse_arg(optarg, path, sizeof(path), &cfg.control_idle_ms, err,
+					      sizeof(err)) < 0)
+				die("%s", err);
+			cfg.control_path = path;
 			break;
+		}
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.vm.merge))
 				die("--merge '%s': expected on or off", optarg);

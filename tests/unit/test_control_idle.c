@@ -256,7 +256,8 @@ Test(control_idle, parse_control_argument)
 	cr_assert_eq(
 		control_parse_arg(",idle-timeout=5", path, sizeof(path), &ms, err, sizeof(err)),
 		-EINVAL);
-	cr_assert_eq(control_parse_arg("/a/very/long/path/that/does/not/fit/in/sixty-four/bytes/x",
-				       path, sizeof(path), &ms, err, sizeof(err)),
+	cr_assert_eq(control_parse_arg(
+			     "/a/very/long/path/that/does/not/fit/in/sixty-four/bytes/of/room.sock",
+			     path, sizeof(path), &ms, err, sizeof(err)),
 		     -ENAMETOOLONG);
 }
