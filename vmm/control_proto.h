@@ -247,8 +247,17 @@ int ctl_parse_ksm_stat(const char *text, struct ctl_ksm_stats *out);
 /**
  * ctl_parse_smaps() - sum Rss, KSM and Swap (kB lines) over the /proc/self/smaps entries that
  * overlap host addresses [@start, @end) into @out's smaps fields; sets out->have_smaps when one
- * did. Returns 0, or -ENOENT when no entry overlaps.
+ * did. @text: NUL-terminated. Linear in its length. Returns 0, or -ENOENT when no entry overlaps.
  */
 int ctl_parse_smaps(const char *text, uint64_t start, uint64_t end, struct ctl_ksm_stats *out);
+
+/**
+ * ctl_read_smaps() - ctl_parse_smaps() over what @fd (an open /proc/self/smaps, at its start)
+ * reads until EOF, 64 KiB at a time: linear, and no bound on the file's size (a VMM with
+ * thousands of VMAs has a smaps of several MB). Lines longer than the buffer (long paths) are
+ * judged by their start. Does not close @fd. Returns 0, -ENOENT (no entry overlaps), -ENOMEM or
+ * -errno of read().
+ */
+int ctl_read_smaps(int fd, uint64_t start, uint64_t end, struct ctl_ksm_stats *out);
 
 #endif

@@ -15,7 +15,7 @@
 #include "util.h"
 #include "vm.h"
 
-#define PROC_MAX (4 * 1024 * 1024) /* /proc/self/smaps of a VMM stays far below this */
+#define PROC_MAX (1024 * 1024) /* the small /proc and /sys files read whole stay far below */
 
 struct control_vm {
 	struct machine *m;
@@ -221,6 +221,7 @@ static int64_t read_num(const char *path)
 static void ksm_figures(struct vm *vm, struct ctl_ksm_stats *k)
 {
 	char *text;
+	int fd;
 
 	k->mergeable = vm->gm.mergeable;
 	k->run = (int)read_num("/sys/kernel/mm/ksm/run");
@@ -242,11 +243,11 @@ static void ksm_figures(struct vm *vm, struct ctl_ksm_stats *k)
 			k->have_ksm_stat = true;
 		}
 	}
-	text = read_text("/proc/self/smaps");
-	if (text && vm->gm.base)
-		ctl_parse_smaps(text, (uintptr_t)vm->gm.base, (uintptr_t)vm->gm.base + vm->gm.size,
-				k);
-	free(text);
+	fd = vm->gm.base ? open("/proc/self/smaps", O_RDONLY | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		ctl_read_smaps(fd, (uintptr_t)vm->gm.base, (uintptr_t)vm->gm.base + vm->gm.size, k);
+		close(fd);
+	}
 }
 
 static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
