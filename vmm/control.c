@@ -70,6 +70,7 @@ struct control {
 	ino_t ino;
 	int lfd, evfd, tfd, spare_fd;
 	uint64_t idle_ns; /* control_set_idle_timeout(); 0: never */
+	uid_t uid;	  /* ours (effective): peers of this uid or root are served */
 	int idle_timer;	  /* loop timer of idle_sweep(), -1 when none */
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 	struct pending *pending;
@@ -796,6 +797,33 @@ static void reject(struct control *c, int fd)
 	close(fd);
 }
 
+/*
+ * Serve only peers of our uid or root (SO_PEERCRED: who connected, whatever the file's mode
+ * lets through). Returns true when @fd may stay; otherwise it got one error line and is closed.
+ */
+static bool peer_allowed(struct control *c, int fd)
+{
+	struct ucred cred = {.uid = (uid_t)-1};
+	socklen_t len = sizeof(cred);
+	char msg[CTL_MSG_LEN], *line;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+	    (cred.uid == c->uid || cred.uid == 0))
+		return true;
+	c->st.clients_refused_peer++;
+	pr_warn_ratelimited("control: refusing a client of uid %d pid %d (only uid %u and root)",
+			    (int)cred.uid, (int)cred.pid, (unsigned int)c->uid);
+	snprintf(msg, sizeof(msg), "uid %d may not use this socket (only uid %u and root)",
+		 (int)cred.uid, (unsigned int)c->uid);
+	line = ctl_reply_error(false, 0, CTL_E_NOT_PERMITTED, msg);
+	if (line && send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* Best effort, as for busy. */
+	}
+	free(line);
+	close(fd);
+	return false;
+}
+
 /* Out of fds: accept with the spare one's slot and close, so the listener does not spin. */
 static void accept_emfile(struct control *c)
 {
@@ -829,6 +857,8 @@ static void accept_cb(void *opaque, int lfd, uint32_t events)
 				return;
 			continue;
 		}
+		if (!peer_allowed(c, fd))
+			continue;
 		cl = client_new(c, fd);
 		if (!cl) {
 			reject(c, fd);
@@ -1108,12 +1138,22 @@ static int listen_on(struct control *c, const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	/* The socket inode's mode becomes the file's mode at bind: no window with looser bits. */
+	/*
+	 * bind() creates the file with the socket inode's mode less the umask: 0600 from the
+	 * start, and no chmod() of the path afterwards (it could be a symlink by then).
+	 */
 	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(path, 0600) < 0 || listen(fd, 64) < 0 || stat(path, &st) < 0) {
+	    listen(fd, 64) < 0 || stat(path, &st) < 0) {
 		ret = -errno;
 		close(fd);
 		return ret;
+	}
+	if ((st.st_mode & 0777) != 0600) {
+		pr_err("control: %s: mode %03o after bind (the umask masks the owner's bits)", path,
+		       (unsigned int)(st.st_mode & 0777));
+		unlink(path);
+		close(fd);
+		return -EACCES;
 	}
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
@@ -1152,6 +1192,7 @@ int control_create(struct loop *loop, const char *path, const struct control_bac
 			      .evfd = -1,
 			      .tfd = -1,
 			      .idle_timer = -1,
+			      .uid = geteuid(),
 			      .evtail = &c->evhead};
 	pthread_mutex_init(&c->evlock, NULL);
 	c->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -38,6 +38,7 @@ static const char *const code_names[CTL_NR_CODES] = {
 	[CTL_E_LINE_TOO_LONG] = "line-too-long",
 	[CTL_E_INTERNAL] = "internal-error",
 	[CTL_E_IDLE_TIMEOUT] = "idle-timeout",
+	[CTL_E_NOT_PERMITTED] = "not-permitted",
 };
 
 static const struct {
@@ -508,6 +509,7 @@ static struct json_object *server_json(const struct ctl_server_stats *s)
 	add_u64(o, "error_replies", s->error_replies);
 	add_u64(o, "lines_too_long", s->lines_too_long);
 	add_u64(o, "clients_idle_closed", s->clients_idle_closed);
+	add_u64(o, "clients_refused_peer", s->clients_refused_peer);
 	add_u64(o, "events_dropped", s->events_dropped);
 	return o;
 }

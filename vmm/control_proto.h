@@ -54,6 +54,7 @@ enum ctl_code {
 	CTL_E_LINE_TOO_LONG,  /* "line-too-long": more than CTL_MAX_LINE bytes; connection closed */
 	CTL_E_INTERNAL,	      /* "internal-error": out of memory or an unexpected host error */
 	CTL_E_IDLE_TIMEOUT,   /* "idle-timeout": nothing sent for the idle timeout; closed */
+	CTL_E_NOT_PERMITTED,  /* "not-permitted": the peer is neither the VMM's uid nor root */
 	CTL_NR_CODES,
 };
 
@@ -143,8 +144,9 @@ struct ctl_server_stats {
 	uint64_t requests;	       /* request lines handled */
 	uint64_t error_replies;	       /* error replies sent */
 	uint64_t lines_too_long;
-	uint64_t clients_idle_closed; /* closed after the idle timeout */
-	uint64_t events_dropped;      /* event queue overflow or invalid event data */
+	uint64_t clients_idle_closed;  /* closed after the idle timeout */
+	uint64_t clients_refused_peer; /* refused: SO_PEERCRED uid neither ours nor root */
+	uint64_t events_dropped;       /* event queue overflow or invalid event data */
 };
 
 /* memory.stats figures, filled by the backend (server counters are added by the server). */

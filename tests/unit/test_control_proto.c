@@ -342,8 +342,9 @@ Test(control_proto, reply_lines)
 Test(control_proto, code_names_are_the_documented_set)
 {
 	static const char *const want[] = {
-		"parse-error",	  "invalid-argument", "unknown-command", "not-supported", "busy",
-		"vm-not-running", "line-too-long",    "internal-error",	 "idle-timeout"};
+		"parse-error",	"invalid-argument", "unknown-command", "not-supported",
+		"busy",		"vm-not-running",   "line-too-long",   "internal-error",
+		"idle-timeout", "not-permitted"};
 
 	cr_assert_eq(ARRAY_SIZE(want), CTL_NR_CODES);
 	for (unsigned int i = 0; i < CTL_NR_CODES; i++)
