@@ -1,6 +1,6 @@
 /*
  * Control protocol, the pure half (no I/O): parse one request line into a validated struct, build
- * reply, error and event lines, and parse the /proc text behind memory.stats.
+ * reply, error and event lines.
  * Wire format (design.md "Control protocol", docs/control.md): one JSON object per line,
  * request {"id":N,"cmd":"NAME","args":{...}}, reply {"id":N,"ok":{...}} or
  * {"id":N,"error":{"code":"...","message":"..."}}, event {"event":"NAME","data":{...}}.
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../devices/virtio_balloon.h"
+#include "mem/host_stats.h"
 #include "mem/memtier.h"
 
 #define CTL_MAX_LINE	     65536 /* bytes of one request line, '\n' not counted */
@@ -112,23 +113,6 @@ struct ctl_vm_info {
 	char exit_reason[256];
 };
 
-/* KSM figures: /proc/self/ksm_stat, /sys/kernel/mm/ksm/run, the guest mapping in smaps. */
-struct ctl_ksm_stats {
-	bool mergeable;		  /* MADV_MERGEABLE applied to guest RAM */
-	int run;		  /* /sys/kernel/mm/ksm/run, -1 when unreadable */
-	bool have_ksm_stat;	  /* /proc/self/ksm_stat was readable */
-	uint64_t rmap_items;	  /* ksm_rmap_items */
-	uint64_t merging_pages;	  /* ksm_merging_pages (host pages) */
-	uint64_t zero_pages;	  /* ksm_zero_pages */
-	int64_t process_profit;	  /* ksm_process_profit, bytes, may be negative */
-	bool have_smaps;	  /* the guest mapping was found in /proc/self/smaps */
-	uint64_t smaps_rss_bytes; /* Rss of the guest mapping */
-	uint64_t smaps_ksm_bytes; /* KSM line of the guest mapping (0 when the kernel lacks it) */
-	uint64_t smaps_swap_bytes;
-	/* Host-wide, /sys/kernel/mm/ksm/ (-1 when unreadable). */
-	int64_t pages_to_scan, sleep_millisecs, pages_shared, pages_sharing, full_scans;
-};
-
 /* Compressed-tier figures; all zero while the tier does not exist or is off. */
 struct ctl_compressed_stats {
 	bool enabled;
@@ -156,7 +140,7 @@ struct ctl_memory_stats {
 	uint64_t ballooned_pages, reported_pages, discard_calls;
 	bool has_balloon;
 	struct balloon_counters balloon;
-	struct ctl_ksm_stats ksm;
+	struct ksm_stats ksm;
 	struct ctl_compressed_stats compressed;
 };
 
@@ -238,28 +222,5 @@ struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
  * times and throughput (docs/control.md).
  */
 struct json_object *ctl_reclaim_json(const struct memtier_result *r);
-
-/**
- * ctl_parse_ksm_stat() - fill the ksm_stat fields of @out from the text of /proc/self/ksm_stat
- * ("ksm_rmap_items 12\n..."); unknown lines are ignored. Sets out->have_ksm_stat.
- * Returns 0, or -EINVAL when no known field was found.
- */
-int ctl_parse_ksm_stat(const char *text, struct ctl_ksm_stats *out);
-
-/**
- * ctl_parse_smaps() - sum Rss, KSM and Swap (kB lines) over the /proc/self/smaps entries that
- * overlap host addresses [@start, @end) into @out's smaps fields; sets out->have_smaps when one
- * did. @text: NUL-terminated. Linear in its length. Returns 0, or -ENOENT when no entry overlaps.
- */
-int ctl_parse_smaps(const char *text, uint64_t start, uint64_t end, struct ctl_ksm_stats *out);
-
-/**
- * ctl_read_smaps() - ctl_parse_smaps() over what @fd (an open /proc/self/smaps, at its start)
- * reads until EOF, 64 KiB at a time: linear, and no bound on the file's size (a VMM with
- * thousands of VMAs has a smaps of several MB). Lines longer than the buffer (long paths) are
- * judged by their start. Does not close @fd. Returns 0, -ENOENT (no entry overlaps), -ENOMEM or
- * -errno of read().
- */
-int ctl_read_smaps(int fd, uint64_t start, uint64_t end, struct ctl_ksm_stats *out);
 
 #endif
