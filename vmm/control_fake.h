@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "control.h"
+#include "control/server.h"
 
 struct control_fake {
 	struct control *ctl; /* events go here (set after control_create); may be NULL */

@@ -13,7 +13,7 @@
 #include "../devices/virtio_balloon.h"
 #include "../devices/virtio_pci.h"
 #include "boot/boot.h"
-#include "control.h"
+#include "control/server.h"
 #include "loop.h"
 #include "mem/memtier.h"
 #include "util.h"

@@ -18,7 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "control.h"
+#include "control/server.h"
 #include "loop.h"
 #include "machine.h"
 #include "util.h"
@@ -29,7 +29,7 @@
 #define MAX_VCPUS    254 /* APIC IDs 0..253, the IOAPIC takes the next (boot/mptable.c) */
 #define BASE_CMDLINE "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
 
-int ctl_main(int argc, char **argv); /* vmm/ctl.c */
+int ctl_main(int argc, char **argv); /* vmm/control/ctl.c */
 
 static struct termios saved_tio;
 static bool tio_saved;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../vmm/control.h"
+#include "../../vmm/control/server.h"
 #include "../../vmm/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"

@@ -21,7 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../../vmm/control.h"
+#include "../../vmm/control/server.h"
 #include "../../vmm/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"

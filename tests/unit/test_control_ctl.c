@@ -1,4 +1,4 @@
-/* `vmm ctl` (vmm/ctl.c) against an in-process server over the fake backend: output and exit codes.
+/* `vmm ctl` (vmm/control/ctl.c) against an in-process server over the fake backend: output and exit codes.
  */
 #include <criterion/criterion.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-/* The control protocol parser and reply builders (vmm/control_proto.c): no sockets, no VM. */
+/* The control protocol parser and reply builders (vmm/control/protocol.c): no sockets, no VM. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../vmm/control_proto.h"
+#include "../../vmm/control/protocol.h"
 #include "../../vmm/util.h"
 
 static int parse(const char *line, struct ctl_request *req, struct ctl_error *err)

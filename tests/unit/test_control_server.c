@@ -1,5 +1,5 @@
 /*
- * The control server (vmm/control.c) over the fake backend: every command's replies and argument
+ * The control server (vmm/control/server.c) over the fake backend: every command's replies and argument
  * errors through in-memory clients, then the socket rules (mode 0600, live/stale sockets, 32
  * clients, line cap, slow and vanishing clients, events from other threads).
  */

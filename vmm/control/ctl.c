@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control_proto.h"
-#include "util.h"
+#include "protocol.h"
+#include "../util.h"
 
 #define EXIT_OK	       0
 #define EXIT_REPLY_ERR 1

@@ -1,4 +1,4 @@
-#include "control_proto.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "../util.h"
 
 #define PAGE_4K (1ULL << VIRTIO_BALLOON_PFN_SHIFT) /* balloon and state-map page size */
 

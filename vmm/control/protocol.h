@@ -5,17 +5,17 @@
  * request {"id":N,"cmd":"NAME","args":{...}}, reply {"id":N,"ok":{...}} or
  * {"id":N,"error":{"code":"...","message":"..."}}, event {"event":"NAME","data":{...}}.
  */
-#ifndef VMM_CONTROL_PROTO_H
-#define VMM_CONTROL_PROTO_H
+#ifndef VMM_CONTROL_PROTOCOL_H
+#define VMM_CONTROL_PROTOCOL_H
 
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../devices/virtio_balloon.h"
-#include "mem/host_stats.h"
-#include "mem/memtier.h"
+#include "../../devices/virtio_balloon.h"
+#include "../mem/host_stats.h"
+#include "../mem/memtier.h"
 
 #define CTL_MAX_LINE	     65536 /* bytes of one request line, '\n' not counted */
 #define CTL_MAX_CLIENTS	     32

@@ -7,14 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../devices/virtio_balloon.h"
-#include "control.h"
-#include "loop.h"
-#include "machine.h"
-#include "mem/host_stats.h"
-#include "mem/memtier.h"
-#include "util.h"
-#include "vm.h"
+#include "../../devices/virtio_balloon.h"
+#include "server.h"
+#include "../loop.h"
+#include "../machine.h"
+#include "../mem/host_stats.h"
+#include "../mem/memtier.h"
+#include "../util.h"
+#include "../vm.h"
 
 struct control_vm {
 	struct machine *m;

@@ -1,16 +1,16 @@
 /*
  * Control socket server (design.md "Control protocol", docs/control.md): a Unix stream socket,
  * JSON lines, at most CTL_MAX_CLIENTS clients, every client non-blocking on the event loop.
- * The server knows no VM: commands go to a small backend ops table. control_vm.c is the real
+ * The server knows no VM: commands go to a small backend ops table. vm_backend.c is the real
  * backend (control_start()/control_stop()); control_fake.c is the one tests and benches use.
  */
-#ifndef VMM_CONTROL_H
-#define VMM_CONTROL_H
+#ifndef VMM_CONTROL_SERVER_H
+#define VMM_CONTROL_SERVER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "control_proto.h"
+#include "protocol.h"
 
 struct control;
 struct ctl_client;
@@ -156,7 +156,7 @@ void control_test_free(struct control *c, struct ctl_client *cl);
  */
 void control_test_poll(struct control *c, bool expire_all);
 
-/* The real backend (control_vm.c). */
+/* The real backend (vm_backend.c). */
 
 /**
  * control_start() - create the control socket at @path for machine @m (its loop must exist),

@@ -1,4 +1,4 @@
-#include "control.h"
+#include "server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,8 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "loop.h"
-#include "util.h"
+#include "../loop.h"
+#include "../util.h"
 
 #define READ_CHUNK     4096
 #define ACCEPT_BATCH   64
