@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "../../vmm/control/server.h"
-#include "../../vmm/control_fake.h"
+#include "../../tests/fake/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"
 

@@ -5,13 +5,13 @@
  * the fuzzer, the load test and bench/control run the real server against it without KVM.
  * Every hook runs on the loop thread, like the real backend.
  */
-#ifndef VMM_CONTROL_FAKE_H
-#define VMM_CONTROL_FAKE_H
+#ifndef TESTS_FAKE_CONTROL_FAKE_H
+#define TESTS_FAKE_CONTROL_FAKE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "control/server.h"
+#include "../../vmm/control/server.h"
 
 struct control_fake {
 	struct control *ctl; /* events go here (set after control_create); may be NULL */

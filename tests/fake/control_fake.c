@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "loop.h"
-#include "util.h"
+#include "../../vmm/loop.h"
+#include "../../vmm/util.h"
 
 #define FAKE_PAGE    4096ULL
 #define FAKE_TICK_MS 10
