@@ -172,6 +172,13 @@ uint32_t ctl_event_bit(const char *name);
 int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, struct ctl_error *err);
 
 /**
+ * ctl_parse_json() - strict parse (RFC 8259, valid UTF-8) of exactly one JSON value filling all
+ * of @text (NUL-terminated, @len bytes) into *@out (caller puts; NULL for the literal null).
+ * Returns 0, -EINVAL with *@why set to json-c's static description, or -ENOMEM.
+ */
+int ctl_parse_json(const char *text, size_t len, struct json_object **out, const char **why);
+
+/**
  * ctl_reply_ok() - the line {"id":..,"ok":@ok}\n. Takes ownership of @ok (NULL means {}).
  * Returns a malloc'd NUL-terminated string (caller frees), NULL on ENOMEM.
  */

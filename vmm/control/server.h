@@ -2,7 +2,8 @@
  * Control socket server (design.md "Control protocol", docs/control.md): a Unix stream socket,
  * JSON lines, at most CTL_MAX_CLIENTS clients, every client non-blocking on the event loop.
  * The server knows no VM: commands go to a small backend ops table. vm_backend.c is the real
- * backend (control_start()/control_stop()); tests/fake/control_fake.c is the one tests and benches use.
+ * backend (control_start()/control_stop()); tests/fake/control_fake.c is the one tests and benches
+ * use.
  */
 #ifndef VMM_CONTROL_SERVER_H
 #define VMM_CONTROL_SERVER_H
