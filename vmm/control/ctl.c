@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "protocol.h"
+#include "server.h"
 #include "../util.h"
 
 #define EXIT_OK	       0

@@ -17,17 +17,14 @@
 #include "../mem/host_stats.h"
 #include "../mem/memtier.h"
 
-#define CTL_MAX_LINE	     65536 /* bytes of one request line, '\n' not counted */
-#define CTL_MAX_CLIENTS	     32
-#define CTL_STATS_WAIT_MS    1000	  /* balloon.stats waits this long for a fresh set */
-#define CTL_SHUTDOWN_DEF_MS  5000	  /* vm.shutdown grace period when timeout_ms is absent */
-#define CTL_SHUTDOWN_MAX_MS  600000	  /* largest accepted timeout_ms */
-#define CTL_MAX_MIB	     (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
-#define CTL_RECLAIM_DEF_MS   300000	  /* memory.reclaim time limit when timeout_ms is absent */
-#define CTL_RECLAIM_MAX_MS   3600000	  /* largest accepted memory.reclaim timeout_ms */
-#define CTL_RECLAIM_GRACE_MS 30000	  /* the server answers by itself this long after */
-#define CTL_MAX_DEVICES	     16
-#define CTL_MSG_LEN	     192
+#define CTL_MAX_LINE	    65536	 /* bytes of one request line, '\n' not counted */
+#define CTL_SHUTDOWN_DEF_MS 5000	 /* vm.shutdown grace period when timeout_ms is absent */
+#define CTL_SHUTDOWN_MAX_MS 600000	 /* largest accepted timeout_ms */
+#define CTL_MAX_MIB	    (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
+#define CTL_RECLAIM_DEF_MS  300000	 /* memory.reclaim time limit when timeout_ms is absent */
+#define CTL_RECLAIM_MAX_MS  3600000	 /* largest accepted memory.reclaim timeout_ms */
+#define CTL_MAX_DEVICES	    16
+#define CTL_MSG_LEN	    192
 
 /* Commands, in the order of docs/control.md. */
 enum ctl_cmd {
@@ -123,7 +120,7 @@ struct ctl_compressed_stats {
 struct ctl_server_stats {
 	uint64_t clients;	       /* connected now */
 	uint64_t clients_total;	       /* accepted since start */
-	uint64_t clients_rejected;     /* refused with busy (over CTL_MAX_CLIENTS) */
+	uint64_t clients_rejected;     /* refused with busy (over the server's client limit) */
 	uint64_t clients_dropped_slow; /* disconnected: output queue over its bound */
 	uint64_t requests;	       /* request lines handled */
 	uint64_t error_replies;	       /* error replies sent */

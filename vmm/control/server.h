@@ -18,6 +18,11 @@ struct ctl_client;
 struct loop;
 struct machine;
 
+/* Server policy (docs/control.md "The socket", "Framing"); the wire format is protocol.h's. */
+#define CTL_MAX_CLIENTS	  32   /* connections served at a time; the next get busy */
+#define CTL_STATS_WAIT_MS 1000 /* balloon.stats waits this long for a fresh set */
+#define CTL_RECLAIM_GRACE_MS \
+	30000 /* memory.reclaim: the server answers by itself this long after */
 #define CTL_WQ_HIGH	(256 * 1024)  /* queued reply bytes above which a client's requests wait */
 #define CTL_WQ_MAX	(1024 * 1024) /* queued bytes above which a client is disconnected */
 #define CTL_EVQ_MAX	4096	      /* events queued between any thread and the loop */
