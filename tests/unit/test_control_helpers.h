@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../../vmm/control/server.h"
+#include "../../vmm/control/vm_backend.h"
 #include "../fake/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"

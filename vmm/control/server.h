@@ -16,7 +16,6 @@
 struct control;
 struct ctl_client;
 struct loop;
-struct machine;
 
 /* Server policy (docs/control.md "The socket", "Framing"); the wire format is protocol.h's. */
 #define CTL_MAX_CLIENTS	  32   /* connections served at a time; the next get busy */
@@ -161,22 +160,5 @@ void control_test_free(struct control *c, struct ctl_client *cl);
  * deferred replies whose wait has ended (@expire_all: all of them, as if their deadline passed).
  */
 void control_test_poll(struct control *c, bool expire_all);
-
-/* The real backend (vm_backend.c). */
-
-/**
- * control_start() - create the control socket at @path for machine @m (its loop must exist),
- * set m->control and route m->vm.event_fn to it (vm_emit_event() then reaches subscribers).
- * Returns 0 or -errno as control_create(): -EADDRINUSE when another process serves @path
- * (main exits with status 2 then).
- */
-int control_start(struct machine *m, const char *path);
-
-/**
- * control_stop() - detach the event sink, flush and close the clients, remove the socket.
- * Call after the vCPU threads are joined (they may call vm->event_fn) and with the loop thread
- * not running (or from it). No-op when control_start() was not called.
- */
-void control_stop(struct machine *m);
 
 #endif

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "../../devices/virtio_balloon.h"
+#include "vm_backend.h"
+
 #include "server.h"
 #include "../loop.h"
 #include "../machine.h"
