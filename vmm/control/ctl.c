@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "line_reader.h"
 #include "protocol.h"
 #include "server.h"
 #include "../util.h"
@@ -39,9 +40,7 @@ struct opts {
 
 struct conn {
 	int fd;
-	char *buf;
-	size_t len, cap;
-	size_t consumed; /* bytes of the line last returned, dropped at the next call */
+	struct line_reader rd;
 	int64_t next_id;
 	bool json; /* print raw lines */
 };
@@ -186,6 +185,7 @@ static int conn_open(struct conn *c, const char *path)
 			close(c->fd);
 		return -e;
 	}
+	line_reader_init(&c->rd, c->fd, MAX_REPLY, false);
 	return 0;
 }
 
@@ -193,7 +193,7 @@ static void conn_close(struct conn *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
-	free(c->buf);
+	line_reader_free(&c->rd);
 }
 
 static int send_all(int fd, const char *p, size_t n)
@@ -239,57 +239,7 @@ static int64_t conn_send(struct conn *c, const char *cmd, struct json_object *ar
  */
 static int conn_line(struct conn *c, uint64_t deadline_ns, char **line)
 {
-	if (c->consumed) {
-		memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
-		c->len -= c->consumed;
-		c->consumed = 0;
-	}
-	for (;;) {
-		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
-		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-		int timeout = -1;
-		ssize_t n;
-
-		if (nl) {
-			*nl = '\0';
-			c->consumed = (size_t)(nl - c->buf) + 1;
-			*line = c->buf;
-			return 1;
-		}
-		if (c->len + 1 >= c->cap) {
-			size_t cap = c->cap ? c->cap * 2 : 65536;
-			char *b = cap <= MAX_REPLY ? realloc(c->buf, cap) : NULL;
-
-			if (!b)
-				return -EMSGSIZE;
-			c->buf = b;
-			c->cap = cap;
-		}
-		if (deadline_ns) {
-			uint64_t now = now_ns();
-
-			if (now >= deadline_ns)
-				return -ETIMEDOUT;
-			timeout = (int)((deadline_ns - now) / 1000000) + 1;
-		}
-		if (interrupted)
-			return -EINTR;
-		n = poll(&pfd, 1, timeout);
-		if (n < 0 && errno == EINTR)
-			continue; /* the check above ends the wait on SIGINT/SIGTERM */
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			continue;
-		n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		c->len += (size_t)n;
-	}
+	return line_reader_next(&c->rd, deadline_ns, &interrupted, line, NULL);
 }
 
 static struct json_object *parse_json(const char *s)
