@@ -1,4 +1,5 @@
-/* `vmm ctl` (vmm/control/ctl.c) against an in-process server over the fake backend: output and exit codes.
+/* `vmm ctl` (vmm/control/ctl.c) against an in-process server over the fake backend: output and exit
+ * codes.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -274,11 +275,11 @@ Test(ctl_keepalive, events_outlive_the_idle_timeout)
 	int fd;
 
 	cr_assert_eq(test_server_init(&s), 0);
-	s.idle_ms = 200;
+	s.idle_ms = 400;
 	cr_assert_eq(test_server_start(&s), 0);
 	pid = fork();
 	if (pid == 0) {
-		usleep(1200000); /* 6 timeouts later */
+		usleep(1200000); /* 3 timeouts later */
 		fd = test_connect(s.path);
 		json_object_put(test_call(fd, "{\"id\":1,\"cmd\":\"balloon.set\",\"args\":"
 					      "{\"balloon_mib\":7}}\n"));

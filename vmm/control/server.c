@@ -137,9 +137,16 @@ static void idle_sweep(void *opaque)
 	for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
 		struct ctl_client *cl = c->clients[i];
 
+		char byte;
+
 		if (!cl || cl->fd < 0 || cl->dead || cl->nr_pending || !c->idle_ns ||
 		    now - cl->active_ns < c->idle_ns)
 			continue;
+		/* Bytes that arrived but are not read yet (same loop turn, or throttled) count. */
+		if (recv(cl->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+			cl->active_ns = now;
+			continue;
+		}
 		c->st.clients_idle_closed++;
 		snprintf(msg, sizeof(msg),
 			 "nothing received for %s; closing the connection (a blank line keeps it "
