@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP
-LDLIBS  := -luring -llz4 -lzstd -ljson-c -lpthread
+LDLIBS  := -luring -llz4 -lzstd -ljson-c -lseccomp -lpthread
 # Static so the same binary runs inside the nested test host's initramfs.
 LDFLAGS += -static
 
@@ -15,11 +15,15 @@ UNIT_SRCS := $(wildcard tests/unit/*.c) $(FAKE_SRCS)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(B)/obj/%.o)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
+# Host-side test tools (tests/tools/NAME.c -> build/tools/NAME, static: scenarios ship them into
+# the nested test host with a "# tools: NAME" header, see tests/kvm/run.sh).
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(B)/tools/%)
 C_FILES    = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
 GUEST_DIR := $(B)/guest
 
-.PHONY: all deps guest testhost-kernel run test unit scripts kvm-tests e2e fuzz-smoke format format-check lint bench clean
+.PHONY: all tools deps guest testhost-kernel run test unit scripts kvm-tests e2e fuzz-smoke format format-check lint bench clean
 all: $(B)/vmm firmware
 
 include firmware/firmware.mk
@@ -37,6 +41,12 @@ $(B)/libvmm.a: $(LIB_OBJS)
 
 $(B)/vmm: $(B)/obj/vmm/main.o $(B)/libvmm.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tools/%: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+tools: $(TOOL_BINS)
 
 # The default guest: cached kernel + our initramfs, installed next to the binary (build/guest/).
 guest: $(B)/vmm
@@ -56,7 +66,7 @@ unit: $(B)/unit-tests
 scripts:
 	@tests/tier.sh scripts tests/lib/run-tests.sh
 
-kvm-tests: all firmware
+kvm-tests: all firmware $(TOOL_BINS)
 	@tests/tier.sh kvm tests/kvm/run.sh
 
 e2e: all guest
@@ -77,7 +87,7 @@ $(B)/libvmm-fuzz.a: $(FUZZ_OBJS)
 
 FUZZ_FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/fuzz/obj/%.o)
 $(B)/fuzz/%: $(B)/fuzz/obj/tests/fuzz/%.o $(FUZZ_FAKE_OBJS) $(B)/libvmm-fuzz.a
-	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c
+	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c -lseccomp
 
 fuzz-smoke: $(FUZZ_BINS)
 	@tests/tier.sh fuzz tests/fuzz/smoke.sh $(FUZZ_BINS)
@@ -106,7 +116,7 @@ testhost-kernel: guest
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 test: deps
 	@rm -f $(B)/tiers.log
-	-@$(MAKE) --no-print-directory -j$(NPROC) -k all testhost-kernel $(B)/unit-tests $(FUZZ_BINS)
+	-@$(MAKE) --no-print-directory -j$(NPROC) -k all testhost-kernel $(B)/unit-tests $(FUZZ_BINS) $(TOOL_BINS)
 	@$(MAKE) --no-print-directory -k format-check lint scripts unit fuzz-smoke; rc=$$?; \
 		$(MAKE) --no-print-directory kvm-tests >$(B)/kvm-tier.out 2>&1 & kvm=$$!; \
 		E2E_SHARDS=2 $(MAKE) --no-print-directory e2e || rc=1; \
@@ -121,4 +131,4 @@ clean:
 
 -include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(B)/obj/vmm/main.d $(FUZZ_OBJS:.o=.d) \
 	 $(FUZZ_FAKE_OBJS:.o=.d) \
-	 $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/obj/tests/fuzz/%.d)
+	 $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/obj/tests/fuzz/%.d) $(TOOL_BINS:=.d)

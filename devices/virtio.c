@@ -15,6 +15,7 @@ void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops, s
 	dev->ops = ops;
 	dev->gm = gm;
 	pthread_mutex_init(&dev->lock, NULL);
+	dev->budget = (struct virtio_kick_budget){VIRTIO_KICK_BUDGET_CHAINS, VIRTIO_KICK_BUDGET_NS};
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&dev->vqs[i]);
 	if (ops->get_features)
@@ -60,4 +61,37 @@ int virtio_complete(struct virtio_dev *dev, uint16_t qidx, uint16_t head, uint32
 	if (dev->transport && dev->transport->signal_used)
 		dev->transport->signal_used(dev, qidx);
 	return 0;
+}
+
+void virtio_budget_begin(const struct virtio_dev *dev, struct virtio_budget *b)
+{
+	uint64_t now = now_ns();
+
+	b->left = dev->budget.chains ? dev->budget.chains : 1;
+	if (__builtin_add_overflow(now, dev->budget.ns, &b->deadline_ns))
+		b->deadline_ns = UINT64_MAX;
+}
+
+bool virtio_budget_spend(struct virtio_dev *dev, struct virtio_budget *b, uint16_t qidx)
+{
+	if (!dev->transport || !dev->transport->notify_again)
+		return true;
+	if (b->left > 1 && now_ns() < b->deadline_ns) {
+		b->left--;
+		return true;
+	}
+	virtio_budget_yield(dev, qidx);
+	return false;
+}
+
+bool virtio_budget_expired(const struct virtio_dev *dev, const struct virtio_budget *b)
+{
+	return dev->transport && dev->transport->notify_again && now_ns() >= b->deadline_ns;
+}
+
+void virtio_budget_yield(struct virtio_dev *dev, uint16_t qidx)
+{
+	dev->budget_yields++;
+	if (dev->transport && dev->transport->notify_again)
+		dev->transport->notify_again(dev, qidx);
 }

@@ -43,6 +43,32 @@ struct virtio_transport_ops {
 	void (*signal_used)(struct virtio_dev *dev, uint16_t qidx);
 	/* Raise a configuration-change notification (ISR bit 1); bumps config_generation. */
 	void (*signal_config)(struct virtio_dev *dev);
+	/* The device stopped processing queue @qidx at its kick budget (struct virtio_budget):
+	 * deliver another ops->queue_notify() for it on a later event-loop turn, never from
+	 * inside this call. Called with dev->lock held. */
+	void (*notify_again)(struct virtio_dev *dev, uint16_t qidx);
+};
+
+/*
+ * The work budget of one queue notification (issue 12 item 4): a device handles at most
+ * @chains descriptor chains, and stops earlier once @ns nanoseconds passed since it started
+ * (checked after each chain), then asks the transport to notify it again on the next loop
+ * turn (notify_again). So a guest that keeps republishing buffers cannot hold the loop thread
+ * that also serves the control socket, signals and timers: other events wait at most one
+ * budget per queue. Defaults below; a device may lower them (tests do).
+ */
+#define VIRTIO_KICK_BUDGET_CHAINS 64
+#define VIRTIO_KICK_BUDGET_NS	  (500 * 1000ULL) /* 0.5 ms */
+
+struct virtio_kick_budget {
+	uint32_t chains; /* chains per notification, >= 1 */
+	uint64_t ns;	 /* wall time per notification (0: one chain) */
+};
+
+/* What is left of the budget of the notification being processed. */
+struct virtio_budget {
+	uint32_t left;	      /* chains */
+	uint64_t deadline_ns; /* now_ns() value at which it ends */
 };
 
 #define VIRTIO_MAX_QUEUES 8
@@ -62,6 +88,8 @@ struct virtio_dev {
 	uint64_t early_kicks; /* notifications before DRIVER_OK, drained and logged */
 	uint64_t
 		used_signals; /* used-buffer notifications raised (counted without transport too) */
+	struct virtio_kick_budget budget; /* VIRTIO_KICK_BUDGET_* after virtio_dev_init() */
+	uint64_t budget_yields;		  /* notifications that ended at the budget */
 };
 
 /**
@@ -90,6 +118,35 @@ void virtio_dev_reset(struct virtio_dev *dev);
  * Caller holds dev->lock.
  */
 void virtio_needs_reset(struct virtio_dev *dev);
+
+/**
+ * virtio_budget_begin() - start the budget of one queue notification (dev->budget) in *@b.
+ * Caller holds dev->lock.
+ */
+void virtio_budget_begin(const struct virtio_dev *dev, struct virtio_budget *b);
+
+/**
+ * virtio_budget_spend() - the device handled one chain of queue @qidx (valid or malformed).
+ * Returns true while the budget lasts. When it is used up (dev->budget.chains chains, or
+ * dev->budget.ns elapsed) the transport's notify_again() is asked to notify @qidx again on a
+ * later loop turn, dev->budget_yields counts it, and false is returned: the device stops
+ * processing @qidx now. A transport without notify_again (test stubs) cannot re-notify, so
+ * there the budget never ends a notification. Caller holds dev->lock.
+ */
+bool virtio_budget_spend(struct virtio_dev *dev, struct virtio_budget *b, uint16_t qidx);
+
+/**
+ * virtio_budget_expired() - has the notification's time budget run out (mid-chain checks of a
+ * device that can resume a chain later)? Always false without a transport notify_again.
+ */
+bool virtio_budget_expired(const struct virtio_dev *dev, const struct virtio_budget *b);
+
+/**
+ * virtio_budget_yield() - stop processing queue @qidx now: count it in dev->budget_yields and
+ * ask the transport's notify_again() for another notification on a later loop turn. Caller
+ * holds dev->lock.
+ */
+void virtio_budget_yield(struct virtio_dev *dev, uint16_t qidx);
 
 /**
  * virtio_complete() - put chain @head on queue @qidx's used ring with @len bytes written and

@@ -16,46 +16,7 @@
 #include "../vmm/mem/guest_mem.h"
 #include "../vmm/util.h"
 #include "virtio.h"
-
-/* Logical queues in the guest's order (virtio 1.2 §5.5.2); transport indices skip absent ones. */
-enum bq { BQ_INFLATE, BQ_DEFLATE, BQ_STATS, BQ_FREE_PAGE, BQ_REPORTING, BQ_NR };
-
-#define PFNS_PER_BUF	 256 /* Linux VIRTIO_BALLOON_ARRAY_PFNS_MAX */
-#define STAT_SIZE	 sizeof(struct virtio_balloon_stat)
-#define MAX_STATS_PARSED 64 /* bounds the work per stats buffer; Linux sends <= 16 */
-
-struct balloon_events {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	pthread_t thread;
-	bool running, stop;
-	balloon_event_fn fn;
-	void *opaque;
-	bool change, stats; /* pending, coalesced */
-	uint64_t actual, target, seq;
-};
-
-struct balloon {
-	struct virtio_dev vdev; /* first: the transport's handle */
-	struct balloon_config cfg;
-	uint32_t num_pages, actual; /* config space, host order */
-	struct balloon_stats stats;
-	bool stats_held; /* the guest's stats buffer, kept to request the next set */
-	uint16_t stats_head;
-	uint64_t inflated_pages, deflated_pages, reported_bytes, discard_ranges;
-	struct balloon_events ev;
-};
-
-static struct balloon *to_balloon(struct virtio_dev *dev)
-{
-	return (struct balloon *)dev; /* vdev is the first member */
-}
-
-static void guest_err(struct balloon *b, const char *what, uint64_t arg)
-{
-	b->vdev.err_count++;
-	pr_err_ratelimited("virtio-balloon: %s (0x%" PRIx64 ")", what, arg);
-}
+#include "virtio_balloon_priv.h"
 
 /* --- events: delivered by a small thread so no device lock is ever held around the sink ---- */
 
@@ -165,67 +126,7 @@ static void complete(struct balloon *b, uint16_t qidx, uint16_t head)
 		return;
 	ret = virtio_complete(&b->vdev, qidx, head, 0);
 	if (ret)
-		guest_err(b, "cannot complete a buffer", (uint64_t)-ret);
-}
-
-/* --- inflate / deflate (§5.5.6.1) --------------------------------------------------------- */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* One memory-layer call per run of consecutive PFNs (style rule 6). */
-static void apply_range(struct balloon *b, bool inflate, uint64_t pfn, uint64_t n)
-{
-	int ret;
-
-	if (inflate) {
-		ret = gm_discard(b->vdev.gm, pfn, n, GM_PAGE_BALLOONED);
-		b->discard_ranges++;
-		if (!ret)
-			b->inflated_pages += n;
-	} else {
-		ret = gm_reclaim_clear(b->vdev.gm, pfn, n);
-		if (!ret)
-			b->deflated_pages += n;
-	}
-	if (ret)
-		pr_err_ratelimited("virtio-balloon: %s of pfn 0x%" PRIx64 "+%" PRIu64 ": %s",
-				   inflate ? "discard" : "reclaim", pfn, n, strerror(-ret));
-}
-
-static void handle_pfns(struct balloon *b, const struct vq_chain *c, bool inflate)
-{
-	uint32_t raw[PFNS_PER_BUF];
-	uint64_t pfns[PFNS_PER_BUF];
-	unsigned int i, n, k = 0;
-
-	if (c->n_in || c->out_len % sizeof(uint32_t) || c->out_len > sizeof(raw)) {
-		guest_err(b, "malformed inflate/deflate buffer, length", c->out_len);
-		return;
-	}
-	n = vq_copy_from_chain(c, 0, raw, c->out_len) / sizeof(uint32_t);
-	for (i = 0; i < n; i++) {
-		uint64_t pfn = le32toh(raw[i]);
-
-		if (!gm_ptr(b->vdev.gm, pfn << GM_PAGE_SHIFT, GM_PAGE_SIZE)) {
-			guest_err(b, "PFN outside guest RAM", pfn);
-			continue;
-		}
-		pfns[k++] = pfn;
-	}
-	qsort(pfns, k, sizeof(pfns[0]), cmp_u64);
-	for (i = 0; i < k;) {
-		uint64_t first = pfns[i], last = first;
-
-		/* Extend the run over duplicates and consecutive PFNs. */
-		for (i++; i < k && pfns[i] <= last + 1; i++)
-			last = pfns[i];
-		apply_range(b, inflate, first, last - first + 1);
-	}
+		balloon_guest_err(b, "cannot complete a buffer", (uint64_t)-ret);
 }
 
 /* --- stats (§5.5.6.3) --------------------------------------------------------------------- */
@@ -236,17 +137,17 @@ static void handle_stats(struct balloon *b, uint16_t qidx, const struct vq_chain
 	unsigned int i, n;
 
 	if (c->n_in) {
-		guest_err(b, "device-writable stats buffer, head", c->head);
+		balloon_guest_err(b, "device-writable stats buffer, head", c->head);
 		complete(b, qidx, c->head);
 		return;
 	}
 	if (b->stats_held) {
 		/* The driver keeps exactly one buffer queued; give the old one back. */
-		guest_err(b, "second stats buffer, head", c->head);
+		balloon_guest_err(b, "second stats buffer, head", c->head);
 		complete(b, qidx, b->stats_head);
 	}
 	if (c->out_len % STAT_SIZE)
-		guest_err(b, "stats buffer length not a multiple of 10", c->out_len);
+		balloon_guest_err(b, "stats buffer length not a multiple of 10", c->out_len);
 	n = MIN(c->out_len / STAT_SIZE, MAX_STATS_PARSED);
 	memset(b->stats.valid, 0, sizeof(b->stats.valid));
 	for (i = 0; i < n; i++) {
@@ -289,7 +190,7 @@ static void handle_report(struct balloon *b, const struct vq_chain *c)
 	unsigned int i, n = 0;
 
 	if (c->n_out || !c->n_in) {
-		guest_err(b, "reporting buffer is not device-writable, head", c->head);
+		balloon_guest_err(b, "reporting buffer is not device-writable, head", c->head);
 		return;
 	}
 	for (i = 0; i < c->n_in; i++) {
@@ -312,7 +213,7 @@ static void handle_report(struct balloon *b, const struct vq_chain *c)
 				 GM_PAGE_REPORTED);
 		b->discard_ranges++;
 		if (ret)
-			guest_err(b, "reported range not discarded, gpa", s);
+			balloon_guest_err(b, "reported range not discarded, gpa", s);
 		else
 			b->reported_bytes += e - s;
 	}
@@ -321,44 +222,69 @@ static void handle_report(struct balloon *b, const struct vq_chain *c)
 /* --- queue processing --------------------------------------------------------------------- */
 
 /*
- * Drain queue @qidx. Before DRIVER_OK (@early) buffers are completed without acting on them:
- * the host does not give memory away on the word of a driver that has not finished setup.
- * The stats buffer is the exception: Linux primes it during probe and expects it to be held.
+ * Process queue @qidx, at most one notification's budget (devices/virtio.h): at the budget the
+ * transport notifies the queue again on the next loop turn. Before DRIVER_OK (@early) buffers are
+ * completed without acting on them: the host does not give memory away on the word of a driver that
+ * has not finished setup. The stats buffer is the exception: Linux primes it during probe and
+ * expects it to be held.
  */
 static void process_queue(struct balloon *b, uint16_t qidx, int role, bool early)
 {
 	struct virtqueue *vq = &b->vdev.vqs[qidx];
+	struct pfn_work *w = role == BQ_INFLATE || role == BQ_DEFLATE ? &b->work[role] : NULL;
+	struct virtio_budget budget;
 	struct vq_chain c;
 	int ret;
 
+	virtio_budget_begin(&b->vdev, &budget);
+	if (w && w->active) {
+		/* A buffer the budget stopped half-way: finish it first. */
+		if (!balloon_run_pfns(b, w, &budget)) {
+			virtio_budget_yield(&b->vdev, qidx);
+			return;
+		}
+		w->active = false;
+		complete(b, qidx, w->head);
+		if (!virtio_budget_spend(&b->vdev, &budget, qidx))
+			return;
+	}
 	for (;;) {
 		ret = vq_pop(vq, &c);
 		if (!ret)
 			return;
 		if (ret == -EIO) {
 			/* The ring is no longer trustworthy: stop the device until a reset. */
-			guest_err(b, "avail->idx runs more than a queue ahead, queue", qidx);
+			balloon_guest_err(b, "avail->idx runs more than a queue ahead, queue",
+					  qidx);
 			virtio_needs_reset(&b->vdev);
 			return;
 		}
 		if (ret < 0) {
-			guest_err(b, "malformed descriptor chain, head", c.head);
+			balloon_guest_err(b, "malformed descriptor chain, head", c.head);
 			complete(b, qidx, c.head);
-			continue;
-		}
-		if (role == BQ_STATS) {
+		} else if (role == BQ_STATS) {
 			handle_stats(b, qidx, &c);
-			continue;
-		}
-		if (!early) {
-			if (role == BQ_INFLATE || role == BQ_DEFLATE)
-				handle_pfns(b, &c, role == BQ_INFLATE);
-			else if (role == BQ_REPORTING)
+		} else {
+			if (early) {
+				/* completed without acting on it */
+			} else if (w) {
+				if (balloon_start_pfns(b, &c, role == BQ_INFLATE, w) &&
+				    !balloon_run_pfns(b, w, &budget)) {
+					w->active = true; /* completed once the rest is applied */
+					virtio_budget_yield(&b->vdev, qidx);
+					return;
+				}
+			} else if (role == BQ_REPORTING) {
 				handle_report(b, &c);
-			else
-				guest_err(b, "buffer on the free page hint queue, head", c.head);
+			} else {
+				balloon_guest_err(b, "buffer on the free page hint queue, head",
+						  c.head);
+			}
+			complete(b, qidx, c.head);
 		}
-		complete(b, qidx, c.head);
+		/* Bounded work per notification: the rest waits for the next loop turn. */
+		if (!virtio_budget_spend(&b->vdev, &budget, qidx))
+			return;
 	}
 }
 
@@ -411,7 +337,7 @@ static void balloon_config_write(struct virtio_dev *dev, uint32_t off, const voi
 			stray = true;
 	}
 	if (stray)
-		guest_err(b, "write to read-only balloon config, offset", off);
+		balloon_guest_err(b, "write to read-only balloon config, offset", off);
 	if (le32toh(actual_le) != b->actual) {
 		b->actual = le32toh(actual_le);
 		post_change(b);
@@ -446,7 +372,8 @@ static void balloon_queue_notify(struct virtio_dev *dev, uint16_t qidx)
 		if (role >= 0 && dev->vqs[qidx].ready)
 			process_queue(b, qidx, role, true);
 	} else if (role < 0 || !dev->vqs[qidx].ready) {
-		guest_err(b, "notify of a queue that does not exist or is not enabled", qidx);
+		balloon_guest_err(b, "notify of a queue that does not exist or is not enabled",
+				  qidx);
 	} else {
 		process_queue(b, qidx, role, false);
 	}
@@ -456,14 +383,12 @@ static void balloon_queue_notify(struct virtio_dev *dev, uint16_t qidx)
 static void balloon_reset(struct virtio_dev *dev)
 {
 	struct balloon *b = to_balloon(dev);
-	struct guest_mem *gm = dev->gm;
-	unsigned int i;
 
 	b->stats_held = false;
+	b->work[0].active = b->work[1].active = false; /* their queues are gone */
 	/* The driver is gone: pages it had ballooned or reported are its own again. */
-	for (i = 0; gm && i < gm->nr_regions; i++)
-		gm_reclaim_clear(gm, gm->regions[i].gpa >> GM_PAGE_SHIFT,
-				 gm->regions[i].size >> GM_PAGE_SHIFT);
+	if (dev->gm)
+		gm_reclaim_clear_all(dev->gm, NULL);
 	if (b->actual) {
 		b->actual = 0;
 		post_change(b);
@@ -526,7 +451,7 @@ void balloon_set_event_sink(struct balloon *b, balloon_event_fn fn, void *opaque
 	b->ev.fn = fn;
 	b->ev.opaque = opaque;
 	if (fn && !b->ev.running) {
-		if (vmm_thread_create(&b->ev.thread, event_thread, &b->ev))
+		if (vmm_thread_create_role(&b->ev.thread, VMM_THREAD_EVENTS, event_thread, &b->ev))
 			pr_err("virtio-balloon: cannot start the event thread; events are lost");
 		else
 			b->ev.running = true;

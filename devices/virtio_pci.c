@@ -51,15 +51,37 @@ static void vp_signal_config(struct virtio_dev *dev)
 	vp_raise(vp, vp->config_vector, VIRTIO_PCI_ISR_CONFIG);
 }
 
+/*
+ * The device stopped at its kick budget (dev->lock held): signal the queue's eventfd again, so
+ * the loop delivers the notification after the events already pending (epoll hands out ready
+ * fds in turn). Without a loop, vp_kick() and vp_bar_access() replay it iteratively.
+ */
+static void vp_notify_again(struct virtio_dev *dev, uint16_t qidx)
+{
+	struct virtio_pci *vp = dev->transport_priv;
+	uint64_t one = 1;
+
+	if (qidx >= vp->nq)
+		return;
+	if (vp->notify[qidx].fd < 0) {
+		vp->again_mask |= 1u << qidx;
+		return;
+	}
+	if (write(vp->notify[qidx].fd, &one, sizeof(one)) != sizeof(one))
+		pr_err_ratelimited("%s: re-signalling queue %u eventfd: %s", dev->ops->name, qidx,
+				   strerror(errno));
+}
+
 static const struct virtio_transport_ops vp_transport = {
 	.signal_used = vp_signal_used,
 	.signal_config = vp_signal_config,
+	.notify_again = vp_notify_again,
 };
 
 /* ---- notifications ----------------------------------------------------------------------- */
 
 /* No lock held: queue_notify takes dev->lock itself. */
-static void vp_kick(struct virtio_pci *vp, uint16_t qidx)
+static void vp_kick_once(struct virtio_pci *vp, uint16_t qidx)
 {
 	struct virtio_dev *dev = vp->dev;
 	bool live, early = false;
@@ -82,6 +104,21 @@ static void vp_kick(struct virtio_pci *vp, uint16_t qidx)
 	else
 		pr_err_ratelimited("%s: queue %u kicked while not ready: dropped", dev->ops->name,
 				   qidx);
+}
+
+/* Without a loop a budget's notify_again is replayed here, one notification after another. */
+static void vp_kick(struct virtio_pci *vp, uint16_t qidx)
+{
+	struct virtio_dev *dev = vp->dev;
+	bool again;
+
+	do {
+		vp_kick_once(vp, qidx);
+		pthread_mutex_lock(&dev->lock);
+		again = vp->again_mask & (1u << qidx);
+		vp->again_mask &= ~(1u << qidx);
+		pthread_mutex_unlock(&dev->lock);
+	} while (again);
 }
 
 static void vp_notify_cb(void *opaque, int fd, uint32_t events)
@@ -223,6 +260,9 @@ static void vp_bar_access(void *opaque, unsigned int bar, uint64_t off, void *da
 	} else if (!is_write) {
 		memset(data, 0, len);
 	}
+	/* Without a loop: queues activate() left at their budget (vp_notify_again). */
+	replay |= vp->again_mask;
+	vp->again_mask = 0;
 	pthread_mutex_unlock(&dev->lock);
 	if (replay)
 		vp_replay(vp, replay);

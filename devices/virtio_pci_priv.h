@@ -46,6 +46,7 @@ struct virtio_pci {
 	uint8_t isr;
 	bool activated;
 	uint32_t early_mask; /* queues kicked before DRIVER_OK: replayed after activate */
+	uint32_t again_mask; /* without a loop: queues whose device asked for notify_again */
 	struct vp_queue q[VIRTIO_MAX_QUEUES];
 
 	/* Protected by the PCI bus lock (configuration-space hooks). */

@@ -12,6 +12,7 @@
 #include "../devices/serial.h"
 #include "../devices/virtio_balloon.h"
 #include "../devices/virtio_pci.h"
+#include "../devices/virtio_rng.h"
 #include "boot/boot.h"
 #include "control/protocol.h"
 #include "control/vm_backend.h"
@@ -158,6 +159,19 @@ static int create_balloon(struct machine *m)
 	return 0;
 }
 
+static int create_rng(struct machine *m)
+{
+	int ret;
+
+	m->rng = rng_create(&m->vm.gm, &m->cfg.rng, m->vm.loop);
+	if (!m->rng)
+		return -errno;
+	ret = virtio_pci_attach(m->pci, rng_virtio_dev(m->rng), m->vm.loop);
+	if (ret)
+		pr_err("attaching virtio-rng: %s", strerror(-ret));
+	return ret;
+}
+
 static int create_pci(struct machine *m)
 {
 	struct pci_irq_ops ops = {
@@ -178,8 +192,10 @@ static int create_pci(struct machine *m)
 	}
 	/* The device table: every PCI device this machine can have. */
 	if (m->cfg.balloon.enabled)
-		return create_balloon(m);
-	return 0;
+		ret = create_balloon(m);
+	if (!ret && m->cfg.rng.enabled)
+		ret = create_rng(m);
+	return ret;
 }
 
 /* The compressed tier's glue: an integrity failure stops the VM; a reclaim result is an event. */
@@ -244,6 +260,8 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 		ret = create_pci(m);
 	if (!ret)
 		ret = create_memtier(m);
+	if (!ret)
+		ret = machine_policy_start(m);
 	if (!ret && m->cfg.control_path)
 		ret = control_start(m, m->cfg.control_path);
 	if (ret)
@@ -332,10 +350,14 @@ void machine_destroy(struct machine *m)
 	/* 2-3. The transport, then the balloon with its event thread. */
 	if (m->balloon)
 		virtio_pci_detach(balloon_virtio_dev(m->balloon));
+	if (m->rng)
+		virtio_pci_detach(rng_virtio_dev(m->rng));
 	pci_bus_destroy(m->pci);
 	m->pci = NULL;
 	balloon_destroy(m->balloon);
 	m->balloon = NULL;
+	rng_destroy(m->rng); /* its timer is on the loop, which no longer runs */
+	m->rng = NULL;
 	/* 4. After every thread that may fault on guest RAM; a reclaim ending now still reaches
 	 * the control server, which is alive until step 5. */
 	memtier_destroy(m->memtier);

@@ -8,6 +8,7 @@
  *   - exit port (0x501)                                   devices/legacy.h
  *   - PCI host bridge, conf1 (0xcf8)                      devices/pci.h
  *   - virtio-balloon on PCI, with --balloon on            devices/virtio_balloon.h
+ *   - virtio-rng on PCI, with --rng on (the default)       devices/virtio_rng.h
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
@@ -28,8 +29,9 @@
  * server is freed:
  *   1. vm_stop() and join the vCPU threads.
  *   2. virtio devices detached from the transport, PCI bus freed.
- *   3. balloon freed (its event thread joined); m->balloon is NULL from here on, so a deferred
- *      reply completed later answers "no balloon" instead of reaching freed memory.
+ *   3. virtio-rng freed (its rate-limit timer deleted from the stopped loop), balloon freed (its
+ * event thread joined); m->balloon is NULL from here on, so a deferred reply completed later
+ * answers "no balloon" instead of reaching freed memory.
  *   4. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
  *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running). A memory.reclaim
  *      that ends now (stopped_because "stopped") posts its result to the still-live server.
@@ -48,6 +50,8 @@
 
 #include "../devices/legacy.h"
 #include "../devices/virtio_balloon.h"
+#include "../devices/virtio_rng.h"
+#include "mem/policy.h"
 #include "vm.h"
 
 struct serial;
@@ -75,6 +79,9 @@ struct machine_config {
 	const char *control_path; /* control socket, or NULL */
 	uint64_t control_idle_ms; /* its idle timeout: 0 the default, CTL_IDLE_NEVER none */
 	struct balloon_config balloon;
+	bool auto_balloon;	     /* --auto-balloon on: the memory autopilot (mem/policy.h) */
+	struct policy_config policy; /* its options */
+	struct rng_config rng;
 };
 
 struct machine {
@@ -86,8 +93,11 @@ struct machine {
 	struct pci_bus *pci;
 	struct balloon *balloon; /* NULL without --balloon */
 	int stats_timer;	 /* loop timer of the balloon's periodic stats, or -1 */
+	struct rng *rng;	 /* NULL with --rng off */
 	struct memtier *memtier; /* NULL with --compress off */
 	struct control *control; /* NULL without --control */
+	struct policy policy;	 /* the autopilot's state (loop thread only) */
+	int policy_timer;	 /* its loop timer, or 0 when off */
 };
 
 /**
@@ -114,6 +124,13 @@ int machine_start(struct machine *m);
  * Returns 0 when a request was delivered, -ENOTSUP when there is no console or the VM stopped.
  */
 int machine_request_guest_shutdown(struct machine *m);
+
+/**
+ * machine_policy_start() - with cfg.auto_balloon, start the memory autopilot's timer on the loop
+ * (machine_policy.c; part of step 5, after the tier). Returns 0, or -EINVAL without a balloon
+ * with stats, or -errno from the loop.
+ */
+int machine_policy_start(struct machine *m);
 
 /**
  * machine_destroy() - the stop order above: stop the VM if needed, join every thread, free the

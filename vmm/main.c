@@ -21,6 +21,7 @@
 #include "control/server.h"
 #include "loop.h"
 #include "machine.h"
+#include "sandbox.h"
 #include "util.h"
 #include "vm.h"
 
@@ -48,10 +49,13 @@ static void usage(FILE *f)
 		"  --mem SIZE           guest RAM, K/M/G suffixes (default 256M, at least 64M)\n"
 		"  --cpus N             vCPUs (default 1)\n"
 		"  --console MODE       stdio (default), none, or file:PATH (created mode 0600)\n"
-		"  --balloon OPTS       virtio-balloon: on|off or comma list of "
+		"  --balloon [OPTS]     virtio-balloon (bare: on): on|off or comma list of "
 		"deflate-on-oom=on|off,\n"
 		"                       "
 		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
+		"  --rng on|off[,rate=BYTES]\n"
+		"                       virtio-rng entropy from getrandom(2), at most BYTES per\n"
+		"                       second, K/M/G suffixes (default on, rate=1M)\n"
 		"  --control PATH[,idle-timeout=SECONDS]\n"
 		"                       control socket (JSON lines, mode 0600); clients silent "
 		"for\n"
@@ -66,10 +70,26 @@ static void usage(FILE *f)
 		"                       (compresses cold pages; needs the compressed tier)\n"
 		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of "
 		"Linux\n"
+		"  --auto-balloon OPTS  memory autopilot: on|off[,low=PCT,high=PCT,step=SIZE,\n"
+		"                       floor=SIZE,period=MS,hold=S] keeps the guest's available\n"
+		"                       memory in the low-high band by moving the balloon\n"
+		"                       (default off; README \"Memory autopilot\")\n"
+		"  --seccomp MODE       on (default): each VMM thread runs under a seccomp filter\n"
+		"                       for its role, a forbidden call stops the VMM (status "
+		"159);\n"
+		"                       log: allow and log such calls; off: no filters\n"
+		"  --seccomp-test ROLE  debug: the first ROLE thread (loop, vcpu, userfaultfd,\n"
+		"                       reclaim, events) makes a forbidden call (tests)\n"
 		"  -v, --verbose        more messages (repeat for debug)\n"
 		"\n"
 		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
 		BASE_CMDLINE);
+}
+
+/* Is @s a --balloon value (on, off, or a KEY=VALUE list) rather than the next option/word? */
+static bool is_balloon_value(const char *s)
+{
+	return !strcmp(s, "on") || !strcmp(s, "off") || (s[0] != '-' && strchr(s, '='));
 }
 
 static void restore_tty(void)
@@ -258,13 +278,17 @@ static int cmd_run(int argc, char **argv)
 		{"mem", required_argument, NULL, 'm'},
 		{"cpus", required_argument, NULL, 'p'},
 		{"console", required_argument, NULL, 'C'},
-		{"balloon", required_argument, NULL, 'b'},
+		{"balloon", optional_argument, NULL, 'b'},
+		{"rng", required_argument, NULL, 'R'},
 		{"control", required_argument, NULL, 's'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
 		{"compress", required_argument, NULL, 'Z'},
 		{"mem-limit", required_argument, NULL, 'L'},
 		{"firmware", required_argument, NULL, 'f'},
+		{"seccomp", required_argument, NULL, 'S'},
+		{"auto-balloon", required_argument, NULL, 'A'},
+		{"seccomp-test", required_argument, NULL, 'T'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -278,12 +302,15 @@ static int cmd_run(int argc, char **argv)
 			    .free_page_reporting = true,
 			    .stats = true,
 			    .stats_period_s = 0},
+		.rng = {.enabled = true, .rate_bytes_per_s = RNG_DEFAULT_RATE},
 	};
+	char rng_err[160];
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL;
 	bool user_kernel = false, user_initrd = false, interactive;
 	struct machine *m;
 	struct vm *vm;
+	enum sandbox_mode seccomp = SANDBOX_ON;
 	sigset_t sigs;
 	int c, sfd, ret;
 
@@ -331,7 +358,40 @@ static int cmd_run(int argc, char **argv)
 				die("--console '%s': expected stdio, none or file:PATH", optarg);
 			break;
 		case 'b':
-			parse_balloon(optarg, &cfg.balloon);
+			/* A bare --balloon means on (as lkvm's); its value may follow as the next
+			 * word. */
+			if (!optarg && optind < argc && is_balloon_value(argv[optind]))
+				optarg = argv[optind++];
+			parse_balloon(optarg ? optarg : "on", &cfg.balloon);
+			break;
+		case 'A': {
+			char err[160];
+
+			if (policy_parse(optarg, &cfg.auto_balloon, &cfg.policy, err, sizeof(err)) <
+			    0)
+				die("--auto-balloon: %s", err);
+			break;
+		}
+		case 'S':
+			if (sandbox_parse_mode(optarg, &seccomp) < 0)
+				die("--seccomp '%s': expected on, log or off", optarg);
+			break;
+		case 'T': {
+			int r;
+
+			for (r = 0; r < VMM_THREAD_ROLES; r++)
+				if (!strcmp(optarg, vmm_thread_role_name(r)))
+					break;
+			if (r == VMM_THREAD_ROLES)
+				die("--seccomp-test '%s': expected a thread role (loop, vcpu, "
+				    "userfaultfd, reclaim, events)",
+				    optarg);
+			sandbox_test_violation(r);
+			break;
+		}
+		case 'R':
+			if (rng_parse_option(optarg, &cfg.rng, rng_err, sizeof(rng_err)))
+				die("%s", rng_err);
 			break;
 		case 's': {
 			static char path[PATH_MAX];
@@ -430,6 +490,9 @@ static int cmd_run(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	/* Before any thread starts: each one loads its role's filter as it begins. */
+	if (sandbox_init(seccomp) < 0)
+		exit(2);
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		die("out of memory");
@@ -450,6 +513,9 @@ static int cmd_run(int argc, char **argv)
 	ret = machine_start(m);
 	if (ret)
 		exit(2);
+	ret = sandbox_enter(VMM_THREAD_LOOP); /* setup is over: the loop's filter from here on */
+	if (ret < 0)
+		die("seccomp: cannot load the loop thread's filter: %s", strerror(-ret));
 	loop_run(vm->loop);
 	ret = vm->exit_status;
 	if (vm_panicked(vm))

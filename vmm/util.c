@@ -124,3 +124,52 @@ int vmm_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg)
 	pthread_attr_destroy(&attr);
 	return ret;
 }
+
+static int (*thread_start_hook)(enum vmm_thread_role role);
+
+const char *vmm_thread_role_name(enum vmm_thread_role role)
+{
+	static const char *const names[VMM_THREAD_ROLES] = {
+		[VMM_THREAD_LOOP] = "loop",	   [VMM_THREAD_VCPU] = "vcpu",
+		[VMM_THREAD_UFFD] = "userfaultfd", [VMM_THREAD_RECLAIM] = "reclaim",
+		[VMM_THREAD_EVENTS] = "events",
+	};
+
+	return (unsigned int)role < VMM_THREAD_ROLES ? names[role] : "?";
+}
+
+void vmm_set_thread_start_hook(int (*hook)(enum vmm_thread_role role))
+{
+	thread_start_hook = hook;
+}
+
+struct role_start {
+	enum vmm_thread_role role;
+	void *(*fn)(void *);
+	void *arg;
+};
+
+static void *role_trampoline(void *p)
+{
+	struct role_start s = *(struct role_start *)p;
+
+	free(p);
+	if (thread_start_hook && thread_start_hook(s.role) < 0)
+		return NULL;
+	return s.fn(s.arg);
+}
+
+int vmm_thread_create_role(pthread_t *thread, enum vmm_thread_role role, void *(*fn)(void *),
+			   void *arg)
+{
+	struct role_start *s = malloc(sizeof(*s));
+	int ret;
+
+	if (!s)
+		return ENOMEM;
+	*s = (struct role_start){role, fn, arg};
+	ret = vmm_thread_create(thread, role_trampoline, s);
+	if (ret)
+		free(s);
+	return ret;
+}

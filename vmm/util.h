@@ -85,4 +85,35 @@ int parse_size(const char *s, uint64_t *out);
  */
 int vmm_thread_create(pthread_t *thread, void *(*fn)(void *), void *arg);
 
+/*
+ * What a VMM thread does: its seccomp filter is chosen by this (vmm/sandbox.h). Every thread the
+ * VMM starts names its role; the main thread is VMM_THREAD_LOOP.
+ */
+enum vmm_thread_role {
+	VMM_THREAD_LOOP,    /* main thread: event loop, control socket, device queue work */
+	VMM_THREAD_VCPU,    /* KVM_RUN and exit dispatch */
+	VMM_THREAD_UFFD,    /* compressed tier: userfaultfd fault-in */
+	VMM_THREAD_RECLAIM, /* compressed tier: the reclaim worker */
+	VMM_THREAD_EVENTS,  /* a device's event delivery thread (virtio-balloon) */
+	VMM_THREAD_ROLES
+};
+
+/** vmm_thread_role_name() - "loop", "vcpu", ... for messages; "?" for an unknown role. */
+const char *vmm_thread_role_name(enum vmm_thread_role role);
+
+/**
+ * vmm_thread_create_role() - vmm_thread_create() for a thread of @role: the new thread first calls
+ * the hook set by vmm_set_thread_start_hook() (the sandbox installs the role's seccomp filter
+ * there), then @fn(@arg). A hook that fails makes the thread return NULL at once without running
+ * @fn (the hook reports why). Returns 0 or a positive errno, as pthread_create().
+ */
+int vmm_thread_create_role(pthread_t *thread, enum vmm_thread_role role, void *(*fn)(void *),
+			   void *arg);
+
+/**
+ * vmm_set_thread_start_hook() - have every thread started by vmm_thread_create_role() call
+ * @hook(role) before its function; NULL removes it. Set once, before any such thread starts.
+ */
+void vmm_set_thread_start_hook(int (*hook)(enum vmm_thread_role role));
+
 #endif

@@ -41,9 +41,10 @@ static int setup_cpuid(struct vm *vm, struct vcpu *vcpu)
 
 	/*
 	 * KVM emulates the LAPIC's TSC-deadline mode but KVM_GET_SUPPORTED_CPUID does not report it
-	 * (api.rst: KVM_CAP_TSC_DEADLINE_TIMER). Without CPUID.1:ECX[24] a guest kernel uses the LAPIC
-	 * timer in one-shot mode and first calibrates it against another clock ("APIC timer disabled
-	 * due to verification failure" under a busy host): measured 0.44 s of a test host boot.
+	 * (api.rst: KVM_CAP_TSC_DEADLINE_TIMER). Without CPUID.1:ECX[24] a guest kernel uses the
+	 * LAPIC timer in one-shot mode and first calibrates it against another clock ("APIC timer
+	 * disabled due to verification failure" under a busy host): measured 0.44 s of a test host
+	 * boot.
 	 */
 	tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	c = calloc(1, sizeof(*c) + CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
@@ -146,6 +147,7 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 	memset(vcpu, 0, sizeof(*vcpu));
 	vcpu->vm = vm;
 	vcpu->id = id;
+	vcpu->host_is_pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
 	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
 	if (vcpu->fd < 0) {
 		ret = -errno;
@@ -288,7 +290,7 @@ static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 		.mmio = &vm->mmio,
 		.gm = &vm->gm,
 		.run_size = (size_t)vm->vcpu_mmap_size,
-		.host_is_pvm = access("/sys/module/kvm_pvm", F_OK) == 0,
+		.host_is_pvm = vcpu->host_is_pvm,
 		.opaque = vcpu,
 		.stop = ctx_stop,
 		.get_regs = ctx_get_regs,
@@ -364,7 +366,7 @@ int vcpu_start(struct vcpu *vcpu)
 		sigaction(KICK_SIGNAL, &sa, NULL);
 		handler_installed = true;
 	}
-	ret = vmm_thread_create(&vcpu->thread, vcpu_thread, vcpu);
+	ret = vmm_thread_create_role(&vcpu->thread, VMM_THREAD_VCPU, vcpu_thread, vcpu);
 	if (ret)
 		return -ret;
 	vcpu->thread_started = true;

@@ -20,6 +20,7 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	uint64_t nr_runs; /* KVM_RUN calls (debug figure) */
+	bool host_is_pvm; /* /sys/module/kvm_pvm exists: read at creation, not in the sandbox */
 };
 
 /**

@@ -4,7 +4,9 @@
 #
 # Runs every tests/kvm/*.sh scenario (except run.sh and fwlib.sh), or the ones given. A scenario
 # is a POSIX sh script using tests/testhost/lib.sh and tests/kvm/fwlib.sh (prepended here); it
-# declares the images it needs ("# firmware: NAME...") and may declare "# timeout: S" (default 30).
+# declares the images it needs ("# firmware: NAME...") and may declare "# timeout: S" (default 30)
+# and host-side test tools ("# tools: NAME...", build/tools/NAME from tests/tools/NAME.c, found
+# as $TOOLS_DIR/NAME).
 #
 # Where (tests/lib/detect-kvm.sh firmware):
 #   - this host's /dev/kvm runs the probe firmware (hardware KVM, or a PVM that honours IOPL=3):
@@ -64,6 +66,8 @@ echo "kvm: ${#scenarios[@]} scenario(s), mode $mode: $why"
 [ -x "$vmm" ] || { echo "kvm: $vmm missing (make all)"; echo "0 passed, 1 failed"; exit 1; }
 make -s -C "$root" -f firmware/firmware.mk B="$B" firmware >&2 ||
 	{ echo "kvm: building the firmware failed"; echo "0 passed, 1 failed"; exit 1; }
+make -s -C "$root" B="$B" tools >&2 ||
+	{ echo "kvm: building the test tools failed"; echo "0 passed, 1 failed"; exit 1; }
 
 rm -rf "$gen" && mkdir -p "$gen"
 generated=()
@@ -73,7 +77,7 @@ for s in "${scenarios[@]}"; do
 	{
 		echo "#!/bin/sh"
 		# Keep the scenario's own header lines (timeout, needs) where the runners look.
-		grep -E '^# *(timeout|needs|firmware):' "$s" || true
+		grep -E '^# *(timeout|needs|firmware|tools):' "$s" || true
 		echo ". \"\${TESTLIB:-$root/tests/testhost/lib.sh}\""
 		if [ "$mode" = testhost ]; then
 			# shellcheck disable=SC2016 # expanded inside the test host
@@ -90,8 +94,22 @@ for s in "${scenarios[@]}"; do
 				gzip -9c "$gen/$fw.stripped" | base64
 				echo "@@FW@@"
 			done
+			# shellcheck disable=SC2016 # expanded inside the test host
+			printf '%s\n' 'TOOLS_DIR=$SCRATCH/tools' 'mkdir -p "$TOOLS_DIR"'
+			# shellcheck disable=SC2013 # tool names are words
+			for t in $(sed -n 's/^# *tools: *//p' "$s"); do
+				[ -x "$B/tools/$t" ] || {
+					echo "kvm: $s needs $B/tools/$t, which is not built (make tools)" >&2
+					echo "0 passed, 1 failed" >&2
+					exit 1
+				}
+				echo "base64 -d <<'@@TOOL@@' | gunzip >\"\$TOOLS_DIR/$t\" && chmod +x \"\$TOOLS_DIR/$t\""
+				gzip -9c "$B/tools/$t" | base64
+				echo "@@TOOL@@"
+			done
 		else
 			echo "FW_DIR=$FW"
+			echo "TOOLS_DIR=$B/tools"
 		fi
 		cat "$here/fwlib.sh"
 		# The scenario itself, without its shebang and its own sourcing of lib.sh.

@@ -49,6 +49,7 @@ static const struct {
 	{"vm.state", CTL_EV_VM_STATE},
 	{"guest.exit", CTL_EV_GUEST_EXIT},
 	{"memory.reclaim", CTL_EV_MEMORY_RECLAIM},
+	{"memory.policy", CTL_EV_MEMORY_POLICY},
 };
 
 /*

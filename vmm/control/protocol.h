@@ -64,7 +64,8 @@ enum ctl_event_bit {
 	CTL_EV_GUEST_EXIT = 1u << 3,	 /* "guest.exit" */
 	CTL_EV_OTHER = 1u << 4,		 /* any other name (only with a full subscription) */
 	CTL_EV_MEMORY_RECLAIM = 1u << 5, /* "memory.reclaim" */
-	CTL_EV_ALL = (1u << 6) - 1,
+	CTL_EV_MEMORY_POLICY = 1u << 6,	 /* "memory.policy" (--auto-balloon decisions) */
+	CTL_EV_ALL = (1u << 7) - 1,
 };
 
 /* A validated request. Only the union member of @cmd is meaningful. */

@@ -162,8 +162,8 @@ static void cmd_shutdown(struct control *c, struct ctl_client *cl, const struct 
 
 static void cmd_subscribe(struct ctl_client *cl, const struct ctl_request *req)
 {
-	static const char *const names[] = {"balloon.change", "balloon.stats", "vm.state",
-					    "guest.exit", "memory.reclaim"};
+	static const char *const names[] = {"balloon.change", "balloon.stats",	"vm.state",
+					    "guest.exit",     "memory.reclaim", "memory.policy"};
 	struct json_object *o = json_object_new_object(), *a = json_object_new_array();
 	uint32_t mask = req->args.subscribe.mask;
 

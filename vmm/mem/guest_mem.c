@@ -49,6 +49,9 @@ int gm_init(struct guest_mem *gm, uint64_t size, unsigned int flags)
 		pr_err("guest memory: MADV_DONTFORK: %s", strerror(errno));
 		goto err_map;
 	}
+	/* A VMM crash must never write guest memory into a core dump (issue 12, sandbox). */
+	if (madvise(p, size, MADV_DONTDUMP))
+		pr_warn("guest memory: MADV_DONTDUMP: %s", strerror(errno));
 	if (flags & GM_HUGEPAGES) {
 		if (madvise(p, size, MADV_HUGEPAGE))
 			pr_warn("guest memory: MADV_HUGEPAGE: %s (no transparent huge pages, "
@@ -196,6 +199,14 @@ static void set_state(struct guest_mem *gm, uint64_t idx, uint64_t nr, enum gm_p
 {
 	uint64_t i;
 
+	if (to == GM_PAGE_BALLOONED || to == GM_PAGE_REPORTED) {
+		if (gm->balloon_lo >= gm->balloon_hi) {
+			gm->balloon_lo = idx;
+			gm->balloon_hi = idx + nr;
+		}
+		gm->balloon_lo = MIN(gm->balloon_lo, idx);
+		gm->balloon_hi = MAX(gm->balloon_hi, idx + nr);
+	}
 	for (i = idx; i < idx + nr; i++) {
 		uint8_t from = gm->state[i];
 
@@ -273,6 +284,42 @@ int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
 	}
 	pthread_mutex_unlock(&gm->lock);
 	return 0;
+}
+
+void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st)
+{
+	struct gm_clear_stats dummy = {0};
+	uint64_t j, end;
+
+	st = st ? st : &dummy;
+	*st = (struct gm_clear_stats){0};
+	if (!gm->state)
+		return;
+	pthread_mutex_lock(&gm->lock);
+	st->lock_holds++;
+	j = gm->balloon_lo;
+	for (;;) {
+		/* Pages move out of these states elsewhere too (the compressed tier takes reported
+		 * pages), so the counters, not the range, say when we are done. */
+		if (!gm->nr_ballooned && !gm->nr_reported) {
+			gm->balloon_lo = gm->balloon_hi = 0;
+			break;
+		}
+		end = MIN(gm->balloon_hi, gm->nr_pages);
+		if (j >= end)
+			break;
+		end = MIN(end, j + GM_CLEAR_CHUNK_PAGES);
+		st->scanned_pages += end - j;
+		st->max_hold_pages = MAX(st->max_hold_pages, end - j);
+		for (; j < end; j++)
+			if (gm->state[j] == GM_PAGE_BALLOONED || gm->state[j] == GM_PAGE_REPORTED)
+				set_state(gm, j, 1, GM_PAGE_RESIDENT);
+		/* Let the vCPUs' faults and the compressed tier in between chunks. */
+		pthread_mutex_unlock(&gm->lock);
+		pthread_mutex_lock(&gm->lock);
+		st->lock_holds++;
+	}
+	pthread_mutex_unlock(&gm->lock);
 }
 
 uint64_t gm_resident_bytes(const struct guest_mem *gm)

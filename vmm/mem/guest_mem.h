@@ -43,6 +43,9 @@ struct guest_mem {
 	uint8_t *state;	      /* nr_pages entries of enum gm_page_state */
 	pthread_mutex_t lock; /* protects state[] and the counters below */
 	uint64_t nr_ballooned, nr_reported;
+	/* State-map range [balloon_lo, balloon_hi) that may hold ballooned or reported pages;
+	 * empty (lo >= hi) once gm_reclaim_clear_all() found none. */
+	uint64_t balloon_lo, balloon_hi;
 	uint64_t discard_calls; /* madvise calls made by gm_discard */
 	bool mergeable;		/* MADV_MERGEABLE applied */
 	bool hugepages;		/* MADV_HUGEPAGE applied */
@@ -116,6 +119,26 @@ void gm_set_discard_hook(struct guest_mem *gm, void (*fn)(void *opaque, uint64_t
  * Returns 0 or -EFAULT as gm_discard().
  */
 int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages);
+
+/* What one gm_reclaim_clear_all() call did (tests, diagnostics). */
+struct gm_clear_stats {
+	uint64_t scanned_pages;	 /* state-map entries looked at */
+	uint64_t lock_holds;	 /* times gm->lock was taken */
+	uint64_t max_hold_pages; /* most entries looked at under one hold */
+};
+
+#define GM_CLEAR_CHUNK_PAGES 16384 /* state-map entries per gm->lock hold (64 MiB of RAM) */
+
+/**
+ * gm_reclaim_clear_all() - mark every ballooned or reported page resident again (the balloon
+ * device's reset: the driver is gone, its pages are its own again; virtio 1.2 §5.5.6). Compressed
+ * pages stay. The cost is bounded: nothing at all when no page is ballooned or reported, else
+ * only the state-map range that ever held such pages since they were last all cleared, at most
+ * GM_CLEAR_CHUNK_PAGES entries per gm->lock hold (the lock is dropped between chunks), and it
+ * stops as soon as the counters reach zero. Pages ballooned concurrently behind the scan stay.
+ * @st: filled with what the call did, may be NULL.
+ */
+void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st);
 
 /**
  * gm_resident_bytes() - bytes of guest RAM currently resident in host memory (mincore over the

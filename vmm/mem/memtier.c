@@ -721,7 +721,7 @@ static int start_worker(struct memtier *t)
 	pthread_condattr_destroy(&ca);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -vmm_thread_create(&t->worker, worker_main, t);
+	ret = -vmm_thread_create_role(&t->worker, VMM_THREAD_RECLAIM, worker_main, t);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret)
 		return ret;

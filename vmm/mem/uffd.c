@@ -221,7 +221,7 @@ int uffd_thread_start(int fd, const struct uffd_ops *ops, void *opaque, struct u
 	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -vmm_thread_create(&t->thread, thread_main, t);
+	ret = -vmm_thread_create_role(&t->thread, VMM_THREAD_UFFD, thread_main, t);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {
 		close(t->stop_fd);

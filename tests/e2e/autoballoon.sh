@@ -1,0 +1,56 @@
+#!/bin/sh
+# The memory autopilot (issue 15, README "Memory autopilot"): a 512 MiB guest fills and frees
+# 300 MiB, idles, then allocates 350 MiB. With --auto-balloon on and no balloon or memory command
+# (only an event subscriber watching), host RSS must fall by >= 200 MiB during the idle phase, the
+# policy must have inflated the balloon (memory.policy events) and deflated it when the guest
+# needed its memory back, and the late allocation must succeed without an OOM kill.
+# cost: 150
+# timeout: 420
+. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+need_vmm
+
+ev=$SCRATCH/events.txt
+epid=''
+# shellcheck disable=SC2016 # expanded by the guest's shell
+gcmd='mount -t tmpfs -o size=470M tmpfs /mnt || exit 3
+dd if=/dev/zero of=/mnt/a bs=1M count=300 2>/dev/null || exit 4
+echo @@filled; sleep 2; rm /mnt/a; echo @@freed
+sleep 45; echo @@alloc
+dd if=/dev/zero of=/mnt/b bs=1M count=350 2>/dev/null && echo @@alloc-ok || echo @@alloc-failed
+sleep 5; dmesg | grep -i -E "out of memory|oom-kill|killed process" | head -3; echo @@end; sleep 120'
+bg_vmm_start "$gcmd" --mem 512M --auto-balloon on
+"$VMM" ctl -s "$sock" events memory.policy >"$ev" 2>"$SCRATCH/events.err" &
+epid=$!
+trap 'kill "$epid" 2>/dev/null; bg_vmm_cleanup' EXIT
+
+wait_for '^@@filled' "$con" 240 || { dump; fail "the guest did not fill 300 MiB"; }
+peak=$(rss_mib "$vpid")
+log "filled: host RSS $peak MiB"
+wait_for '^@@freed' "$con" 60 || { dump; fail "the guest did not free its memory"; }
+low=$peak
+t=0
+while [ $t -lt 40 ] && ! grep -q '^@@alloc' "$con"; do
+	r=$(rss_mib "$vpid")
+	[ "$r" -ge "$low" ] || low=$r
+	sleep 1
+	t=$((t + 1))
+done
+log "idle: host RSS fell from $peak MiB to $low MiB ($((peak - low)) MiB)"
+inflates=$(grep -c '"action":"inflate"' "$ev")
+log "memory.policy inflate decisions: $inflates; last: $(grep inflate "$ev" | tail -n1)"
+[ "$inflates" -ge 1 ] || { dump; fail "the policy never inflated the balloon"; }
+[ $((peak - low)) -ge 200 ] || { dump; fail "host RSS fell by $((peak - low)) MiB (< 200 MiB)"; }
+
+wait_for '^@@end' "$con" 240 || { dump; fail "the guest did not finish the late allocation"; }
+grep -q '^@@alloc-ok' "$con" || { dump; fail "the late 350 MiB allocation failed"; }
+if tr -d '\r' <"$con" | sed -n '/^@@alloc-ok/,/^@@end/p' | grep -q -i -E 'out of memory|oom-kill|killed process'; then
+	dump
+	fail "the guest had an OOM kill"
+fi
+deflates=$(grep -c '"action":"deflate"' "$ev")
+log "memory.policy deflate decisions: $deflates; last: $(grep deflate "$ev" | tail -n1)"
+[ "$deflates" -ge 1 ] || { dump; fail "the policy never deflated when the guest needed memory"; }
+log "policy timeline (time, guest available MiB, action, new target MiB, why):"
+sed -n 's/^\([0-9:.]*\) memory.policy .*"guest_available_mib":\([0-9]*\).*"action":"\([a-z]*\)","target_mib":\([0-9]*\).*"why":"\([^"]*\)".*/    \1 \2 \3 \4 \5/p' "$ev"
+bg_vmm_shutdown
+echo "PASS autoballoon (RSS -$((peak - low)) MiB idle, $inflates inflates, $deflates deflates)"

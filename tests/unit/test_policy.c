@@ -1,0 +1,264 @@
+/* The memory autopilot's decisions (vmm/mem/policy.h), on synthetic inputs. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "../../vmm/mem/policy.h"
+#include "../../vmm/util.h"
+
+#define RAM (512 * MiB)
+
+static struct policy p;
+static struct policy_input in;
+static uint64_t seq;
+
+static void setup(void)
+{
+	struct policy_config cfg;
+
+	policy_config_default(&cfg);
+	policy_init(&p, &cfg);
+	memset(&in, 0, sizeof(in));
+	in.guest_ram = RAM;
+	in.have_avail = true;
+	seq = 0;
+}
+
+/* One period: the guest reports @avail; the balloon is at target == actual unless changed. */
+static struct policy_decision step(uint64_t avail)
+{
+	struct policy_decision d;
+
+	in.now_ms += 1000;
+	in.stats_seq = ++seq;
+	in.avail = avail;
+	d = policy_step(&p, &in);
+	if (d.action != POLICY_NONE)
+		in.target = in.actual = d.new_target; /* the guest follows at once */
+	return d;
+}
+
+TestSuite(policy, .init = setup);
+
+Test(policy, parse)
+{
+	struct policy_config c;
+	char err[128];
+	bool on = false;
+
+	cr_assert_eq(policy_parse("on", &on, &c, err, sizeof(err)), 0);
+	cr_expect(on);
+	cr_expect_eq(c.low_pct, 15);
+	cr_expect_eq(c.high_pct, 25);
+	cr_expect_eq(c.step_bytes, 64 * MiB);
+	cr_assert_eq(policy_parse("on,low=10,high=40,step=32M,floor=128M,period=500,hold=5", &on,
+				  &c, err, sizeof(err)),
+		     0);
+	cr_expect_eq(c.low_pct, 10);
+	cr_expect_eq(c.high_pct, 40);
+	cr_expect_eq(c.step_bytes, 32 * MiB);
+	cr_expect_eq(c.floor_bytes, 128 * MiB);
+	cr_expect_eq(c.period_ms, 500);
+	cr_expect_eq(c.hold_ms, 5000);
+	cr_assert_eq(policy_parse("off", &on, &c, err, sizeof(err)), 0);
+	cr_expect(!on);
+	cr_expect_eq(policy_parse("on,low=30,high=20", &on, &c, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "below"), "%s", err);
+	cr_expect_eq(policy_parse("on,low=101", &on, &c, err, sizeof(err)), -EINVAL);
+	cr_expect_eq(policy_parse("on,period=10", &on, &c, err, sizeof(err)), -EINVAL);
+	cr_expect_eq(policy_parse("on,step=-1", &on, &c, err, sizeof(err)), -EINVAL);
+	cr_expect_eq(policy_parse("on,bogus=1", &on, &c, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "unknown option 'bogus'"), "%s", err);
+	cr_expect_eq(policy_parse("maybe", &on, &c, err, sizeof(err)), -EINVAL);
+}
+
+Test(policy, no_fresh_statistics_decides_nothing)
+{
+	struct policy_decision d = step(400 * MiB);
+
+	cr_assert_eq(d.action, POLICY_INFLATE);
+	in.now_ms += 1000; /* same stats_seq */
+	d = policy_step(&p, &in);
+	cr_expect_eq(d.action, POLICY_NONE);
+	cr_expect_str_eq(d.why, "no fresh guest statistics");
+}
+
+/* A target change followed by a stats set taken before the guest reached it never inflates. */
+Test(policy, no_inflate_on_statistics_older_than_the_last_target)
+{
+	struct policy_decision d = step(450 * MiB);
+
+	cr_assert_eq(d.action, POLICY_INFLATE);
+	in.actual = 0; /* the guest has not followed yet */
+	d = step(450 * MiB);
+	cr_expect_str_eq(d.why, "above band, guest still inflating");
+	in.actual = in.target; /* reached, but this set was asked for before */
+	d = step(450 * MiB);
+	cr_expect_str_eq(d.why, "above band, statistics predate the last target");
+	d = step(400 * MiB);
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+}
+
+Test(policy, idle_guest_is_inflated_in_bounded_steps_into_the_band)
+{
+	uint64_t avail = 450 * MiB; /* a guest that freed most of its memory */
+	int periods = 0;
+
+	for (;;) {
+		uint64_t before = in.target;
+		struct policy_decision d = step(avail);
+
+		if (d.action == POLICY_NONE &&
+		    !strcmp(d.why, "above band, statistics predate the last target"))
+			continue; /* every other period: the stats set was asked for before the
+				     change */
+		if (d.action == POLICY_NONE)
+			break;
+		cr_assert_eq(d.action, POLICY_INFLATE, "period %d: %s", periods, d.why);
+		cr_assert_leq(d.new_target - before, 64 * MiB, "a step above 64 MiB");
+		avail -=
+			d.new_target - before; /* what the guest gave back is no longer available */
+		cr_assert_lt(++periods, 20, "did not settle");
+	}
+	/* Settled with the available share inside [15%, 25%] of RAM. */
+	cr_expect_geq(avail, RAM / 100 * 15, "available %llu MiB",
+		      (unsigned long long)(avail / MiB));
+	cr_expect_leq(avail, RAM / 100 * 25, "available %llu MiB",
+		      (unsigned long long)(avail / MiB));
+	cr_expect_gt(in.target, 300 * MiB, "target only %llu MiB",
+		     (unsigned long long)(in.target / MiB));
+	cr_expect_leq(in.target, RAM - 64 * MiB);
+}
+
+Test(policy, never_below_the_floor)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = RAM - 80 * MiB;
+	d = step(300 * MiB); /* impossible but hostile: the guest claims lots available */
+	cr_assert_eq(d.action, POLICY_INFLATE);
+	cr_expect_eq(d.new_target, RAM - 64 * MiB);
+	d = step(300 * MiB);
+	cr_expect_str_eq(d.why, "above band, statistics predate the last target");
+	d = step(300 * MiB);
+	cr_expect_eq(d.action, POLICY_NONE);
+	cr_expect_str_eq(d.why, "above band, at the floor");
+}
+
+Test(policy, waits_while_the_guest_is_behind_the_target)
+{
+	struct policy_decision d;
+
+	in.target = 200 * MiB;
+	in.actual = 100 * MiB;
+	d = step(400 * MiB);
+	cr_expect_eq(d.action, POLICY_NONE);
+	cr_expect_str_eq(d.why, "above band, guest still inflating");
+}
+
+Test(policy, below_band_deflates_at_once_not_by_steps)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 400 * MiB;
+	step(100 * MiB);    /* in band: 19.5% */
+	d = step(20 * MiB); /* the guest allocated: 4% */
+	cr_assert_eq(d.action, POLICY_DEFLATE);
+	/* To the band's top (128 MiB) plus the 80 MiB consumed: at least 188 MiB in one go. */
+	cr_expect_geq(400 * MiB - d.new_target, 188 * MiB, "deflated only %llu MiB",
+		      (unsigned long long)((400 * MiB - d.new_target) / MiB));
+}
+
+Test(policy, guest_pressure_deflates_two_steps_even_in_band)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 300 * MiB;
+	in.major_faults = 1000;
+	step(100 * MiB);
+	in.major_faults += 500; /* 500 major faults this period */
+	d = step(100 * MiB);
+	cr_assert_eq(d.action, POLICY_DEFLATE);
+	cr_expect(d.guest_pressure);
+	cr_expect_eq(d.new_target, 300 * MiB - 128 * MiB);
+}
+
+Test(policy, falling_available_memory_is_pressure)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 200 * MiB;
+	step(120 * MiB);
+	d = step(50 * MiB); /* fell 70 MiB (> one step) in one period */
+	cr_assert_eq(d.action, POLICY_DEFLATE);
+	cr_expect(d.guest_pressure);
+	/* To the band's top (25% of 512 = 128 MiB: 78 MiB more) plus the 70 MiB it consumed. */
+	cr_expect_eq(200 * MiB - d.new_target, 148 * MiB, "deflated %llu MiB",
+		     (unsigned long long)((200 * MiB - d.new_target) / MiB));
+}
+
+/* The balloon's own inflate lowers available memory: that is not guest pressure. */
+Test(policy, what_the_balloon_took_is_not_pressure)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 100 * MiB;
+	step(400 * MiB);
+	in.actual = 200 * MiB; /* the guest gave 100 MiB more */
+	in.target = 200 * MiB;
+	p.last_set_target = 200 * MiB;
+	d = step(300 * MiB);
+	cr_expect(!d.guest_pressure, "%s", d.why);
+	cr_expect_neq(d.action, POLICY_DEFLATE, "%s", d.why);
+}
+
+Test(policy, deflate_never_below_zero)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 16 * MiB;
+	step(100 * MiB);
+	d = step(10 * MiB);
+	cr_assert_eq(d.action, POLICY_DEFLATE);
+	cr_expect_eq(d.new_target, 0);
+	d = step(10 * MiB);
+	cr_expect_eq(d.action, POLICY_NONE);
+}
+
+Test(policy, a_client_target_holds_the_policy_off)
+{
+	struct policy_decision d = step(450 * MiB);
+
+	cr_assert_eq(d.action, POLICY_INFLATE);
+	in.target = in.actual = 10 * MiB; /* a client's balloon.set */
+	d = step(450 * MiB);
+	cr_expect_eq(d.action, POLICY_NONE);
+	cr_expect_str_eq(d.why, "client target");
+	for (int i = 0; i < 57; i++) {
+		d = step(450 * MiB);
+		cr_assert_eq(d.action, POLICY_NONE, "period %d", i);
+	}
+	in.now_ms += 3000; /* hold (60 s) over */
+	d = step(450 * MiB);
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+}
+
+Test(policy, host_pressure_lowers_the_band_and_asks_for_compression)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 300 * MiB;
+	d = step(110 * MiB); /* 21%: in the normal band */
+	cr_expect_eq(d.action, POLICY_NONE);
+	in.host_psi_known = true;
+	in.host_psi_some_avg10_pct = 40;
+	d = step(110 * MiB);
+	cr_expect(d.host_pressure);
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+	cr_expect_gt(d.reclaim_bytes, 0);
+	in.host_psi_some_avg10_pct = 0;
+	in.host_total = 100 * GiB;
+	in.host_avail = 5 * GiB; /* under 10% */
+	d = step(100 * MiB);
+	cr_expect(d.host_pressure);
+}

@@ -1,0 +1,94 @@
+/*
+ * The memory autopilot's glue (vmm/mem/policy.h): a loop timer every period feeds the policy the
+ * balloon's statistics and counters and the host's pressure, applies its decision through the
+ * same call a control client's balloon.set makes, asks the compressed tier for cold pages under
+ * host pressure, emits one memory.policy event per decision that changes something (or holds),
+ * and requests the guest's next statistics set.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../devices/virtio_balloon.h"
+#include "loop.h"
+#include "machine.h"
+#include "mem/memtier.h"
+#include "mem/policy.h"
+#include "util.h"
+
+#include <linux/virtio_balloon.h>
+
+static void emit(struct machine *m, const struct policy_input *in, const struct policy_decision *d)
+{
+	static const char *const actions[] = {"none", "inflate", "deflate"};
+	char data[768];
+
+	snprintf(data, sizeof(data),
+		 "{\"saw\":{\"guest_available_mib\":%" PRIu64 ",\"guest_free_mib\":%" PRIu64
+		 ",\"guest_ram_mib\":%" PRIu64 ",\"major_faults\":%" PRIu64
+		 ",\"target_mib\":%" PRIu64 ",\"actual_mib\":%" PRIu64
+		 ",\"host_available_mib\":%" PRIu64 ",\"host_psi_some_avg10\":%d"
+		 ",\"guest_pressure\":%s,\"host_pressure\":%s},"
+		 "\"did\":{\"action\":\"%s\",\"target_mib\":%" PRIu64 ",\"reclaim_mib\":%" PRIu64
+		 ",\"why\":\"%s\"}}",
+		 (uint64_t)(in->avail / MiB), (uint64_t)(in->free / MiB),
+		 (uint64_t)(in->guest_ram / MiB), in->major_faults, (uint64_t)(in->target / MiB),
+		 (uint64_t)(in->actual / MiB), (uint64_t)(in->host_avail / MiB),
+		 in->host_psi_known ? (int)in->host_psi_some_avg10_pct : -1,
+		 d->guest_pressure ? "true" : "false", d->host_pressure ? "true" : "false",
+		 actions[d->action], (uint64_t)((d->action ? d->new_target : in->target) / MiB),
+		 (uint64_t)(d->reclaim_bytes / MiB), d->why ? d->why : "");
+	vm_emit_event(&m->vm, "memory.policy", data);
+}
+
+static void policy_tick(void *opaque)
+{
+	struct machine *m = opaque;
+	struct policy_input in = {.now_ms = now_ns() / 1000000, .guest_ram = m->vm.gm.size};
+	struct balloon_counters bc;
+	struct balloon_stats st;
+	struct policy_decision d;
+	const char *prev = m->policy.last.why;
+
+	balloon_get_stats(m->balloon, &st);
+	balloon_get_counters(m->balloon, &bc);
+	in.stats_seq = st.seq;
+	in.have_avail = st.valid[VIRTIO_BALLOON_S_AVAIL];
+	in.avail = st.val[VIRTIO_BALLOON_S_AVAIL];
+	in.free = st.val[VIRTIO_BALLOON_S_MEMFREE];
+	in.major_faults = st.val[VIRTIO_BALLOON_S_MAJFLT];
+	in.swap_in = st.val[VIRTIO_BALLOON_S_SWAP_IN];
+	in.target = bc.target_pages * 4096;
+	in.actual = bc.actual_pages * 4096;
+	policy_read_host(&in);
+	d = policy_step(&m->policy, &in);
+	if (d.action != POLICY_NONE && balloon_set_target(m->balloon, d.new_target / 4096) < 0)
+		pr_warn("auto-balloon: target %" PRIu64 " MiB refused",
+			(uint64_t)(d.new_target / MiB));
+	if (d.reclaim_bytes && m->memtier) {
+		uint64_t res = gm_resident_bytes(&m->vm.gm), job;
+
+		if (res > d.reclaim_bytes)
+			memtier_reclaim(
+				m->memtier, res - d.reclaim_bytes, 10ULL * m->policy.cfg.period_ms,
+				&job); /* -EBUSY while one runs: the next period asks again */
+	}
+	if (d.action != POLICY_NONE || d.host_pressure ||
+	    (d.why != prev && d.why && !strncmp(d.why, "hold", 4)))
+		emit(m, &in, &d);
+	balloon_request_stats(m->balloon); /* the next period decides on a fresh set */
+}
+
+int machine_policy_start(struct machine *m)
+{
+	if (!m->cfg.auto_balloon)
+		return 0;
+	if (!m->balloon || !m->cfg.balloon.stats) {
+		pr_err("--auto-balloon needs the balloon with stats (--balloon on, stats=on)");
+		return -EINVAL;
+	}
+	policy_init(&m->policy, &m->cfg.policy);
+	m->policy_timer = loop_add_timer(m->vm.loop, m->cfg.policy.period_ms, true, policy_tick, m);
+	return m->policy_timer < 0 ? m->policy_timer : 0;
+}

@@ -1,0 +1,271 @@
+#include "policy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+
+void policy_config_default(struct policy_config *cfg)
+{
+	*cfg = (struct policy_config){
+		.low_pct = 15,
+		.high_pct = 25,
+		.step_bytes = 64 * MiB,
+		.floor_bytes = 64 * MiB,
+		.period_ms = 1000,
+		.hold_ms = 60000,
+		.majflt_per_period = 100,
+		.psi_pct = 10,
+		.host_min_avail_pct = 10,
+	};
+}
+
+static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!*s || *s == '-')
+		return false;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+int policy_parse(const char *arg, bool *on, struct policy_config *cfg, char *err,
+		 unsigned int errlen)
+{
+	char *copy = strdup(arg), *save = NULL, *tok;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	policy_config_default(cfg);
+	*on = true;
+	for (tok = strtok_r(copy, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
+		char *val = strchr(tok, '=');
+		unsigned long v = 0;
+		uint64_t size = 0;
+		bool ok;
+
+		if (!val) {
+			if (!strcmp(tok, "on") || !strcmp(tok, "off")) {
+				*on = !strcmp(tok, "on");
+				continue;
+			}
+			snprintf(err, errlen, "'%s' is not on, off or KEY=VALUE", tok);
+			ret = -EINVAL;
+			break;
+		}
+		*val++ = '\0';
+		if (!strcmp(tok, "low") && (ok = parse_uint(val, 100, &v)))
+			cfg->low_pct = (unsigned int)v;
+		else if (!strcmp(tok, "high") && (ok = parse_uint(val, 100, &v)))
+			cfg->high_pct = (unsigned int)v;
+		else if (!strcmp(tok, "period") && (ok = parse_uint(val, 3600000, &v) && v >= 100))
+			cfg->period_ms = (unsigned int)v;
+		else if (!strcmp(tok, "hold") && (ok = parse_uint(val, 86400, &v)))
+			cfg->hold_ms = (unsigned int)(v * 1000);
+		else if (!strcmp(tok, "step") && (ok = parse_size(val, &size) == 0 && size >= MiB))
+			cfg->step_bytes = size;
+		else if (!strcmp(tok, "floor") && (ok = parse_size(val, &size) == 0))
+			cfg->floor_bytes = size;
+		else if (strcmp(tok, "low") && strcmp(tok, "high") && strcmp(tok, "period") &&
+			 strcmp(tok, "hold") && strcmp(tok, "step") && strcmp(tok, "floor")) {
+			snprintf(err, errlen,
+				 "unknown option '%s' (low, high, step, floor, period, hold)", tok);
+			ret = -EINVAL;
+			break;
+		} else
+			ok = false;
+		if (!ok) {
+			snprintf(err, errlen, "bad value '%s' for %s", val, tok);
+			ret = -EINVAL;
+		}
+	}
+	if (!ret && cfg->low_pct >= cfg->high_pct) {
+		snprintf(err, errlen, "low=%u must be below high=%u", cfg->low_pct, cfg->high_pct);
+		ret = -EINVAL;
+	}
+	free(copy);
+	return ret;
+}
+
+void policy_init(struct policy *p, const struct policy_config *cfg)
+{
+	memset(p, 0, sizeof(*p));
+	p->cfg = *cfg;
+	p->last_set_target = UINT64_MAX;
+}
+
+static struct policy_decision none(struct policy *p, const char *why)
+{
+	return p->last = (struct policy_decision){.action = POLICY_NONE, .why = why};
+}
+
+struct policy_decision policy_step(struct policy *p, const struct policy_input *in)
+{
+	const struct policy_config *c = &p->cfg;
+	struct policy_decision d = {.action = POLICY_NONE};
+	uint64_t ram = in->guest_ram, low, high, mid, max_target, want;
+	uint64_t majflt, swapin, taken, p_last_avail;
+	bool first = p->last_seq == 0;
+
+	if (!ram)
+		return none(p, "no guest RAM");
+	if (p->last_set_target == UINT64_MAX)
+		p->last_set_target = in->target; /* the target the policy starts from */
+	/* Someone else moved the target: a client's word holds for hold_ms. */
+	if (p->last_set_target != UINT64_MAX && in->target != p->last_set_target) {
+		p->hold_until_ms = in->now_ms + c->hold_ms;
+		p->last_set_target = in->target;
+		p->following = false;
+		p->settled_seq = in->stats_seq;
+		p->holds++;
+		return none(p, "client target");
+	}
+	if (in->now_ms < p->hold_until_ms)
+		return none(p, "holding for a client target");
+	/* Once the guest reached the last target, only a later statistics set shows its effect. */
+	if (p->following && in->actual == in->target) {
+		p->following = false;
+		p->settled_seq = in->stats_seq;
+	}
+	if (!in->stats_seq || in->stats_seq == p->last_seq || !in->have_avail)
+		return none(p, "no fresh guest statistics");
+
+	majflt = first || in->major_faults < p->last_majflt ? 0 : in->major_faults - p->last_majflt;
+	swapin = first || in->swap_in < p->last_swap_in ? 0 : in->swap_in - p->last_swap_in;
+	/* Available memory the balloon took (it grew since the last set) is not the guest's doing.
+	 */
+	taken = in->actual > p->last_actual ? in->actual - p->last_actual : 0;
+	d.guest_pressure = majflt >= c->majflt_per_period || swapin > 0 ||
+			   (!first && p->last_avail > in->avail + taken + c->step_bytes);
+	d.host_pressure =
+		(in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
+		(in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct);
+	p->last_seq = in->stats_seq;
+	p_last_avail = p->last_avail;
+	p->last_avail = in->avail;
+	p->last_actual = in->actual;
+	p->last_majflt = in->major_faults;
+	p->last_swap_in = in->swap_in;
+	p->decisions++;
+
+	low = ram / 100 * c->low_pct;
+	high = ram / 100 * c->high_pct;
+	if (d.host_pressure && !d.guest_pressure) {
+		uint64_t width = high - low;
+
+		high = low;
+		low = low > width ? low - width : 0;
+		d.reclaim_bytes = c->step_bytes;
+	}
+	mid = low + (high - low) / 2;
+	max_target = ram > c->floor_bytes ? ram - c->floor_bytes : 0;
+
+	if (d.guest_pressure || in->avail < low) {
+		/*
+		 * To the band's top, plus what the guest consumed in the last period: a guest that
+		 * is allocating gets a period's worth of room ahead instead of waiting on every
+		 * period.
+		 */
+		want = in->avail < high ? high - in->avail : 0;
+		if (!first && p_last_avail + taken > in->avail)
+			want += p_last_avail + taken - in->avail;
+		if (d.guest_pressure)
+			want = MAX(want, 2 * c->step_bytes);
+		want = MIN(want, in->target);
+		if (!want) {
+			d.why = d.guest_pressure ? "guest pressure, balloon empty"
+						 : "below band, balloon empty";
+			return p->last = d;
+		}
+		d.action = POLICY_DEFLATE;
+		d.new_target = in->target - want;
+		d.why = d.guest_pressure ? "guest pressure: deflate at once"
+					 : "below band: deflate";
+	} else if (in->avail > high) {
+		if (p->following || in->actual < in->target) {
+			d.why = "above band, guest still inflating";
+			return p->last = d;
+		}
+		if (in->stats_seq <= p->settled_seq) {
+			d.why = "above band, statistics predate the last target";
+			return p->last = d;
+		}
+		want = MIN(in->avail - mid, c->step_bytes);
+		if (in->target >= max_target) {
+			d.why = "above band, at the floor";
+			return p->last = d;
+		}
+		want = MIN(want, max_target - in->target);
+		want &= ~(uint64_t)4095;
+		if (!want) {
+			d.why = "above band, step too small";
+			return p->last = d;
+		}
+		d.action = POLICY_INFLATE;
+		d.new_target = in->target + want;
+		d.why = d.host_pressure ? "host pressure: inflate" : "above band: inflate";
+	} else {
+		d.why = "in band";
+	}
+	if (d.action != POLICY_NONE) {
+		d.new_target &= ~(uint64_t)4095;
+		p->last_set_target = d.new_target;
+		p->following = true;
+		if (d.action == POLICY_INFLATE)
+			p->inflates++;
+		else
+			p->deflates++;
+	}
+	return p->last = d;
+}
+
+/* "some avg10=1.23 ..." -> 1 (whole percent). */
+static bool read_psi(unsigned int *pct)
+{
+	FILE *f = fopen("/proc/pressure/memory", "re");
+	char line[256];
+	bool ok = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		double avg10;
+
+		if (sscanf(line, "some avg10=%lf", &avg10) == 1) {
+			*pct = (unsigned int)avg10;
+			ok = true;
+			break;
+		}
+	}
+	fclose(f);
+	return ok;
+}
+
+void policy_read_host(struct policy_input *in)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+
+	in->host_psi_known = read_psi(&in->host_psi_some_avg10_pct);
+	in->host_avail = in->host_total = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long kib;
+
+		if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+			in->host_total = kib * KiB;
+		else if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			in->host_avail = kib * KiB;
+	}
+	fclose(f);
+}

@@ -1,0 +1,118 @@
+/*
+ * Memory autopilot (issue 15, design.md "Memory autopilot"): a host-side policy that keeps a
+ * guest right-sized by moving its balloon target, as kswapd's watermarks do inside one kernel.
+ * This file is the decision only (no I/O, no device): every period the machine feeds it what it
+ * saw (the guest's balloon statistics, the balloon's target and actual, the host's memory
+ * pressure) and applies what it decided, emitting one `memory.policy` event per decision
+ * (vmm/machine_policy.c).
+ *
+ * The rule, with A = the guest's available memory (VIRTIO_BALLOON_S_AVAIL) as a share of its RAM:
+ *   - A above the band's top (high_pct): inflate by at most step_bytes per period towards the
+ *     band's middle, never leaving the guest less than floor_bytes of RAM, and only on a
+ *     statistics set taken after the guest reached the previous target (no overshoot on stale
+ *     figures);
+ *   - A below the band's bottom (low_pct): deflate at once (no step bound) to the band's top plus
+ *     what the guest consumed in the last period, so an allocating guest stays ahead;
+ *   - guest pressure (major faults at or above majflt_per_period, swap-ins, or A fell by more
+ *     than a step since the last period): deflate at once, by at least two steps;
+ *   - host pressure (PSI memory "some" avg10 at or above psi_pct, or MemAvailable under
+ *     host_min_avail_pct of host RAM): the band moves down by its own width (the guest keeps less
+ *     slack), and the decision asks for cold pages to be compressed (reclaim_bytes);
+ *   - a target set by someone else (a control client's balloon.set) holds the policy off for
+ *     hold_ms.
+ */
+#ifndef VMM_MEM_POLICY_H
+#define VMM_MEM_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct policy_config {
+	unsigned int low_pct;	/* band bottom, % of guest RAM available (default 15) */
+	unsigned int high_pct;	/* band top (default 25) */
+	uint64_t step_bytes;	/* largest inflate per period (default 64 MiB) */
+	uint64_t floor_bytes;	/* RAM the guest always keeps (default 64 MiB) */
+	unsigned int period_ms; /* decision period (default 1000) */
+	unsigned int hold_ms;	/* pause after a client's balloon.set (default 60000) */
+	unsigned int
+		majflt_per_period; /* major faults per period that mean pressure (default 100) */
+	unsigned int psi_pct;	   /* host PSI memory some avg10 that means host pressure (10) */
+	unsigned int
+		host_min_avail_pct; /* host MemAvailable below this % of host RAM: pressure (10) */
+};
+
+/** policy_config_default() - the documented defaults above. */
+void policy_config_default(struct policy_config *cfg);
+
+/**
+ * policy_parse() - "on[,low=PCT][,high=PCT][,step=SIZE][,floor=SIZE][,period=MS][,hold=S]"
+ * (the --auto-balloon argument; "off" turns it off). Sets *@on and fills @cfg (defaults first).
+ * Returns 0, or -EINVAL with a reason in @err (@errlen bytes).
+ */
+int policy_parse(const char *arg, bool *on, struct policy_config *cfg, char *err,
+		 unsigned int errlen);
+
+/* What the policy saw this period. Bytes unless named otherwise. */
+struct policy_input {
+	uint64_t now_ms;
+	uint64_t guest_ram;    /* guest RAM size */
+	uint64_t stats_seq;    /* the balloon stats set's sequence number (0: none yet) */
+	bool have_avail;       /* the guest sent VIRTIO_BALLOON_S_AVAIL */
+	uint64_t avail;	       /* VIRTIO_BALLOON_S_AVAIL */
+	uint64_t free;	       /* VIRTIO_BALLOON_S_MEMFREE (reported, not decided on) */
+	uint64_t major_faults; /* VIRTIO_BALLOON_S_MAJFLT, cumulative */
+	uint64_t swap_in;      /* VIRTIO_BALLOON_S_SWAP_IN, cumulative */
+	uint64_t target;       /* balloon target now */
+	uint64_t actual;       /* balloon actual (what the guest gave) */
+	bool host_psi_known;
+	unsigned int host_psi_some_avg10_pct; /* /proc/pressure/memory some avg10, whole percent */
+	uint64_t host_avail;		      /* /proc/meminfo MemAvailable (0: unknown) */
+	uint64_t host_total;		      /* /proc/meminfo MemTotal */
+};
+
+enum policy_action { POLICY_NONE, POLICY_INFLATE, POLICY_DEFLATE };
+
+struct policy_decision {
+	enum policy_action action;
+	uint64_t new_target; /* balloon target to set (bytes), valid unless POLICY_NONE */
+	uint64_t
+		reclaim_bytes; /* host pressure: compress this many bytes of cold pages (0: none) */
+	bool host_pressure;
+	bool guest_pressure;
+	const char *why; /* short reason, static string */
+};
+
+struct policy {
+	struct policy_config cfg;
+	uint64_t last_seq;
+	uint64_t last_avail;
+	uint64_t last_actual; /* balloon actual at the last decision: what it took is no pressure */
+	uint64_t last_majflt;
+	uint64_t last_swap_in;
+	uint64_t last_set_target; /* what this policy last set (UINT64_MAX: nothing yet) */
+	uint64_t hold_until_ms;	  /* a client's target holds the policy off until then */
+	bool following;		  /* a target was set and the guest has not reached it yet */
+	uint64_t settled_seq;	  /* stats sets up to this one predate the guest reaching it */
+	uint64_t decisions;	  /* counters for memory.stats */
+	uint64_t inflates, deflates, holds;
+	struct policy_decision last;
+};
+
+/** policy_init() - a policy with @cfg (copied), nothing seen yet. */
+void policy_init(struct policy *p, const struct policy_config *cfg);
+
+/**
+ * policy_step() - decide for one period from @in. A target that differs from the one the policy
+ * last set means a client set it: the policy holds off for cfg.hold_ms (decision POLICY_NONE, why
+ * "client target"). No fresh stats set (same stats_seq) decides nothing. Returns the decision
+ * (also kept in @p->last).
+ */
+struct policy_decision policy_step(struct policy *p, const struct policy_input *in);
+
+/**
+ * policy_read_host() - fill @in's host fields: PSI memory "some" avg10 (/proc/pressure/memory,
+ * host_psi_known false without PSI) and MemTotal/MemAvailable (/proc/meminfo, 0 when unreadable).
+ */
+void policy_read_host(struct policy_input *in);
+
+#endif
