@@ -9,7 +9,9 @@ LDFLAGS += -static
 B := build
 LIB_SRCS  := $(filter-out vmm/main.c,$(wildcard vmm/*.c vmm/*/*.c devices/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
-UNIT_SRCS := $(wildcard tests/unit/*.c)
+# Test doubles shared by the unit tests and the fuzzers (never in libvmm.a).
+FAKE_SRCS := $(wildcard tests/fake/*.c)
+UNIT_SRCS := $(wildcard tests/unit/*.c) $(FAKE_SRCS)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(B)/obj/%.o)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
@@ -83,7 +85,8 @@ $(B)/libvmm-fuzz.a: $(FUZZ_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/fuzz/%: $(B)/fuzz/obj/tests/fuzz/%.o $(B)/libvmm-fuzz.a
+FUZZ_FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/%: $(B)/fuzz/obj/tests/fuzz/%.o $(FUZZ_FAKE_OBJS) $(B)/libvmm-fuzz.a
 	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c -lseccomp
 
 fuzz-smoke: $(FUZZ_BINS)
@@ -127,4 +130,5 @@ clean:
 	rm -rf $(B)
 
 -include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(B)/obj/vmm/main.d $(FUZZ_OBJS:.o=.d) \
+	 $(FUZZ_FAKE_OBJS:.o=.d) \
 	 $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/obj/tests/fuzz/%.d) $(TOOL_BINS:=.d)

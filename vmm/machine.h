@@ -85,6 +85,7 @@ struct machine_config {
 	enum console_mode console;
 	const char *console_path; /* CONSOLE_FILE: created mode 0600 */
 	const char *control_path; /* control socket, or NULL */
+	uint64_t control_idle_ms; /* its idle timeout: 0 the default, CTL_IDLE_NEVER none */
 	struct balloon_config balloon;
 	bool auto_balloon;	     /* --auto-balloon on: the memory autopilot (mem/policy.h) */
 	struct policy_config policy; /* its options */

@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "control/server.h"
 #include "loop.h"
 #include "machine.h"
 #include "sandbox.h"
@@ -29,7 +30,7 @@
 #define MAX_VCPUS    254 /* APIC IDs 0..253, the IOAPIC takes the next (boot/mptable.c) */
 #define BASE_CMDLINE "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
 
-int ctl_main(int argc, char **argv); /* vmm/ctl.c */
+int ctl_main(int argc, char **argv); /* vmm/control/ctl.c */
 
 static struct termios saved_tio;
 static bool tio_saved;
@@ -65,7 +66,10 @@ static void usage(FILE *f)
 		"                       mounts it and runs COMMAND (or a shell) chrooted there;\n"
 		"                       with --kernel and no --initrd the kernel mounts it "
 		"(root=)\n"
-		"  --control PATH       control socket (JSON lines, mode 0600)\n"
+		"  --control PATH[,idle-timeout=SECONDS]\n"
+		"                       control socket (JSON lines, mode 0600); clients silent "
+		"for\n"
+		"                       SECONDS (default 60, 0: never) are closed\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
 		"                       fewer TLB misses, slower memory return (default off)\n"
@@ -447,9 +451,16 @@ static int cmd_run(int argc, char **argv)
 			if (rng_parse_option(optarg, &cfg.rng, rng_err, sizeof(rng_err)))
 				die("%s", rng_err);
 			break;
-		case 's':
-			cfg.control_path = optarg;
+		case 's': {
+			static char path[PATH_MAX];
+			char err[256];
+
+			if (control_parse_arg(optarg, path, sizeof(path), &cfg.control_idle_ms, err,
+					      sizeof(err)) < 0)
+				die("%s", err);
+			cfg.control_path = path;
 			break;
+		}
 		case 'd':
 			parse_disk(optarg, &cfg);
 			break;

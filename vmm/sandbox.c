@@ -336,9 +336,9 @@ int sandbox_init(enum sandbox_mode mode)
 	/*
 	 * One malloc arena for every thread. glibc's per-thread arenas open files lazily, under
 	 * the filters: /sys/devices/system/cpu/online to size the arena limit on a thread's first
-	 * malloc, /proc/sys/vm/overcommit_memory the first time a thread's heap shrinks (both killed
-	 * the userfaultfd thread). The main arena does neither; the VMM's threads are few and
-	 * allocate little after setup.
+	 * malloc, /proc/sys/vm/overcommit_memory the first time a thread's heap shrinks (both
+	 * killed the userfaultfd thread). The main arena does neither; the VMM's threads are few
+	 * and allocate little after setup.
 	 */
 	mallopt(M_ARENA_MAX, 1);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) {

@@ -14,7 +14,7 @@ mkdir -p "$out/bin" "$out/gen"
 cd "$root"
 
 # Static, so the test host needs no json-c (the --self code is linked in but unused here).
-common=(vmm/control.c vmm/control_proto.c vmm/control_fake.c vmm/loop.c vmm/util.c)
+common=(vmm/control/server*.c vmm/control/parse.c vmm/control/reply.c vmm/control/line_reader.c tests/fake/control_fake.c vmm/loop.c vmm/util.c)
 cflags=(-std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -O2 -static)
 gcc "${cflags[@]}" -o "$out/bin/control_load" tests/load/control_load.c "${common[@]}" -ljson-c
 gcc "${cflags[@]}" -o "$out/bin/control_bench" bench/control/control_bench.c "${common[@]}" -ljson-c

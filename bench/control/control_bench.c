@@ -15,8 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../../vmm/control.h"
-#include "../../vmm/control_fake.h"
+#include "../../vmm/control/server.h"
+#include "../../tests/fake/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"
 

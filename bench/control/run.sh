@@ -11,7 +11,7 @@ out=${B:-$root/build}/bench
 mkdir -p "$out"
 cd "$root"
 gcc -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -O2 -g -o "$out/control_bench" \
-	bench/control/control_bench.c vmm/control.c vmm/control_proto.c vmm/control_fake.c \
+	bench/control/control_bench.c vmm/control/server*.c vmm/control/parse.c vmm/control/reply.c vmm/control/line_reader.c tests/fake/control_fake.c \
 	vmm/loop.c vmm/util.c -ljson-c
 if [ "${1:-}" = --socket ]; then
 	exec timeout -k 5 300 "$out/control_bench" "$@"

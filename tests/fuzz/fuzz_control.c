@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../vmm/control.h"
-#include "../../vmm/control_fake.h"
+#include "../../vmm/control/server.h"
+#include "../fake/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"
 

@@ -54,8 +54,8 @@ fresh
 plant vmm/util.c '#include "mem/guest_mem.h"'
 expect "the base layer includes memory" 1 'vmm/util.c includes vmm/mem/guest_mem.h: the base layer'
 fresh
-plant vmm/vcpu.c '#include "control.h"'
-expect "the core includes the control plane" 1 'vmm/vcpu.c includes vmm/control.h: only vmm/main.c'
+plant vmm/vcpu.c '#include "control/protocol.h"'
+expect "the core includes the control plane" 1 'vmm/vcpu.c includes vmm/control/protocol.h: only vmm/main.c'
 fresh
 mkdir -p "$tmp/tree/vmm/control"
 echo '/* x */' >"$tmp/tree/vmm/control/server.h"
@@ -72,7 +72,7 @@ plant vmm/util.h '#include "loop.h"'
 plant vmm/loop.h '#include "util.h"'
 expect "an include cycle" 1 'include cycle'
 fresh
-plant vmm/machine.c '#include "control.h"'
+plant vmm/machine.c '#include "control/protocol.h"'
 expect "machine.c may include the control plane" 0 'follow the layering rule'
 
 echo "$passed passed, $failed failed"

@@ -21,8 +21,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../../vmm/control.h"
-#include "../../vmm/control_fake.h"
+#include "../../vmm/control/line_reader.h"
+#include "../../vmm/control/server.h"
+#include "../fake/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"
 
@@ -62,8 +63,7 @@ static atomic_int first_errors;
 struct client {
 	pthread_t thread;
 	int idx;
-	char *buf;
-	size_t len, cap, consumed; /* consumed: bytes of the last line returned */
+	struct line_reader rd;
 };
 
 static void failure(struct client *c, const char *what, const char *line)
@@ -84,40 +84,6 @@ static int connect_to(const char *path)
 	if (fd >= 0)
 		close(fd);
 	return -1;
-}
-
-/* One reply line into c->buf (NUL-terminated, returned length), 0 on EOF/timeout, -1 error. */
-static int read_line(struct client *c, int fd, char **line)
-{
-	if (c->consumed) {
-		memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
-		c->len -= c->consumed;
-		c->consumed = 0;
-	}
-	for (;;) {
-		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-
-		if (nl) {
-			*nl = '\0';
-			c->consumed = (size_t)(nl - c->buf) + 1;
-			*line = c->buf;
-			return (int)(nl - c->buf) + 1;
-		}
-		if (c->len + 4096 > c->cap) {
-			c->cap = c->cap ? c->cap * 2 : 65536;
-			c->buf = realloc(c->buf, c->cap);
-			if (!c->buf)
-				return -1;
-		}
-		if (poll(&p, 1, REPLY_TIMEOUT_MS) <= 0)
-			return 0;
-		n = recv(fd, c->buf + c->len, c->cap - c->len, 0);
-		if (n <= 0)
-			return n < 0 ? -1 : 0;
-		c->len += (size_t)n;
-	}
 }
 
 static const struct kind *kind_of(int i)
@@ -186,6 +152,7 @@ static void *client_thread(void *arg)
 		free(pending);
 		return NULL;
 	}
+	line_reader_init(&c->rd, fd, 16 * MiB, false);
 	while (sent < opt.requests || inflight > 0) {
 		char req[256], *line;
 		int n;
@@ -206,9 +173,12 @@ static void *client_thread(void *arg)
 			sent++;
 			inflight++;
 		}
-		n = read_line(c, fd, &line);
+		n = line_reader_next(&c->rd, now_ns() + REPLY_TIMEOUT_MS * 1000000ULL, NULL, &line,
+				     NULL);
 		if (n <= 0) {
-			failure(c, n == 0 ? "connection closed or reply timed out" : "recv failed",
+			failure(c,
+				n == 0 || n == -ETIMEDOUT ? "connection closed or reply timed out"
+							  : "recv failed",
 				NULL);
 			goto out;
 		}
@@ -220,7 +190,7 @@ out:
 	atomic_fetch_add(&n_failed, opt.requests - sent);
 	close(fd);
 	free(pending);
-	free(c->buf);
+	line_reader_free(&c->rd);
 	return NULL;
 }
 

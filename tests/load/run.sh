@@ -17,7 +17,7 @@ out=${B:-$root/build}/load
 mkdir -p "$out"
 cd "$root"
 
-srcs=(tests/load/control_load.c vmm/control.c vmm/control_proto.c vmm/control_fake.c
+srcs=(tests/load/control_load.c vmm/control/server*.c vmm/control/parse.c vmm/control/reply.c vmm/control/line_reader.c tests/fake/control_fake.c
 	vmm/loop.c vmm/util.c)
 cflags=(-std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -g)
 

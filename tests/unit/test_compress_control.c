@@ -1,13 +1,13 @@
 /*
- * memory.reclaim and the compressed tier's memory.stats figures (vmm/control_proto.c, the
- * deferred reply in vmm/control.c) over a small backend of this file's own.
+ * memory.reclaim and the compressed tier's memory.stats figures (vmm/control/protocol.c, the
+ * deferred reply in vmm/control/server.c) over a small backend of this file's own.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../vmm/control.h"
+#include "../../vmm/control/server.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"
 

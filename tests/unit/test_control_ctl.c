@@ -1,4 +1,5 @@
-/* `vmm ctl` (vmm/ctl.c) against an in-process server over the fake backend: output and exit codes.
+/* `vmm ctl` (vmm/control/ctl.c) against an in-process server over the fake backend: output and exit
+ * codes.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -262,4 +263,39 @@ Test(ctl, events_json_filtered_and_guest_exit_ends)
 		  r.out);
 	cr_assert(strstr(r.out, "\"guest.exit\""), "%s", r.out);
 	cr_assert_null(strstr(r.out, "balloon.change"), "%s", r.out);
+}
+
+/* `ctl events` sends the keepalive the subscription reply asks for: it outlives the timeout. */
+Test(ctl_keepalive, events_outlive_the_idle_timeout)
+{
+	struct test_server s;
+	struct ctl_result r;
+	struct json_object *info;
+	pid_t pid;
+	int fd;
+
+	cr_assert_eq(test_server_init(&s), 0);
+	s.idle_ms = 400;
+	cr_assert_eq(test_server_start(&s), 0);
+	pid = fork();
+	if (pid == 0) {
+		usleep(1200000); /* 3 timeouts later */
+		fd = test_connect(s.path);
+		json_object_put(test_call(fd, "{\"id\":1,\"cmd\":\"balloon.set\",\"args\":"
+					      "{\"balloon_mib\":7}}\n"));
+		close(fd);
+		_exit(0);
+	}
+	run_ctl_ex(&r, 1600, (char *const[]){"ctl", "-s", s.path, "events", NULL});
+	waitpid(pid, NULL, 0);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "balloon.change actual_mib=7 target_mib=7"), "%s", r.out);
+	fd = test_connect(s.path);
+	info = test_call(fd, "{\"id\":2,\"cmd\":\"vm.info\"}\n");
+	cr_assert_eq(
+		test_i64(json_object_object_get(test_ok(info), "control"), "clients_idle_closed"),
+		0);
+	json_object_put(info);
+	close(fd);
+	test_server_stop(&s);
 }

@@ -16,8 +16,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../../vmm/control.h"
-#include "../../vmm/control_fake.h"
+#include "../../vmm/control/line_reader.h"
+#include "../../vmm/control/server.h"
+#include "../../vmm/control/vm_backend.h"
+#include "../fake/control_fake.h"
 #include "../../vmm/loop.h"
 #include "../../vmm/util.h"
 
@@ -29,6 +31,7 @@ struct test_server {
 	struct control_fake fake;
 	pthread_t thread;
 	bool running;
+	uint64_t idle_ms; /* set before test_server_start(): control_set_idle_timeout(); 0: none */
 };
 
 static void *test_server_thread(void *arg)
@@ -60,6 +63,8 @@ static inline int test_server_start(struct test_server *s)
 {
 	int ret = control_create(s->loop, s->path, &control_fake_ops, &s->fake, &s->ctl);
 
+	if (!ret && s->idle_ms)
+		ret = control_set_idle_timeout(s->ctl, s->idle_ms);
 	if (ret)
 		return ret;
 	s->fake.ctl = s->ctl;
@@ -115,36 +120,27 @@ static inline int test_send(int fd, const char *s)
 }
 
 /*
- * Read one line (without '\n') into @buf within @timeout_ms. Reads byte by byte so nothing past
- * the line is consumed. Returns its length, 0 on EOF, -ETIMEDOUT, -errno.
+ * Read one line (without '\n') into @buf within @timeout_ms: the shared line reader, a byte at
+ * a time so nothing past the line is consumed (tests mix it with other reads of @fd). A longer
+ * line is cut to @size - 1 bytes. Returns its length, 0 on EOF, -ETIMEDOUT, -errno.
  */
 static inline int test_read_line(int fd, char *buf, size_t size, int timeout_ms)
 {
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-	size_t n = 0;
+	struct line_reader r;
+	char *line;
+	size_t len = 0;
+	int ret;
 
-	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		uint64_t now = now_ns();
-		ssize_t k;
-		char ch;
-
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)((deadline - now) / 1000000) + 1) <= 0)
-			continue;
-		k = recv(fd, &ch, 1, 0);
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return n ? (int)n : 0;
-		if (ch == '\n') {
-			buf[n] = '\0';
-			return (int)n;
-		}
-		if (n + 1 < size)
-			buf[n++] = ch;
+	line_reader_init(&r, fd, 4 * CTL_MAX_LINE, true);
+	ret = line_reader_next(&r, now_ns() + (uint64_t)timeout_ms * 1000000ULL, NULL, &line, &len);
+	if (ret == 1) {
+		len = MIN(len, size - 1);
+		memcpy(buf, line, len);
+		buf[len] = '\0';
+		ret = (int)len;
 	}
+	line_reader_free(&r);
+	return ret;
 }
 
 /* Send @req, read one line, parse it. Returns the object (caller puts) or NULL. */

@@ -1,4 +1,4 @@
-/* The control protocol parser and reply builders (vmm/control_proto.c): no sockets, no VM. */
+/* The control protocol parser and reply builders (vmm/control/protocol.c): no sockets, no VM. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../vmm/control_proto.h"
+#include "../../vmm/control/protocol.h"
 #include "../../vmm/util.h"
 
 static int parse(const char *line, struct ctl_request *req, struct ctl_error *err)
@@ -342,8 +342,9 @@ Test(control_proto, reply_lines)
 Test(control_proto, code_names_are_the_documented_set)
 {
 	static const char *const want[] = {
-		"parse-error", "invalid-argument", "unknown-command", "not-supported",
-		"busy",	       "vm-not-running",   "line-too-long",   "internal-error"};
+		"parse-error",	"invalid-argument", "unknown-command", "not-supported",
+		"busy",		"vm-not-running",   "line-too-long",   "internal-error",
+		"idle-timeout", "not-permitted"};
 
 	cr_assert_eq(ARRAY_SIZE(want), CTL_NR_CODES);
 	for (unsigned int i = 0; i < CTL_NR_CODES; i++)
@@ -437,52 +438,6 @@ Test(control_proto, memory_json_fields)
 	cr_assert_eq(json_object_get_int64(json_object_object_get(e, "control_error_replies")), 2);
 	cr_assert_eq(json_object_get_int64(json_object_object_get(e, "balloon")), 0);
 	json_object_put(o);
-}
-
-Test(control_proto, ksm_stat_text)
-{
-	struct ctl_ksm_stats k = {0};
-
-	cr_assert_eq(ctl_parse_ksm_stat("ksm_rmap_items 12\nksm_zero_pages 3\n"
-					"ksm_merging_pages 9\nksm_process_profit -4096\n"
-					"ksm_mergeable yes\n",
-					&k),
-		     0);
-	cr_assert(k.have_ksm_stat);
-	cr_assert_eq(k.rmap_items, 12);
-	cr_assert_eq(k.zero_pages, 3);
-	cr_assert_eq(k.merging_pages, 9);
-	cr_assert_eq(k.process_profit, -4096);
-	memset(&k, 0, sizeof(k));
-	cr_assert_eq(ctl_parse_ksm_stat("", &k), -EINVAL);
-	cr_assert_eq(ctl_parse_ksm_stat("garbage\n\n  \nfoo bar\n", &k), -EINVAL);
-	cr_assert_not(k.have_ksm_stat);
-}
-
-Test(control_proto, smaps_text)
-{
-	static const char text[] =
-		"55d000000000-55d000001000 r--p 00000000 08:01 123 /usr/bin/vmm\n"
-		"Rss:                   4 kB\n"
-		"KSM:                 100 kB\n"
-		"7f0000000000-7f0040000000 rw-p 00000000 00:00 0 \n"
-		"Size:            1048576 kB\n"
-		"Rss:               65536 kB\n"
-		"AnonHugePages:         0 kB\n"
-		"KSM:                8192 kB\n"
-		"Swap:                 12 kB\n"
-		"VmFlags: rd wr mr mw me ac sd mg\n"
-		"7f0040000000-7f0040001000 rw-p 00000000 00:00 0 \n"
-		"Rss:                   4 kB\n";
-	struct ctl_ksm_stats k = {0};
-
-	cr_assert_eq(ctl_parse_smaps(text, 0x7f0000000000ULL, 0x7f0040000000ULL, &k), 0);
-	cr_assert(k.have_smaps);
-	cr_assert_eq(k.smaps_rss_bytes, 65536 * KiB);
-	cr_assert_eq(k.smaps_ksm_bytes, 8192 * KiB);
-	cr_assert_eq(k.smaps_swap_bytes, 12 * KiB);
-	cr_assert_eq(ctl_parse_smaps(text, 0x1000, 0x2000, &k), -ENOENT);
-	cr_assert_not(k.have_smaps);
 }
 
 /* vm.info: each "virtio-blk" device entry carries its disk's path and request counters. */

@@ -1,7 +1,7 @@
 /*
- * The control server (vmm/control.c) over the fake backend: every command's replies and argument
- * errors through in-memory clients, then the socket rules (mode 0600, live/stale sockets, 32
- * clients, line cap, slow and vanishing clients, events from other threads).
+ * The control server (vmm/control/server.c) over the fake backend: every command's replies and
+ * argument errors through in-memory clients, then the socket rules (mode 0600, live/stale sockets,
+ * 32 clients, line cap, slow and vanishing clients, events from other threads).
  */
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 /*
- * The real control backend (vmm/control_vm.c) without KVM: a hand-built struct machine with guest
- * RAM, a balloon (no transport), no vCPUs and the loop on a thread. Covers control_start/stop, the
- * VM calls behind each command, event routing through vm_emit_event(), and the shutdown path
- * (no console: the guest cannot be asked, so the host stops the VM).
+ * The real control backend (vmm/control/vm_backend.c) without KVM: a hand-built struct machine with
+ * guest RAM, a balloon (no transport), no vCPUs and the loop on a thread. Covers
+ * control_start/stop, the VM calls behind each command, event routing through vm_emit_event(), and
+ * the shutdown path (no console: the guest cannot be asked, so the host stops the VM).
  */
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,33 +1,31 @@
 /*
  * Control protocol, the pure half (no I/O): parse one request line into a validated struct, build
- * reply, error and event lines, and parse the /proc text behind memory.stats.
+ * reply, error and event lines.
  * Wire format (design.md "Control protocol", docs/control.md): one JSON object per line,
  * request {"id":N,"cmd":"NAME","args":{...}}, reply {"id":N,"ok":{...}} or
  * {"id":N,"error":{"code":"...","message":"..."}}, event {"event":"NAME","data":{...}}.
  */
-#ifndef VMM_CONTROL_PROTO_H
-#define VMM_CONTROL_PROTO_H
+#ifndef VMM_CONTROL_PROTOCOL_H
+#define VMM_CONTROL_PROTOCOL_H
 
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../devices/virtio_balloon.h"
-#include "../devices/virtio_blk.h"
-#include "mem/memtier.h"
+#include "../../devices/virtio_balloon.h"
+#include "../../devices/virtio_blk.h"
+#include "../mem/host_stats.h"
+#include "../mem/memtier.h"
 
-#define CTL_MAX_LINE	     65536 /* bytes of one request line, '\n' not counted */
-#define CTL_MAX_CLIENTS	     32
-#define CTL_STATS_WAIT_MS    1000	  /* balloon.stats waits this long for a fresh set */
-#define CTL_SHUTDOWN_DEF_MS  5000	  /* vm.shutdown grace period when timeout_ms is absent */
-#define CTL_SHUTDOWN_MAX_MS  600000	  /* largest accepted timeout_ms */
-#define CTL_MAX_MIB	     (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
-#define CTL_RECLAIM_DEF_MS   300000	  /* memory.reclaim time limit when timeout_ms is absent */
-#define CTL_RECLAIM_MAX_MS   3600000	  /* largest accepted memory.reclaim timeout_ms */
-#define CTL_RECLAIM_GRACE_MS 30000	  /* the server answers by itself this long after */
-#define CTL_MAX_DEVICES	     16
-#define CTL_MSG_LEN	     192
+#define CTL_MAX_LINE	    65536	 /* bytes of one request line, '\n' not counted */
+#define CTL_SHUTDOWN_DEF_MS 5000	 /* vm.shutdown grace period when timeout_ms is absent */
+#define CTL_SHUTDOWN_MAX_MS 600000	 /* largest accepted timeout_ms */
+#define CTL_MAX_MIB	    (1ULL << 32) /* largest accepted *_mib argument (4 PiB) */
+#define CTL_RECLAIM_DEF_MS  300000	 /* memory.reclaim time limit when timeout_ms is absent */
+#define CTL_RECLAIM_MAX_MS  3600000	 /* largest accepted memory.reclaim timeout_ms */
+#define CTL_MAX_DEVICES	    16
+#define CTL_MSG_LEN	    192
 
 /* Commands, in the order of docs/control.md. */
 enum ctl_cmd {
@@ -54,6 +52,8 @@ enum ctl_code {
 	CTL_E_VM_NOT_RUNNING, /* "vm-not-running": the VM is created or stopped */
 	CTL_E_LINE_TOO_LONG,  /* "line-too-long": more than CTL_MAX_LINE bytes; connection closed */
 	CTL_E_INTERNAL,	      /* "internal-error": out of memory or an unexpected host error */
+	CTL_E_IDLE_TIMEOUT,   /* "idle-timeout": nothing sent for the idle timeout; closed */
+	CTL_E_NOT_PERMITTED,  /* "not-permitted": the peer is neither the VMM's uid nor root */
 	CTL_NR_CODES,
 };
 
@@ -123,23 +123,6 @@ struct ctl_vm_info {
 	char exit_reason[256];
 };
 
-/* KSM figures: /proc/self/ksm_stat, /sys/kernel/mm/ksm/run, the guest mapping in smaps. */
-struct ctl_ksm_stats {
-	bool mergeable;		  /* MADV_MERGEABLE applied to guest RAM */
-	int run;		  /* /sys/kernel/mm/ksm/run, -1 when unreadable */
-	bool have_ksm_stat;	  /* /proc/self/ksm_stat was readable */
-	uint64_t rmap_items;	  /* ksm_rmap_items */
-	uint64_t merging_pages;	  /* ksm_merging_pages (host pages) */
-	uint64_t zero_pages;	  /* ksm_zero_pages */
-	int64_t process_profit;	  /* ksm_process_profit, bytes, may be negative */
-	bool have_smaps;	  /* the guest mapping was found in /proc/self/smaps */
-	uint64_t smaps_rss_bytes; /* Rss of the guest mapping */
-	uint64_t smaps_ksm_bytes; /* KSM line of the guest mapping (0 when the kernel lacks it) */
-	uint64_t smaps_swap_bytes;
-	/* Host-wide, /sys/kernel/mm/ksm/ (-1 when unreadable). */
-	int64_t pages_to_scan, sleep_millisecs, pages_shared, pages_sharing, full_scans;
-};
-
 /* Compressed-tier figures; all zero while the tier does not exist or is off. */
 struct ctl_compressed_stats {
 	bool enabled;
@@ -150,12 +133,14 @@ struct ctl_compressed_stats {
 struct ctl_server_stats {
 	uint64_t clients;	       /* connected now */
 	uint64_t clients_total;	       /* accepted since start */
-	uint64_t clients_rejected;     /* refused with busy (over CTL_MAX_CLIENTS) */
+	uint64_t clients_rejected;     /* refused with busy (over the server's client limit) */
 	uint64_t clients_dropped_slow; /* disconnected: output queue over its bound */
 	uint64_t requests;	       /* request lines handled */
 	uint64_t error_replies;	       /* error replies sent */
 	uint64_t lines_too_long;
-	uint64_t events_dropped; /* event queue overflow or invalid event data */
+	uint64_t clients_idle_closed;  /* closed after the idle timeout */
+	uint64_t clients_refused_peer; /* refused: SO_PEERCRED uid neither ours nor root */
+	uint64_t events_dropped;       /* event queue overflow or invalid event data */
 };
 
 /* memory.stats figures, filled by the backend (server counters are added by the server). */
@@ -165,7 +150,7 @@ struct ctl_memory_stats {
 	uint64_t ballooned_pages, reported_pages, discard_calls;
 	bool has_balloon;
 	struct balloon_counters balloon;
-	struct ctl_ksm_stats ksm;
+	struct ksm_stats ksm;
 	struct ctl_compressed_stats compressed;
 };
 
@@ -195,6 +180,13 @@ uint32_t ctl_event_bit(const char *name);
  * CTL_E_INTERNAL.
  */
 int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, struct ctl_error *err);
+
+/**
+ * ctl_parse_json() - strict parse (RFC 8259, valid UTF-8) of exactly one JSON value filling all
+ * of @text (NUL-terminated, @len bytes) into *@out (caller puts; NULL for the literal null).
+ * Returns 0, -EINVAL with *@why set to json-c's static description, or -ENOMEM.
+ */
+int ctl_parse_json(const char *text, size_t len, struct json_object **out, const char **why);
 
 /**
  * ctl_reply_ok() - the line {"id":..,"ok":@ok}\n. Takes ownership of @ok (NULL means {}).
@@ -247,19 +239,5 @@ struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
  * times and throughput (docs/control.md).
  */
 struct json_object *ctl_reclaim_json(const struct memtier_result *r);
-
-/**
- * ctl_parse_ksm_stat() - fill the ksm_stat fields of @out from the text of /proc/self/ksm_stat
- * ("ksm_rmap_items 12\n..."); unknown lines are ignored. Sets out->have_ksm_stat.
- * Returns 0, or -EINVAL when no known field was found.
- */
-int ctl_parse_ksm_stat(const char *text, struct ctl_ksm_stats *out);
-
-/**
- * ctl_parse_smaps() - sum Rss, KSM and Swap (kB lines) over the /proc/self/smaps entries that
- * overlap host addresses [@start, @end) into @out's smaps fields; sets out->have_smaps when one
- * did. Returns 0, or -ENOENT when no entry overlaps.
- */
-int ctl_parse_smaps(const char *text, uint64_t start, uint64_t end, struct ctl_ksm_stats *out);
 
 #endif

@@ -15,8 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "control_proto.h"
-#include "util.h"
+#include "ctl_priv.h"
+#include "line_reader.h"
+#include "protocol.h"
+#include "server.h"
+#include "../util.h"
 
 #define EXIT_OK	       0
 #define EXIT_REPLY_ERR 1
@@ -38,42 +41,12 @@ struct opts {
 
 struct conn {
 	int fd;
-	char *buf;
-	size_t len, cap;
-	size_t consumed; /* bytes of the line last returned, dropped at the next call */
+	struct line_reader rd;
 	int64_t next_id;
 	bool json; /* print raw lines */
 };
 
 static volatile sig_atomic_t interrupted;
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: vmm ctl -s PATH [--json] COMMAND [ARGS]\n"
-		"  info                          VM state, vCPUs, memory, devices, uptime\n"
-		"  pause | resume                park / restart every vCPU\n"
-		"  shutdown [--timeout DUR]      ask the guest to shut down; stop it hard after "
-		"DUR\n"
-		"                                (default 5s; 0 stops at once)\n"
-		"  balloon set SIZE              take SIZE from the guest (balloon size)\n"
-		"  balloon set --guest SIZE      leave the guest SIZE of RAM\n"
-		"        [--wait [--timeout DUR]] block until the guest reaches it (default 60s)\n"
-		"  balloon get                   target and actual balloon size\n"
-		"  balloon stats                 the guest's memory statistics\n"
-		"  memory                        host RSS, ballooned pages, KSM, compressed tier\n"
-		"  memory reclaim SIZE [--timeout DUR]\n"
-		"                                compress cold guest pages until at most SIZE of\n"
-		"                                guest RAM is resident; prints what was reached\n"
-		"                                (DUR: the reclaim's time limit, default 300s)\n"
-		"  events [NAME...]              print events until interrupted\n"
-		"options: -s, --socket PATH   control socket (vmm run --control PATH)\n"
-		"         --json              print the raw JSON reply lines\n"
-		"SIZE: MiB, or with a K/M/G/T suffix (a whole number of MiB). DUR: 30, 30s, 500ms, "
-		"2m.\n"
-		"exit status: 0 ok, 1 error reply or --wait timeout, 2 usage or connection "
-		"error\n");
-}
 
 static int usage_err(const char *fmt, const char *arg)
 {
@@ -185,6 +158,7 @@ static int conn_open(struct conn *c, const char *path)
 			close(c->fd);
 		return -e;
 	}
+	line_reader_init(&c->rd, c->fd, MAX_REPLY, false);
 	return 0;
 }
 
@@ -192,7 +166,7 @@ static void conn_close(struct conn *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
-	free(c->buf);
+	line_reader_free(&c->rd);
 }
 
 static int send_all(int fd, const char *p, size_t n)
@@ -238,57 +212,7 @@ static int64_t conn_send(struct conn *c, const char *cmd, struct json_object *ar
  */
 static int conn_line(struct conn *c, uint64_t deadline_ns, char **line)
 {
-	if (c->consumed) {
-		memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
-		c->len -= c->consumed;
-		c->consumed = 0;
-	}
-	for (;;) {
-		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
-		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-		int timeout = -1;
-		ssize_t n;
-
-		if (nl) {
-			*nl = '\0';
-			c->consumed = (size_t)(nl - c->buf) + 1;
-			*line = c->buf;
-			return 1;
-		}
-		if (c->len + 1 >= c->cap) {
-			size_t cap = c->cap ? c->cap * 2 : 65536;
-			char *b = cap <= MAX_REPLY ? realloc(c->buf, cap) : NULL;
-
-			if (!b)
-				return -EMSGSIZE;
-			c->buf = b;
-			c->cap = cap;
-		}
-		if (deadline_ns) {
-			uint64_t now = now_ns();
-
-			if (now >= deadline_ns)
-				return -ETIMEDOUT;
-			timeout = (int)((deadline_ns - now) / 1000000) + 1;
-		}
-		if (interrupted)
-			return -EINTR;
-		n = poll(&pfd, 1, timeout);
-		if (n < 0 && errno == EINTR)
-			continue; /* the check above ends the wait on SIGINT/SIGTERM */
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			continue;
-		n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		c->len += (size_t)n;
-	}
+	return line_reader_next(&c->rd, deadline_ns, &interrupted, line, NULL);
 }
 
 static struct json_object *parse_json(const char *s)
@@ -367,164 +291,6 @@ static int conn_call_until(struct conn *c, const char *cmd, struct json_object *
 	}
 }
 
-static struct json_object *ok_of(struct json_object *reply)
-{
-	struct json_object *ok = NULL;
-
-	json_object_object_get_ex(reply, "ok", &ok);
-	return ok;
-}
-
-static uint64_t get_u64(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
-}
-
-static const char *get_str(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "?";
-}
-
-static void human_bytes(uint64_t b, char *buf, size_t size)
-{
-	if (b >= GiB)
-		snprintf(buf, size, "%.2f GiB", (double)b / GiB);
-	else if (b >= MiB)
-		snprintf(buf, size, "%.1f MiB", (double)b / MiB);
-	else
-		snprintf(buf, size, "%.1f KiB", (double)b / KiB);
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-
-	return n >= m && !strcmp(s + n - m, suffix);
-}
-
-/* Print every field as "prefix.key  value", with sizes in bytes also shown in KiB/MiB/GiB. */
-static void print_flat(struct json_object *o, const char *prefix)
-{
-	json_object_object_foreach(o, key, val)
-	{
-		char name[128], human[32];
-
-		snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "", key);
-		if (json_object_is_type(val, json_type_object)) {
-			print_flat(val, name);
-			continue;
-		}
-		if (json_object_is_type(val, json_type_int) && ends_with(key, "_bytes") &&
-		    json_object_get_int64(val) >= 0) {
-			human_bytes(json_object_get_uint64(val), human, sizeof(human));
-			printf("%-40s %s (%s)\n", name, json_object_get_string(val), human);
-		} else if (json_object_is_type(val, json_type_array) &&
-			   json_object_array_length(val) &&
-			   json_object_is_type(json_object_array_get_idx(val, 0),
-					       json_type_object)) {
-			/* An array of objects (balloon.queues): NAME.INDEX.KEY lines. */
-			for (size_t i = 0; i < json_object_array_length(val); i++) {
-				char item[160];
-
-				snprintf(item, sizeof(item), "%s.%zu", name, i);
-				print_flat(json_object_array_get_idx(val, i), item);
-			}
-		} else if (json_object_is_type(val, json_type_array)) {
-			printf("%-40s %s\n", name,
-			       json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
-		} else {
-			printf("%-40s %s\n", name, val ? json_object_get_string(val) : "-");
-		}
-	}
-}
-
-static void print_info(struct json_object *ok)
-{
-	struct json_object *devs, *control;
-
-	printf("state     %s\n", get_str(ok, "state"));
-	printf("vcpus     %" PRIu64 "\n", get_u64(ok, "vcpus"));
-	printf("memory    %" PRIu64 " MiB\n", get_u64(ok, "memory_mib"));
-	printf("uptime    %.3f s\n", (double)get_u64(ok, "uptime_ms") / 1000);
-	printf("devices  ");
-	if (json_object_object_get_ex(ok, "devices", &devs)) {
-		for (size_t i = 0; i < json_object_array_length(devs); i++) {
-			struct json_object *d = json_object_array_get_idx(devs, i), *f;
-
-			printf("%s %s", i ? "," : "", get_str(d, "name"));
-			if (json_object_object_get_ex(d, "features", &f) &&
-			    json_object_array_length(f)) {
-				printf(" (");
-				for (size_t j = 0; j < json_object_array_length(f); j++)
-					printf("%s%s", j ? " " : "",
-					       json_object_get_string(
-						       json_object_array_get_idx(f, j)));
-				printf(")");
-			}
-		}
-	}
-	printf("\n");
-	if (json_object_object_get_ex(ok, "exit_status", NULL))
-		printf("exit      status %" PRIu64 ": %s\n", get_u64(ok, "exit_status"),
-		       get_str(ok, "exit_reason"));
-	if (json_object_object_get_ex(ok, "control", &control))
-		printf("control   %" PRIu64 " client(s), %" PRIu64 " request(s)\n",
-		       get_u64(control, "clients"), get_u64(control, "requests"));
-}
-
-static void print_balloon(struct json_object *ok)
-{
-	printf("target    %" PRIu64 " MiB (%" PRIu64 " pages)\n", get_u64(ok, "target_mib"),
-	       get_u64(ok, "target_pages"));
-	printf("actual    %" PRIu64 " MiB (%" PRIu64 " pages)\n", get_u64(ok, "actual_mib"),
-	       get_u64(ok, "actual_pages"));
-	printf("guest     %" PRIu64 " MiB of %" PRIu64 " MiB\n", get_u64(ok, "guest_mib"),
-	       get_u64(ok, "guest_ram_mib"));
-}
-
-static void print_stats(struct json_object *ok)
-{
-	struct json_object *age = NULL, *stats;
-
-	json_object_object_get_ex(ok, "age_ms", &age);
-	if (!get_u64(ok, "seq")) {
-		printf("no statistics received from the guest yet\n");
-		return;
-	}
-	printf("seq %" PRIu64 ", %s ms old%s\n", get_u64(ok, "seq"),
-	       age ? json_object_get_string(age) : "?",
-	       json_object_get_boolean(json_object_object_get(ok, "fresh")) ? "" : " (not fresh)");
-	if (json_object_object_get_ex(ok, "stats", &stats))
-		print_flat(stats, "");
-}
-
-static void print_event(const char *line)
-{
-	struct json_object *e = parse_json(line), *data;
-	struct timespec ts;
-	struct tm tm;
-	char when[32];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	localtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%H:%M:%S", &tm);
-	printf("%s.%03ld %s", when, ts.tv_nsec / 1000000, e ? get_str(e, "event") : "?");
-	if (e && json_object_object_get_ex(e, "data", &data) &&
-	    json_object_is_type(data, json_type_object)) {
-		json_object_object_foreach(data, key, val)
-		{
-			printf(" %s=%s", key,
-			       json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
-		}
-	}
-	printf("\n");
-	json_object_put(e);
-}
-
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -536,6 +302,7 @@ static int cmd_events(struct conn *c, struct opts *o)
 	struct json_object *args = NULL, *reply;
 	struct sigaction sa = {.sa_handler = on_signal};
 	bool saw_exit = false;
+	uint64_t keepalive_ns = 0, next = 0;
 	int ret;
 
 	if (o->nwords > 1) {
@@ -549,14 +316,30 @@ static int cmd_events(struct conn *c, struct opts *o)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	ret = conn_call(c, "events.subscribe", args, &reply);
+	if (!ret) {
+		struct json_object *ok = NULL, *t;
+
+		/* The server closes a connection silent this long: a blank line keeps it. */
+		if (json_object_object_get_ex(reply, "ok", &ok) &&
+		    json_object_object_get_ex(ok, "idle_timeout_ms", &t))
+			keepalive_ns = json_object_get_uint64(t) * 1000000ULL / 3;
+	}
 	json_object_put(reply);
 	if (ret)
 		return ret;
 	fflush(stdout);
+	if (keepalive_ns)
+		next = now_ns() + keepalive_ns;
 	for (;;) {
 		char *line;
-		int r = conn_line(c, 0, &line);
+		int r = conn_line(c, next, &line);
 
+		if (r == -ETIMEDOUT) {
+			next += keepalive_ns;
+			r = send_all(c->fd, "\n", 1);
+			if (!r)
+				continue;
+		}
 		if (r == -EINTR || interrupted)
 			return EXIT_OK;
 		if (r == 0) {
@@ -683,11 +466,6 @@ static int cmd_simple(struct conn *c, struct opts *o, const char *cmd,
 	return ret;
 }
 
-static void print_memory(struct json_object *ok)
-{
-	print_flat(ok, "");
-}
-
 /* memory reclaim SIZE: one request whose reply comes when the reclaim is over. */
 static int cmd_reclaim(struct conn *c, struct opts *o)
 {
@@ -716,12 +494,6 @@ static int cmd_reclaim(struct conn *c, struct opts *o)
 	}
 	json_object_put(reply);
 	return EXIT_OK;
-}
-
-static void print_state(struct json_object *ok)
-{
-	printf("%s%s\n", get_str(ok, "state"),
-	       json_object_get_boolean(json_object_object_get(ok, "changed")) ? "" : " (already)");
 }
 
 static bool is(const struct opts *o, const char *w0, const char *w1, int n)

@@ -1,26 +1,34 @@
 /*
  * Control socket server (design.md "Control protocol", docs/control.md): a Unix stream socket,
  * JSON lines, at most CTL_MAX_CLIENTS clients, every client non-blocking on the event loop.
- * The server knows no VM: commands go to a small backend ops table. control_vm.c is the real
- * backend (control_start()/control_stop()); control_fake.c is the one tests and benches use.
+ * The server knows no VM: commands go to a small backend ops table. vm_backend.c is the real
+ * backend (control_start()/control_stop()); tests/fake/control_fake.c is the one tests and benches
+ * use.
  */
-#ifndef VMM_CONTROL_H
-#define VMM_CONTROL_H
+#ifndef VMM_CONTROL_SERVER_H
+#define VMM_CONTROL_SERVER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "control_proto.h"
+#include "protocol.h"
 
 struct control;
 struct ctl_client;
 struct loop;
-struct machine;
 
+/* Server policy (docs/control.md "The socket", "Framing"); the wire format is protocol.h's. */
+#define CTL_MAX_CLIENTS	  32   /* connections served at a time; the next get busy */
+#define CTL_STATS_WAIT_MS 1000 /* balloon.stats waits this long for a fresh set */
+#define CTL_RECLAIM_GRACE_MS \
+	30000 /* memory.reclaim: the server answers by itself this long after */
 #define CTL_WQ_HIGH	(256 * 1024)  /* queued reply bytes above which a client's requests wait */
 #define CTL_WQ_MAX	(1024 * 1024) /* queued bytes above which a client is disconnected */
 #define CTL_EVQ_MAX	4096	      /* events queued between any thread and the loop */
 #define CTL_MAX_PENDING 16	      /* deferred replies (balloon.stats) per client */
+#define CTL_IDLE_DEF_MS 60000	      /* idle timeout unless control_set_idle_timeout() says */
+#define CTL_IDLE_MAX_MS (86400 * 1000ULL) /* largest idle timeout (one day) */
+#define CTL_IDLE_NEVER	UINT64_MAX	  /* control_set_idle_timeout(): idle clients stay */
 
 /*
  * What the server asks of a VM. Every hook runs on the loop thread and returns 0 or -errno
@@ -74,6 +82,27 @@ struct control_backend_ops {
  */
 int control_create(struct loop *loop, const char *path, const struct control_backend_ops *ops,
 		   void *opaque, struct control **out);
+
+/**
+ * control_set_idle_timeout() - close clients that sent nothing for @ms milliseconds while no
+ * deferred reply of theirs waits (after one "idle-timeout" error line). Bytes sent to the client
+ * count as activity too; a blank line is the keepalive. @ms: 1..CTL_IDLE_MAX_MS, 0 for
+ * CTL_IDLE_DEF_MS (what control_create() sets), CTL_IDLE_NEVER for no timeout. Clients are
+ * checked every min(1 s, @ms / 4). In-memory test clients never time out. Loop thread only (or
+ * no loop running). Returns 0, -EINVAL out of range, or -errno from loop_add_timer().
+ */
+int control_set_idle_timeout(struct control *c, uint64_t ms);
+
+/**
+ * control_parse_arg() - split the --control argument "PATH[,idle-timeout=SECONDS]".
+ * A comma starts an option only when "NAME=" follows it up to the next comma: "/a,b/s" is a
+ * path. @path: @path_size bytes for the path. *@idle_ms: 0 when absent (the default),
+ * CTL_IDLE_NEVER for 0 s, else SECONDS * 1000 (at most 86400 s). On error @err (@err_size bytes)
+ * holds one line naming the problem. Returns 0, -EINVAL (bad or unknown option, empty path) or
+ * -ENAMETOOLONG (the path does not fit @path).
+ */
+int control_parse_arg(const char *arg, char *path, size_t path_size, uint64_t *idle_ms, char *err,
+		      size_t err_size);
 
 /**
  * control_destroy() - deliver queued events, flush replies for at most ~200 ms, close every
@@ -131,22 +160,5 @@ void control_test_free(struct control *c, struct ctl_client *cl);
  * deferred replies whose wait has ended (@expire_all: all of them, as if their deadline passed).
  */
 void control_test_poll(struct control *c, bool expire_all);
-
-/* The real backend (control_vm.c). */
-
-/**
- * control_start() - create the control socket at @path for machine @m (its loop must exist),
- * set m->control and route m->vm.event_fn to it (vm_emit_event() then reaches subscribers).
- * Returns 0 or -errno as control_create(): -EADDRINUSE when another process serves @path
- * (main exits with status 2 then).
- */
-int control_start(struct machine *m, const char *path);
-
-/**
- * control_stop() - detach the event sink, flush and close the clients, remove the socket.
- * Call after the vCPU threads are joined (they may call vm->event_fn) and with the loop thread
- * not running (or from it). No-op when control_start() was not called.
- */
-void control_stop(struct machine *m);
 
 #endif

@@ -1,16 +1,17 @@
 /*
  * A fake control backend: a pretend VM with a balloon that reaches its target at once (or step
- * by step on a loop timer), a stats queue that answers at once, and call counters. Unit tests,
+ * by step on a loop timer), a stats queue that answers at once, a compressed tier whose
+ * memory.reclaim runs finish at once (or when the test says so), and call counters. Unit tests,
  * the fuzzer, the load test and bench/control run the real server against it without KVM.
  * Every hook runs on the loop thread, like the real backend.
  */
-#ifndef VMM_CONTROL_FAKE_H
-#define VMM_CONTROL_FAKE_H
+#ifndef TESTS_FAKE_CONTROL_FAKE_H
+#define TESTS_FAKE_CONTROL_FAKE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "control.h"
+#include "../../vmm/control/server.h"
 
 struct control_fake {
 	struct control *ctl; /* events go here (set after control_create); may be NULL */
@@ -27,7 +28,12 @@ struct control_fake {
 	int timer;	     /* loop timer id of the stepping, -1 when none */
 	struct balloon_counters bc;
 	struct balloon_stats stats;
-	unsigned int nr_pause, nr_resume, nr_shutdown, nr_stats_requests;
+	bool compressed;      /* false: memory.reclaim gets not-supported (-ENODEV) */
+	bool reclaim_answer;  /* false: a run goes on until control_fake_reclaim_done() */
+	bool reclaim_running; /* a run started and its event is not posted yet (-EBUSY) */
+	uint64_t reclaim_job; /* id of the last run (1, 2, ...) */
+	uint64_t reclaim_target_mib;
+	unsigned int nr_pause, nr_resume, nr_shutdown, nr_stats_requests, nr_reclaims;
 	uint64_t last_shutdown_timeout_ms;
 };
 
@@ -45,6 +51,13 @@ void control_fake_init(struct control_fake *f, uint64_t ram_bytes, unsigned int 
  * (0 restores "at once"). Returns 0 or -errno from loop_add_timer().
  */
 int control_fake_set_step(struct control_fake *f, struct loop *loop, uint64_t pages);
+
+/**
+ * control_fake_reclaim_done() - finish the running memory.reclaim run: post its
+ * "memory.reclaim" event (resident memory went down to the target, or stayed when it was
+ * already below). Returns 0, or -ENOENT when no run is going on.
+ */
+int control_fake_reclaim_done(struct control_fake *f);
 
 /** control_fake_fini() - cancel the stepping timer. */
 void control_fake_fini(struct control_fake *f);

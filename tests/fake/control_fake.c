@@ -4,11 +4,17 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "loop.h"
-#include "util.h"
+#include "../../vmm/loop.h"
+#include "../../vmm/util.h"
 
 #define FAKE_PAGE    4096ULL
 #define FAKE_TICK_MS 10
+
+/* Resident guest RAM as memory.stats reports it. */
+static uint64_t fake_resident(const struct control_fake *f)
+{
+	return f->ram_bytes / 4;
+}
 
 static void post(struct control_fake *f, const char *event, const char *data)
 {
@@ -81,6 +87,7 @@ void control_fake_init(struct control_fake *f, uint64_t ram_bytes, unsigned int 
 	f->ram_bytes = ram_bytes;
 	f->start_ns = now_ns();
 	f->has_balloon = f->stats_vq = f->stats_answer = f->guest_shutdown = true;
+	f->compressed = f->reclaim_answer = true;
 	f->timer = -1;
 	f->bc.features = (1ULL << 1) | (1ULL << 2); /* stats_vq, deflate_on_oom */
 }
@@ -219,12 +226,54 @@ static int fake_memory_stats(void *opaque, struct ctl_memory_stats *out)
 
 	out->guest_ram_bytes = f->ram_bytes;
 	out->ballooned_pages = f->bc.actual_pages;
-	out->resident_bytes = f->ram_bytes / 4;
+	out->resident_bytes = fake_resident(f);
 	out->discard_calls = f->bc.inflated_pages / 256;
 	out->has_balloon = f->has_balloon;
 	out->balloon = f->bc;
 	out->ksm.mergeable = true;
 	out->ksm.run = -1;
+	return 0;
+}
+
+int control_fake_reclaim_done(struct control_fake *f)
+{
+	uint64_t before = fake_resident(f), target = f->reclaim_target_mib * MiB;
+	struct memtier_result r = {.job = f->reclaim_job,
+				   .target_bytes = target,
+				   .reached = true,
+				   .why = "reached",
+				   .resident_before = before,
+				   .resident_after = MIN(before, target)};
+	struct json_object *o;
+
+	if (!f->reclaim_running)
+		return -ENOENT;
+	f->reclaim_running = false;
+	r.evicted_pages = r.compressed_pages = (before - r.resident_after) / FAKE_PAGE;
+	r.input_bytes = r.evicted_pages * FAKE_PAGE;
+	r.output_bytes = r.input_bytes / 4;
+	o = ctl_reclaim_json(&r);
+	post(f, "memory.reclaim",
+	     o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN) : NULL);
+	json_object_put(o);
+	return 0;
+}
+
+static int fake_reclaim(void *opaque, uint64_t target_mib, uint64_t timeout_ms, uint64_t *job)
+{
+	struct control_fake *f = opaque;
+
+	(void)timeout_ms;
+	if (!f->compressed)
+		return -ENODEV;
+	if (f->reclaim_running)
+		return -EBUSY;
+	f->nr_reclaims++;
+	f->reclaim_running = true;
+	f->reclaim_target_mib = target_mib;
+	*job = ++f->reclaim_job;
+	if (f->reclaim_answer)
+		control_fake_reclaim_done(f);
 	return 0;
 }
 
@@ -238,4 +287,5 @@ const struct control_backend_ops control_fake_ops = {
 	.stats_request = fake_stats_request,
 	.stats_get = fake_stats_get,
 	.memory_stats = fake_memory_stats,
+	.reclaim = fake_reclaim,
 };

@@ -7,15 +7,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../devices/virtio_balloon.h"
-#include "control.h"
-#include "loop.h"
-#include "machine.h"
-#include "mem/memtier.h"
-#include "util.h"
-#include "vm.h"
+#include "../../devices/virtio_balloon.h"
+#include "vm_backend.h"
 
-#define PROC_MAX (4 * 1024 * 1024) /* /proc/self/smaps of a VMM stays far below this */
+#include "server.h"
+#include "../loop.h"
+#include "../machine.h"
+#include "../mem/host_stats.h"
+#include "../mem/memtier.h"
+#include "../util.h"
+#include "../vm.h"
 
 struct control_vm {
 	struct machine *m;
@@ -180,86 +181,6 @@ static int cvm_stats_get(void *opaque, struct balloon_stats *out)
 	return 0;
 }
 
-/* Read a whole /proc or /sys file into a malloc'd NUL-terminated buffer (NULL on failure). */
-static char *read_text(const char *path)
-{
-	size_t len = 0, cap = 16384;
-	char *buf = malloc(cap);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (!buf || fd < 0)
-		goto err;
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 == cap) {
-			char *b = cap < PROC_MAX ? realloc(buf, cap * 2) : NULL;
-
-			if (!b)
-				goto err;
-			buf = b;
-			cap *= 2;
-		}
-		n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto err;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	return buf;
-err:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return NULL;
-}
-
-/* A number from a one-line /proc or /sys file, -1 when unreadable. */
-static int64_t read_num(const char *path)
-{
-	char *text = read_text(path);
-	int64_t v = text && *text >= '0' && *text <= '9' ? strtoll(text, NULL, 10) : -1;
-
-	free(text);
-	return v;
-}
-
-static void ksm_figures(struct vm *vm, struct ctl_ksm_stats *k)
-{
-	char *text;
-
-	k->mergeable = vm->gm.mergeable;
-	k->run = (int)read_num("/sys/kernel/mm/ksm/run");
-	k->pages_to_scan = read_num("/sys/kernel/mm/ksm/pages_to_scan");
-	k->sleep_millisecs = read_num("/sys/kernel/mm/ksm/sleep_millisecs");
-	k->pages_shared = read_num("/sys/kernel/mm/ksm/pages_shared");
-	k->pages_sharing = read_num("/sys/kernel/mm/ksm/pages_sharing");
-	k->full_scans = read_num("/sys/kernel/mm/ksm/full_scans");
-	text = read_text("/proc/self/ksm_stat");
-	if (text)
-		ctl_parse_ksm_stat(text, k);
-	free(text);
-	/* Linux 6.1's ksm_stat has only ksm_rmap_items: the merged pages have their own file. */
-	if (!k->merging_pages) {
-		int64_t m = read_num("/proc/self/ksm_merging_pages");
-
-		if (m >= 0) {
-			k->merging_pages = (uint64_t)m;
-			k->have_ksm_stat = true;
-		}
-	}
-	text = read_text("/proc/self/smaps");
-	if (text && vm->gm.base)
-		ctl_parse_smaps(text, (uintptr_t)vm->gm.base, (uintptr_t)vm->gm.base + vm->gm.size,
-				k);
-	free(text);
-}
-
 static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
 {
 	struct control_vm *cv = opaque;
@@ -276,7 +197,7 @@ static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
 		out->has_balloon = true;
 		balloon_get_counters(cv->m->balloon, &out->balloon);
 	}
-	ksm_figures(vm, &out->ksm);
+	host_ksm_read(vm->gm.base, vm->gm.size, vm->gm.mergeable, &out->ksm);
 	if (cv->m->memtier) {
 		memtier_get_stats(cv->m->memtier, &out->compressed.tier);
 		out->compressed.enabled = true;
@@ -322,6 +243,13 @@ int control_start(struct machine *m, const char *path)
 	cv->shutdown_timer = -1;
 	ret = control_create(vm->loop, path, &control_vm_ops, cv, &c);
 	if (ret < 0) {
+		free(cv);
+		return ret;
+	}
+	ret = control_set_idle_timeout(c, m->cfg.control_idle_ms);
+	if (ret < 0) {
+		pr_err("control: idle timeout: %s", strerror(-ret));
+		control_destroy(c);
 		free(cv);
 		return ret;
 	}

@@ -1,0 +1,41 @@
+/* Internals of `vmm ctl` shared by ctl.c (arguments, connection, commands) and ctl_print.c. */
+#ifndef VMM_CONTROL_CTL_PRIV_H
+#define VMM_CONTROL_CTL_PRIV_H
+
+#include <json-c/json.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ctl_print.c: the human-readable output (--json prints the raw lines instead). */
+
+/* The "ok" object of @reply (borrowed), NULL when there is none. */
+struct json_object *ok_of(struct json_object *reply);
+
+/* Member @key of @o as an unsigned integer, 0 when absent. */
+uint64_t get_u64(struct json_object *o, const char *key);
+
+/* Print every field as "prefix.key  value", with sizes in bytes also shown in KiB/MiB/GiB. */
+void print_flat(struct json_object *o, const char *prefix);
+
+/* vm.info in words. */
+void print_info(struct json_object *ok);
+
+/* balloon.get / balloon.set in words. */
+void print_balloon(struct json_object *ok);
+
+/* balloon.stats in words. */
+void print_stats(struct json_object *ok);
+
+/* One event line (JSON text) as "NAME key=value ...". */
+void print_event(const char *line);
+
+/* memory.stats in words. */
+void print_memory(struct json_object *ok);
+
+/* vm.pause / vm.resume: the state and whether it changed. */
+void print_state(struct json_object *ok);
+
+/* The usage text, to @f (stdout for --help, stderr on a usage error). */
+void usage(FILE *f);
+
+#endif
