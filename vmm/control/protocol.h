@@ -17,6 +17,7 @@
 #include "../../devices/virtio_blk.h"
 #include "../mem/host_stats.h"
 #include "../mem/memtier.h"
+#include "../mem/policy.h"
 
 #define CTL_MAX_LINE	    65536	 /* bytes of one request line, '\n' not counted */
 #define CTL_SHUTDOWN_DEF_MS 5000	 /* vm.shutdown grace period when timeout_ms is absent */
@@ -152,6 +153,9 @@ struct ctl_memory_stats {
 	struct balloon_counters balloon;
 	struct ksm_stats ksm;
 	struct ctl_compressed_stats compressed;
+	bool has_policy; /* --auto-balloon on */
+	struct policy policy;
+	uint64_t policy_now_ms; /* now_ns() / 1e6 when read, for hold_remaining_ms */
 };
 
 /** ctl_cmd_name() - wire name of @cmd ("vm.info", ...), or NULL when out of range. */

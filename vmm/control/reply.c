@@ -423,6 +423,36 @@ static struct json_object *errors_json(const struct ctl_memory_stats *ms,
 	return o;
 }
 
+/* The autopilot's state (README "Memory autopilot"): its band, counters and last decision. */
+static struct json_object *policy_json(const struct ctl_memory_stats *ms)
+{
+	static const char *const actions[] = {"none", "inflate", "deflate"};
+	const struct policy *p = &ms->policy;
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "enabled", json_object_new_boolean(ms->has_policy));
+	if (!ms->has_policy)
+		return o;
+	add_u64(o, "low_pct", p->cfg.low_pct);
+	add_u64(o, "high_pct", p->cfg.high_pct);
+	add_u64(o, "step_mib", p->cfg.step_bytes / MiB);
+	add_u64(o, "floor_mib", p->cfg.floor_bytes / MiB);
+	add_u64(o, "period_ms", p->cfg.period_ms);
+	add_u64(o, "decisions", p->decisions);
+	add_u64(o, "inflates", p->inflates);
+	add_u64(o, "deflates", p->deflates);
+	add_u64(o, "client_holds", p->holds);
+	add_u64(o, "hold_remaining_ms",
+		p->hold_until_ms > ms->policy_now_ms ? p->hold_until_ms - ms->policy_now_ms : 0);
+	json_object_object_add(o, "last_action",
+			       json_object_new_string(actions[p->last.action % 3]));
+	json_object_object_add(o, "last_why", json_object_new_string(p->last.why ? p->last.why : ""));
+	add_u64(o, "last_guest_available_mib", p->last_avail / MiB);
+	return o;
+}
+
 struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
 				    const struct ctl_server_stats *srv)
 {
@@ -440,6 +470,7 @@ struct json_object *ctl_memory_json(const struct ctl_memory_stats *ms,
 	json_object_object_add(o, "balloon", balloon_mem_json(ms));
 	json_object_object_add(o, "ksm", ksm_json(&ms->ksm));
 	json_object_object_add(o, "compressed", compressed_json(&ms->compressed));
+	json_object_object_add(o, "policy", policy_json(ms));
 	json_object_object_add(o, "errors", errors_json(ms, srv));
 	return o;
 }

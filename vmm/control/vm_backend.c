@@ -198,6 +198,11 @@ static int cvm_memory_stats(void *opaque, struct ctl_memory_stats *out)
 		balloon_get_counters(cv->m->balloon, &out->balloon);
 	}
 	host_ksm_read(vm->gm.base, vm->gm.size, vm->gm.mergeable, &out->ksm);
+	if (cv->m->cfg.auto_balloon) { /* the policy is loop-thread state; so is this command */
+		out->has_policy = true;
+		out->policy = cv->m->policy;
+		out->policy_now_ms = now_ns() / 1000000;
+	}
 	if (cv->m->memtier) {
 		memtier_get_stats(cv->m->memtier, &out->compressed.tier);
 		out->compressed.enabled = true;
