@@ -8,14 +8,17 @@
  *   - exit port (0x501)                                   devices/legacy.h
  *   - PCI host bridge, conf1 (0xcf8)                      devices/pci.h
  *   - virtio-balloon on PCI, with --balloon on            devices/virtio_balloon.h
+ *   - virtio-console on PCI, with --vconsole on: ports     devices/virtio_console.h
+ *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin);
+ *     the UART then takes no input (stdin belongs to the port)
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
  *      running yet).
  *   2. console, i8042, exit port on the port bus.
- *   3. PCI bus and its devices (virtio-balloon), the balloon's stats timer on the loop. The
- *      balloon's event thread may emit events from here on: vm_emit_event() drops them while no
- *      sink is set.
+ *   3. PCI bus and its devices (virtio-balloon, virtio-console), the balloon's stats timer on the
+ * loop. The balloon's event thread may emit events from here on: vm_emit_event() drops them while
+ * no sink is set.
  *   4. compressed tier (its userfaultfd thread and reclaim worker), before any guest page is
  *      touched.
  *   5. control server, last: every object its backend reaches exists before a client connects.
@@ -26,10 +29,13 @@
  * outlives every thread that can emit events (vCPUs through vm_stop() and vm_pause(), the
  * balloon's event thread, the compressed tier's worker), and each of them is joined before the
  * server is freed:
- *   1. vm_stop() and join the vCPU threads.
+ *   1. vm_stop() and join the vCPU threads; then virtio-console drained: what the guest queued
+ *      on its transmitqs before it stopped is written out (waiting while the readers take
+ *      bytes, at most VCONSOLE_FLUSH_MS without progress), so the tail of a job's output is
+ *      never lost.
  *   2. virtio devices detached from the transport, PCI bus freed.
- *   3. balloon freed (its event thread joined); m->balloon is NULL from here on, so a deferred
- *      reply completed later answers "no balloon" instead of reaching freed memory.
+ *   3. virtio-console freed; balloon freed (its event thread joined); m->balloon is NULL from here
+ * on, so a deferred reply completed later answers "no balloon" instead of reaching freed memory.
  *   4. compressed tier freed (worker and userfaultfd thread joined), after every thread that may
  *      fault on guest RAM is gone (vCPUs, balloon; the loop is not running). A memory.reclaim
  *      that ends now (stopped_because "stopped") posts its result to the still-live server.
@@ -53,6 +59,7 @@
 struct serial;
 struct pci_bus;
 struct balloon;
+struct vconsole;
 struct memtier;
 struct control;
 
@@ -74,6 +81,7 @@ struct machine_config {
 	const char *console_path; /* CONSOLE_FILE: created mode 0600 */
 	const char *control_path; /* control socket, or NULL */
 	struct balloon_config balloon;
+	bool vconsole; /* virtio-console carrying the job's stdin/stdout/stderr */
 };
 
 struct machine {
@@ -83,10 +91,11 @@ struct machine {
 	struct serial *console;	  /* the UART (present with --console none too) */
 	int console_fd;		  /* --console file:PATH, else -1 */
 	struct pci_bus *pci;
-	struct balloon *balloon; /* NULL without --balloon */
-	int stats_timer;	 /* loop timer of the balloon's periodic stats, or -1 */
-	struct memtier *memtier; /* NULL with --compress off */
-	struct control *control; /* NULL without --control */
+	struct balloon *balloon;   /* NULL without --balloon */
+	struct vconsole *vconsole; /* NULL without --vconsole on */
+	int stats_timer;	   /* loop timer of the balloon's periodic stats, or -1 */
+	struct memtier *memtier;   /* NULL with --compress off */
+	struct control *control;   /* NULL without --control */
 };
 
 /**

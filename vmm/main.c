@@ -52,6 +52,9 @@ static void usage(FILE *f)
 		"                       "
 		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
+		"  --vconsole on|off    the COMMAND's stdin/stdout/stderr on virtio-console ports\n"
+		"                       (fast, byte-exact) instead of the serial console; default\n"
+		"                       on with a COMMAND unless stdin and stdout are a terminal\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
 		"                       fewer TLB misses, slower memory return (default off)\n"
@@ -256,6 +259,7 @@ static int cmd_run(int argc, char **argv)
 		{"console", required_argument, NULL, 'C'},
 		{"balloon", required_argument, NULL, 'b'},
 		{"control", required_argument, NULL, 's'},
+		{"vconsole", required_argument, NULL, 'V'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
 		{"compress", required_argument, NULL, 'Z'},
@@ -277,7 +281,7 @@ static int cmd_run(int argc, char **argv)
 	};
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL;
-	bool user_kernel = false, user_initrd = false, interactive;
+	bool user_kernel = false, user_initrd = false, interactive, vconsole_set = false;
 	struct machine *m;
 	struct vm *vm;
 	sigset_t sigs;
@@ -332,6 +336,11 @@ static int cmd_run(int argc, char **argv)
 		case 's':
 			cfg.control_path = optarg;
 			break;
+		case 'V':
+			if (!parse_onoff(optarg, &cfg.vconsole))
+				die("--vconsole '%s': expected on or off", optarg);
+			vconsole_set = true;
+			break;
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.vm.merge))
 				die("--merge '%s': expected on or off", optarg);
@@ -383,6 +392,9 @@ static int cmd_run(int argc, char **argv)
 		if (append_quoted(shcmd, sizeof(shcmd), &len, argv[optind]) < 0)
 			die("the guest command is too long for the kernel command line (max ~1500 "
 			    "bytes): put it in a script inside the initramfs");
+	/* A terminal on both ends keeps the serial console: its line discipline gives ^C. */
+	if (!vconsole_set)
+		cfg.vconsole = shcmd[0] && !interactive && !cfg.firmware;
 
 	if (!cfg.firmware) {
 		char dk[PATH_MAX], di[PATH_MAX];
@@ -398,10 +410,12 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s",
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s",
 			 user_cmdline ? user_cmdline : BASE_CMDLINE,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
+			 /* guest init: the command's stdio on the virtio-console ports */
+			 cfg.vconsole && shcmd[0] ? " vmm.vconsole=1" : "",
 			 /* guest init: free page reporting in whole host huge pages */
 			 cfg.vm.hugepages ? " vmm.report_order=9" : "");
 		cfg.kernel = kernel;
