@@ -274,7 +274,8 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "--probe"))
 		return probe(argc >= 3 ? atol(argv[2]) : 10000);
 	if (argc < 2) {
-		fprintf(stderr, "usage: vmm-console --probe [TIMEOUT_MS] | vmm-console CMD [ARGS...]\n");
+		fprintf(stderr,
+			"usage: vmm-console --probe [TIMEOUT_MS] | vmm-console CMD [ARGS...]\n");
 		return 2;
 	}
 	return run(argv + 1);
