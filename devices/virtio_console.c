@@ -371,8 +371,6 @@ static int init_port(struct vconsole *vc, unsigned int id, const struct vconsole
 			loop_del_fd(vc->loop, p->in_fd);
 		else
 			p->in_file = true; /* EPERM: a regular file or /dev/null, always readable */
-	} else if (p->in_fd >= 0) {
-		p->in_file = true;
 	}
 	return 0;
 }

@@ -79,9 +79,10 @@ struct vconsole_stats {
 
 /**
  * vconsole_create() - allocate the device. @gm: guest RAM; @loop: watches host input and stalled
- * output (the device's callbacks run on its thread); @cfg: copied. Returns the device, or NULL
- * with errno EINVAL (nr_ports 0 or above VCONSOLE_MAX_PORTS, a name too long) or ENOMEM.
- * The caller attaches vconsole_virtio_dev() to a transport.
+ * output (the device's callbacks run on its thread; NULL: nothing is watched, input is read when
+ * poll() says so at the guest's kicks, output written at each kick); @cfg: copied. Returns the
+ * device, or NULL with errno EINVAL (nr_ports 0 or above VCONSOLE_MAX_PORTS, a name too long) or
+ * ENOMEM. The caller attaches vconsole_virtio_dev() to a transport.
  */
 struct vconsole *vconsole_create(struct guest_mem *gm, struct loop *loop,
 				 const struct vconsole_config *cfg);
