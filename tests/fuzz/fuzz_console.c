@@ -159,7 +159,8 @@ static void run_op(struct vconsole *vc, struct virtio_dev *dev, struct pipes *p,
 		drain_pipe(p->err[0]);
 		break;
 	case 8:
-		if (p->in[1] >= 0 && write(p->in[1], data, MIN((size_t)arg, size)) < 0 && errno != EAGAIN)
+		if (p->in[1] >= 0 && write(p->in[1], data, MIN((size_t)arg, size)) < 0 &&
+		    errno != EAGAIN)
 			__builtin_trap();
 		break;
 	case 9:

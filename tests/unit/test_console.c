@@ -589,7 +589,7 @@ Test(console, control_receive_buffer_too_small_or_readable_is_skipped)
 	uint32_t head, len;
 
 	setup_dev(F_MP, -1, false);
-	fake_add_chain(&q[2], &(struct fake_buf){CTRL_BUF, 4, true}, 1);	   /* too small */
+	fake_add_chain(&q[2], &(struct fake_buf){CTRL_BUF, 4, true}, 1);	    /* too small */
 	fake_add_chain(&q[2], &(struct fake_buf){CTRL_BUF + 0x1000, 64, false}, 1); /* readable */
 	kick(2);
 	send_ctrl(BAD_ID, VIRTIO_CONSOLE_DEVICE_READY, 1);
