@@ -221,6 +221,8 @@ static void port_tx(struct vc_port *p)
 			p->tx_held = true;
 			p->tx_off = 0;
 		}
+		if (p->out && !outbuf_room(p->out))
+			outbuf_flush(p->out); /* without a loop nobody else does */
 		if (!put_chain(p))
 			return; /* back-pressure: output_ready() resumes */
 		p->tx_held = false;
