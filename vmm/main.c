@@ -448,7 +448,9 @@ static int cmd_run(int argc, char **argv)
 	ret = loop_add_fd(vm->loop, sfd, EPOLLIN, signal_cb, vm);
 	if (ret < 0)
 		die("watching the signalfd: %s", strerror(-ret));
-	if (interactive)
+	/* With the job on virtio-console the terminal stays in line mode: ^C stops vmm, ^D ends
+	 * the job's input (the UART, which would read the raw keys, takes no input then). */
+	if (interactive && !cfg.vconsole)
 		raw_tty();
 	ret = machine_start(m);
 	if (ret)
