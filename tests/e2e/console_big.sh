@@ -5,7 +5,8 @@
 #      /dev/stderr works: tee), and the exit status passes through;
 #   2. piped stdin reaches the command byte-exact and ends (EOF) where the input ends;
 #   3. a reader that does not read for 3 s (back-pressure: the guest waits, nothing is dropped)
-#      still gets every byte.
+#      still gets every byte;
+#   4. --vconsole off keeps the job on the serial console, status and output as before.
 # cost: 90
 # timeout: 400
 . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
@@ -50,4 +51,12 @@ rc=$?
 sed 's/^/stderr: /' "$SCRATCH/bp.err"
 assert_eq 0 "$rc" "exit status with a slow reader"
 assert_eq "$want  -" "$(cat "$SCRATCH/bp.sum")" "sha256 through a slow reader"
+
+log "--vconsole off: the job on the serial console"
+run_with_timeout 60 "$VMM" run --vconsole off -- sh -c 'echo via-16550; exit 4' \
+	</dev/null >"$SCRATCH/off.out" 2>"$SCRATCH/off.err"
+rc=$?
+sed 's/^/stderr: /' "$SCRATCH/off.err"
+assert_eq 4 "$rc" "exit status with --vconsole off"
+assert_line "$SCRATCH/off.out" "via-16550" "the job's output on the serial console"
 log "ok"
