@@ -47,24 +47,18 @@ launch() {
 	esac
 }
 
-# run_once CONFIG CMD OUT: print the ms from launch to exit, or ">LIMIT_MS" when stopped.
+# run_once CONFIG CMD OUT: print the ms from launch to exit, or ">LIMIT_MS" when it was stopped
+# (run_with_timeout: the deadline is in seconds of the clock, not of a polling loop).
 run_once() {
 	_t0=$(now_ms)
-	(launch "$1" "$2") </dev/null >"$3" 2>"$3.err" &
-	_p=$!
-	_n=0
-	while kill -0 "$_p" 2>/dev/null && [ $_n -lt $((limit * 10)) ]; do
-		sleep 0.1
-		_n=$((_n + 1))
-	done
-	if kill -0 "$_p" 2>/dev/null; then
-		kill -KILL "$_p" 2>/dev/null
-		wait "$_p" 2>/dev/null
+	run_with_timeout "$limit" launch "$1" "$2" </dev/null >"$3" 2>"$3.err"
+	_rc=$?
+	_t1=$(now_ms)
+	if [ $_rc = 124 ]; then
 		echo ">$((limit * 1000))"
-		return
+	else
+		echo $((_t1 - _t0))
 	fi
-	wait "$_p" 2>/dev/null
-	echo $(($(now_ms) - _t0))
 }
 
 ms() { echo "${1#>}"; }
