@@ -54,7 +54,8 @@ static void usage(FILE *f)
 		"  --control PATH       control socket (JSON lines, mode 0600)\n"
 		"  --vconsole on|off    the COMMAND's stdin/stdout/stderr on virtio-console ports\n"
 		"                       (fast, byte-exact) instead of the serial console; default\n"
-		"                       on with a COMMAND unless stdin and stdout are a terminal\n"
+		"                       on with a COMMAND and --console stdio, unless stdin and\n"
+		"                       stdout are a terminal\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
 		"                       fewer TLB misses, slower memory return (default off)\n"
@@ -392,9 +393,11 @@ static int cmd_run(int argc, char **argv)
 		if (append_quoted(shcmd, sizeof(shcmd), &len, argv[optind]) < 0)
 			die("the guest command is too long for the kernel command line (max ~1500 "
 			    "bytes): put it in a script inside the initramfs");
-	/* A terminal on both ends keeps the serial console: its line discipline gives ^C. */
+	/* A terminal on both ends keeps the serial console: its line discipline gives ^C. So does
+	 * --console file/none: the job's output goes where the console goes, as it always did. */
 	if (!vconsole_set)
-		cfg.vconsole = shcmd[0] && !interactive && !cfg.firmware;
+		cfg.vconsole =
+			shcmd[0] && !interactive && !cfg.firmware && cfg.console == CONSOLE_STDIO;
 
 	if (!cfg.firmware) {
 		char dk[PATH_MAX], di[PATH_MAX];
