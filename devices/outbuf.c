@@ -147,6 +147,25 @@ size_t outbuf_room(const struct outbuf *ob)
 	return ob->fd < 0 ? SIZE_MAX : ob->size - ob->len;
 }
 
+int outbuf_drain(struct outbuf *ob, unsigned int idle_ms)
+{
+	uint64_t deadline = now_ns() + idle_ms * 1000000ULL, now, before;
+	struct pollfd pfd = {.events = POLLOUT};
+
+	for (;;) {
+		before = ob->written;
+		if (write_out(ob) == 0)
+			return 0;
+		now = now_ns();
+		if (ob->written != before)
+			deadline = now + idle_ms * 1000000ULL;
+		else if (now >= deadline)
+			return -ETIMEDOUT;
+		pfd.fd = ob->fd;
+		poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
+	}
+}
+
 void outbuf_get_stats(const struct outbuf *ob, struct outbuf_stats *out)
 {
 	*out = (struct outbuf_stats){

@@ -56,6 +56,15 @@ size_t outbuf_room(const struct outbuf *ob);
 /** outbuf_flush() - write what the descriptor takes now (the @ready hook's job). */
 void outbuf_flush(struct outbuf *ob);
 
+/**
+ * outbuf_drain() - write what is queued, blocking the caller (not the loop: for an owner that is
+ * shutting down) while the descriptor takes bytes: it gives up once the descriptor has taken
+ * nothing for @idle_ms milliseconds, so a slow reader still gets everything and one that never
+ * reads costs @idle_ms. Bytes stay queued when it gives up. Returns 0 when the buffer is empty
+ * (or the output ended), -ETIMEDOUT when bytes are left.
+ */
+int outbuf_drain(struct outbuf *ob, unsigned int idle_ms);
+
 /** outbuf_get_stats() - the counters above. */
 void outbuf_get_stats(const struct outbuf *ob, struct outbuf_stats *out);
 

@@ -12,6 +12,7 @@
 #include "../devices/serial.h"
 #include "../devices/virtio_balloon.h"
 #include "../devices/virtio_blk.h"
+#include "../devices/virtio_console.h"
 #include "../devices/virtio_pci.h"
 #include "../devices/virtio_rng.h"
 #include "boot/boot.h"
@@ -58,7 +59,7 @@ static int create_console(struct machine *m)
 	switch (m->cfg.console) {
 	case CONSOLE_STDIO:
 		out = STDOUT_FILENO;
-		in = STDIN_FILENO;
+		in = m->cfg.vconsole ? -1 : STDIN_FILENO; /* else the port reads stdin */
 		break;
 	case CONSOLE_FILE:
 		/* 0600: the guest's console may show anything it prints, secrets included. */
@@ -194,6 +195,26 @@ static int create_disks(struct machine *m)
 	return 0;
 }
 
+/* The job's stdio: the guest's init finds the ports by name (guest-kernel-config/initramfs). */
+static int create_vconsole(struct machine *m)
+{
+	const struct vconsole_config cfg = {
+		.nr_ports = 3,
+		.ports = {{.name = "vmm.stdout", .out_fd = STDOUT_FILENO, .in_fd = -1},
+			  {.name = "vmm.stderr", .out_fd = STDERR_FILENO, .in_fd = -1},
+			  {.name = "vmm.stdin", .out_fd = -1, .in_fd = STDIN_FILENO}},
+	};
+	int ret;
+
+	m->vconsole = vconsole_create(&m->vm.gm, m->vm.loop, &cfg);
+	if (!m->vconsole)
+		return -errno;
+	ret = virtio_pci_attach(m->pci, vconsole_virtio_dev(m->vconsole), m->vm.loop);
+	if (ret)
+		pr_err("attaching virtio-console: %s", strerror(-ret));
+	return ret;
+}
+
 static int create_pci(struct machine *m)
 {
 	struct pci_irq_ops ops = {
@@ -219,6 +240,8 @@ static int create_pci(struct machine *m)
 		ret = create_rng(m);
 	if (!ret)
 		ret = create_disks(m);
+	if (!ret && m->cfg.vconsole)
+		ret = create_vconsole(m);
 	return ret;
 }
 
@@ -371,7 +394,10 @@ void machine_destroy(struct machine *m)
 	vm_stop(vm, vm->exit_status, "shutting down");
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
-	/* 2-3. The transport, then the balloon with its event thread. */
+	if (m->vconsole && vconsole_drain(m->vconsole, VCONSOLE_FLUSH_MS))
+		pr_warn("virtio-console: a reader took no output for %u ms: the rest is dropped",
+			VCONSOLE_FLUSH_MS);
+	/* 2-3. The transport, then the devices (the balloon with its event thread). */
 	if (m->balloon)
 		virtio_pci_detach(balloon_virtio_dev(m->balloon));
 	if (m->rng)
@@ -379,12 +405,16 @@ void machine_destroy(struct machine *m)
 	for (unsigned int i = 0; i < MACHINE_MAX_DISKS; i++)
 		if (m->disks[i])
 			virtio_pci_detach(blk_virtio_dev(m->disks[i]));
+	if (m->vconsole)
+		virtio_pci_detach(vconsole_virtio_dev(m->vconsole));
 	pci_bus_destroy(m->pci);
 	m->pci = NULL;
 	for (unsigned int i = 0; i < MACHINE_MAX_DISKS; i++) {
 		blk_destroy(m->disks[i]);
 		m->disks[i] = NULL;
 	}
+	vconsole_destroy(m->vconsole);
+	m->vconsole = NULL;
 	balloon_destroy(m->balloon);
 	m->balloon = NULL;
 	rng_destroy(m->rng); /* its timer is on the loop, which no longer runs */

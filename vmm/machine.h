@@ -11,15 +11,17 @@
  *   - virtio-rng on PCI, with --rng on (the default)       devices/virtio_rng.h
  *   - virtio-blk on PCI, one per --disk, in order (vda, vdb, ...: PCI slot order)
  *                                                         devices/virtio_blk.h
+ *   - virtio-console on PCI, with --vconsole on: ports     devices/virtio_console.h
+ *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin);
+ *     the UART then takes no input (stdin belongs to the port)
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
  *      running yet).
  *   2. console, i8042, exit port on the port bus.
- *   3. PCI bus and its devices (virtio-balloon, the disks with their io_uring rings on the
- *      loop), the balloon's stats timer on the loop. The
- *      balloon's event thread may emit events from here on: vm_emit_event() drops them while no
- *      sink is set.
+ *   3. PCI bus and its devices (virtio-balloon, virtio-rng, the disks with their io_uring rings
+ *      on the loop, virtio-console), the balloon's stats timer on the loop. The balloon's event
+ *      thread may emit events from here on: vm_emit_event() drops them while no sink is set.
  *   4. compressed tier (its userfaultfd thread and reclaim worker), before any guest page is
  *      touched.
  *   5. control server, last: every object its backend reaches exists before a client connects.
@@ -30,9 +32,12 @@
  * outlives every thread that can emit events (vCPUs through vm_stop() and vm_pause(), the
  * balloon's event thread, the compressed tier's worker), and each of them is joined before the
  * server is freed:
- *   1. vm_stop() and join the vCPU threads.
+ *   1. vm_stop() and join the vCPU threads; then virtio-console drained: what the guest queued
+ *      on its transmitqs before it stopped is written out (waiting while the readers take
+ *      bytes, at most VCONSOLE_FLUSH_MS without progress), so the tail of a job's output is
+ *      never lost.
  *   2. virtio devices detached from the transport, PCI bus freed; the disks freed (requests in
- *      flight waited for, rings and images closed).
+ *      flight waited for, rings and images closed); virtio-console freed.
  *   3. virtio-rng freed (its rate-limit timer deleted from the stopped loop), balloon freed (its
  *      event thread joined); m->balloon is NULL from here on, so a deferred reply completed
  *      later answers "no balloon" instead of reaching freed memory.
@@ -62,6 +67,7 @@
 struct serial;
 struct pci_bus;
 struct balloon;
+struct vconsole;
 struct memtier;
 struct control;
 struct blk;
@@ -92,6 +98,7 @@ struct machine_config {
 	struct rng_config rng;
 	unsigned int nr_disks; /* --disk, in order; nr_queues is set by machine_create */
 	struct blk_config disks[MACHINE_MAX_DISKS];
+	bool vconsole; /* virtio-console carrying the job's stdin/stdout/stderr */
 };
 
 struct machine {
@@ -103,6 +110,7 @@ struct machine {
 	struct pci_bus *pci;
 	struct balloon *balloon;	      /* NULL without --balloon */
 	struct blk *disks[MACHINE_MAX_DISKS]; /* cfg.nr_disks of them */
+	struct vconsole *vconsole;	      /* NULL without --vconsole on */
 	int stats_timer;	 /* loop timer of the balloon's periodic stats, or -1 */
 	struct rng *rng;	 /* NULL with --rng off */
 	struct memtier *memtier; /* NULL with --compress off */

@@ -70,6 +70,10 @@ static void usage(FILE *f)
 		"                       control socket (JSON lines, mode 0600); clients silent "
 		"for\n"
 		"                       SECONDS (default 60, 0: never) are closed\n"
+		"  --vconsole on|off    the COMMAND's stdin/stdout/stderr on virtio-console ports\n"
+		"                       (fast, byte-exact) instead of the serial console; default\n"
+		"                       on with a COMMAND and --console stdio, unless stdin and\n"
+		"                       stdout are a terminal\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
 		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
 		"                       fewer TLB misses, slower memory return (default off)\n"
@@ -338,6 +342,7 @@ static int cmd_run(int argc, char **argv)
 		{"control", required_argument, NULL, 's'},
 		{"disk", required_argument, NULL, 'd'},
 		{"root", required_argument, NULL, 'r'},
+		{"vconsole", required_argument, NULL, 'V'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
 		{"compress", required_argument, NULL, 'Z'},
@@ -365,7 +370,7 @@ static int cmd_run(int argc, char **argv)
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL, *root = NULL;
 	char root_arg[64] = "";
-	bool user_kernel = false, user_initrd = false, interactive;
+	bool user_kernel = false, user_initrd = false, interactive, vconsole_set = false;
 	struct machine *m;
 	struct vm *vm;
 	enum sandbox_mode seccomp = SANDBOX_ON;
@@ -467,6 +472,11 @@ static int cmd_run(int argc, char **argv)
 		case 'r':
 			root = optarg;
 			break;
+		case 'V':
+			if (!parse_onoff(optarg, &cfg.vconsole))
+				die("--vconsole '%s': expected on or off", optarg);
+			vconsole_set = true;
+			break;
 		case 'M':
 			if (!parse_onoff(optarg, &cfg.vm.merge))
 				die("--merge '%s': expected on or off", optarg);
@@ -532,6 +542,11 @@ static int cmd_run(int argc, char **argv)
 		if (append_quoted(shcmd, sizeof(shcmd), &len, argv[optind]) < 0)
 			die("the guest command is too long for the kernel command line (max ~1500 "
 			    "bytes): put it in a script inside the initramfs");
+	/* A terminal on both ends keeps the serial console: its line discipline gives ^C. So does
+	 * --console file/none: the job's output goes where the console goes, as it always did. */
+	if (!vconsole_set)
+		cfg.vconsole =
+			shcmd[0] && !interactive && !cfg.firmware && cfg.console == CONSOLE_STDIO;
 
 	if (!cfg.firmware) {
 		char dk[PATH_MAX], di[PATH_MAX];
@@ -547,10 +562,12 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s",
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s",
 			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
+			 /* guest init: the command's stdio on the virtio-console ports */
+			 cfg.vconsole && shcmd[0] ? " vmm.vconsole=1" : "",
 			 /* guest init: free page reporting in whole host huge pages */
 			 cfg.vm.hugepages ? " vmm.report_order=9" : "");
 		cfg.kernel = kernel;
@@ -586,7 +603,9 @@ static int cmd_run(int argc, char **argv)
 	ret = loop_add_fd(vm->loop, sfd, EPOLLIN, signal_cb, vm);
 	if (ret < 0)
 		die("watching the signalfd: %s", strerror(-ret));
-	if (interactive)
+	/* With the job on virtio-console the terminal stays in line mode: ^C stops vmm, ^D ends
+	 * the job's input (the UART, which would read the raw keys, takes no input then). */
+	if (interactive && !cfg.vconsole)
 		raw_tty();
 	ret = machine_start(m);
 	if (ret)

@@ -448,7 +448,8 @@ static struct json_object *policy_json(const struct ctl_memory_stats *ms)
 		p->hold_until_ms > ms->policy_now_ms ? p->hold_until_ms - ms->policy_now_ms : 0);
 	json_object_object_add(o, "last_action",
 			       json_object_new_string(actions[p->last.action % 3]));
-	json_object_object_add(o, "last_why", json_object_new_string(p->last.why ? p->last.why : ""));
+	json_object_object_add(o, "last_why",
+			       json_object_new_string(p->last.why ? p->last.why : ""));
 	add_u64(o, "last_guest_available_mib", p->last_avail / MiB);
 	return o;
 }
