@@ -21,7 +21,10 @@ sleep 5; dmesg | grep -i -E "out of memory|oom-kill|killed process" | head -3; e
 bg_vmm_start "$gcmd" --mem 512M --auto-balloon on
 "$VMM" ctl -s "$sock" events memory.policy >"$ev" 2>"$SCRATCH/events.err" &
 epid=$!
-trap 'kill "$epid" 2>/dev/null; bg_vmm_cleanup' EXIT
+"$VMM" ctl -s "$sock" memory --watch --interval 2s --json >"$SCRATCH/watch.json" \
+	2>"$SCRATCH/watch.err" &
+wpid=$!
+trap 'kill "$epid" "$wpid" 2>/dev/null; bg_vmm_cleanup' EXIT
 
 wait_for '^@@filled' "$con" 240 || { dump; fail "the guest did not fill 300 MiB"; }
 peak=$(rss_mib "$vpid")
@@ -41,6 +44,9 @@ log "memory.policy inflate decisions: $inflates; last: $(grep inflate "$ev" | ta
 [ "$inflates" -ge 1 ] || { dump; fail "the policy never inflated the balloon"; }
 [ $((peak - low)) -ge 200 ] || { dump; fail "host RSS fell by $((peak - low)) MiB (< 200 MiB)"; }
 
+ctl --json memory >"$SCRATCH/mem.json" || fail "memory.stats failed"
+grep -q '"policy":{"enabled":true' "$SCRATCH/mem.json" || fail "memory.stats shows no enabled policy"
+[ "$(jnum inflates <"$SCRATCH/mem.json")" -ge 1 ] || fail "memory.stats: policy.inflates is 0"
 wait_for '^@@end' "$con" 240 || { dump; fail "the guest did not finish the late allocation"; }
 grep -q '^@@alloc-ok' "$con" || { dump; fail "the late 350 MiB allocation failed"; }
 if tr -d '\r' <"$con" | sed -n '/^@@alloc-ok/,/^@@end/p' | grep -q -i -E 'out of memory|oom-kill|killed process'; then
@@ -52,5 +58,10 @@ log "memory.policy deflate decisions: $deflates; last: $(grep deflate "$ev" | ta
 [ "$deflates" -ge 1 ] || { dump; fail "the policy never deflated when the guest needed memory"; }
 log "policy timeline (time, guest available MiB, action, new target MiB, why):"
 sed -n 's/^\([0-9:.]*\) memory.policy .*"guest_available_mib":\([0-9]*\).*"action":"\([a-z]*\)","target_mib":\([0-9]*\).*"why":"\([^"]*\)".*/    \1 \2 \3 \4 \5/p' "$ev"
+kill -INT "$wpid"
+wait "$wpid" || fail "memory --watch did not end cleanly on SIGINT (status $?)"
+nw=$(grep -c '"balloon_target_mib"' "$SCRATCH/watch.json")
+log "memory --watch: $nw lines; first: $(head -n1 "$SCRATCH/watch.json")"
+[ "$nw" -ge 10 ] || fail "memory --watch printed $nw lines"
 bg_vmm_shutdown
 echo "PASS autoballoon (RSS -$((peak - low)) MiB idle, $inflates inflates, $deflates deflates)"

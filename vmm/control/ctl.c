@@ -34,7 +34,9 @@ struct opts {
 	bool json, wait, guest;
 	bool has_timeout;
 	uint64_t timeout_ms;
-	uint64_t mib; /* balloon set SIZE */
+	bool watch, has_interval;
+	uint64_t interval_ms; /* memory --watch period (default 1 s) */
+	uint64_t mib;	      /* balloon set SIZE */
 	int nwords;
 	char *words[8];
 };
@@ -123,6 +125,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return usage_err("bad --timeout '%s' (e.g. 30, 30s, 500ms, 2m)",
 						 v ? v : "");
 			o->has_timeout = true;
+		} else if (!strcmp(a, "--watch")) {
+			o->watch = true;
+		} else if (!strcmp(a, "--interval") || !strncmp(a, "--interval=", 11)) {
+			const char *v = a[10] == '=' ? a + 11 : (++i < argc ? argv[i] : NULL);
+
+			if (parse_duration_ms(v, &o->interval_ms) < 0 || o->interval_ms < 100)
+				return usage_err(
+					"bad --interval '%s' (at least 100ms; e.g. 1s, 500ms)",
+					v ? v : "");
+			o->has_interval = true;
 		} else if (a[0] == '-' && a[1]) {
 			return usage_err("unknown option '%s'", a);
 		} else {
@@ -496,6 +508,32 @@ static int cmd_reclaim(struct conn *c, struct opts *o)
 	return EXIT_OK;
 }
 
+static int watch_stats(void *conn, struct json_object **ok)
+{
+	struct json_object *reply = NULL, *o = NULL;
+	int ret = conn_call(conn, "memory.stats", NULL, &reply);
+
+	if (ret)
+		return ret;
+	if (json_object_object_get_ex(reply, "ok", &o))
+		json_object_get(o);
+	json_object_put(reply);
+	*ok = o;
+	return EXIT_OK;
+}
+
+/* memory --watch: ctl_watch.c, ended by SIGINT/SIGTERM. */
+static int cmd_watch(struct conn *c, struct opts *o)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	c->json = false; /* ctl_watch prints its own lines, not the raw replies */
+	return ctl_watch(watch_stats, c, o->json, o->has_interval ? o->interval_ms : 1000,
+			 &interrupted);
+}
+
 static bool is(const struct opts *o, const char *w0, const char *w1, int n)
 {
 	return o->nwords >= n && !strcmp(o->words[0], w0) && (!w1 || !strcmp(o->words[1], w1));
@@ -532,6 +570,10 @@ static int check(struct opts *o)
 		return usage_err("--timeout goes with 'shutdown', 'balloon set --wait' or 'memory "
 				 "reclaim'%s",
 				 "");
+	if ((o->watch || o->has_interval) && !is(o, "memory", NULL, 1))
+		return usage_err("--watch and --interval go with 'memory'%s", "");
+	if (o->has_interval && !o->watch)
+		return usage_err("--interval goes with --watch%s", "");
 	if (set && o->nwords != 3)
 		return usage_err("usage: balloon set [--guest] SIZE [--wait [--timeout DUR]]%s",
 				 "");
@@ -553,6 +595,8 @@ static int run(struct conn *c, struct opts *o)
 		return cmd_shutdown(c, o);
 	if (is(o, "memory", "reclaim", 2))
 		return cmd_reclaim(c, o);
+	if (is(o, "memory", NULL, 1) && o->watch)
+		return cmd_watch(c, o);
 	if (is(o, "memory", NULL, 1))
 		return cmd_simple(c, o, "memory.stats", print_memory);
 	if (is(o, "events", NULL, 1))

@@ -3,6 +3,8 @@
 #define VMM_CONTROL_CTL_PRIV_H
 
 #include <json-c/json.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -34,6 +36,14 @@ void print_memory(struct json_object *ok);
 
 /* vm.pause / vm.resume: the state and whether it changed. */
 void print_state(struct json_object *ok);
+
+/*
+ * ctl_watch.c: `memory --watch`. @stats(@conn, &ok) fetches one memory.stats "ok" object (owned
+ * by the caller afterwards) or returns an exit status; one line (or JSON object with @json) per
+ * @interval_ms until *@stop. Returns 0, or @stats's failure.
+ */
+int ctl_watch(int (*stats)(void *conn, struct json_object **ok), void *conn, bool json,
+	      uint64_t interval_ms, volatile sig_atomic_t *stop);
 
 /* The usage text, to @f (stdout for --help, stderr on a usage error). */
 void usage(FILE *f);
