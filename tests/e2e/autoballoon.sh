@@ -56,8 +56,8 @@ fi
 deflates=$(grep -c '"action":"deflate"' "$ev")
 log "memory.policy deflate decisions: $deflates; last: $(grep deflate "$ev" | tail -n1)"
 [ "$deflates" -ge 1 ] || { dump; fail "the policy never deflated when the guest needed memory"; }
-log "policy timeline (time, guest available MiB, action, new target MiB, why):"
-sed -n 's/^\([0-9:.]*\) memory.policy .*"guest_available_mib":\([0-9]*\).*"action":"\([a-z]*\)","target_mib":\([0-9]*\).*"why":"\([^"]*\)".*/    \1 \2 \3 \4 \5/p' "$ev"
+log "policy timeline (time, guest available MiB, major faults, action, new target MiB, why):"
+sed -n 's/^\([0-9:.]*\) memory.policy .*"guest_available_mib":\([0-9]*\).*"major_faults":\([0-9]*\).*"action":"\([a-z]*\)","target_mib":\([0-9]*\).*"why":"\([^"]*\)".*/    \1 \2 \3 \4 \5 \6/p' "$ev"
 kill -INT "$wpid"
 wait "$wpid" || fail "memory --watch did not end cleanly on SIGINT (status $?)"
 nw=$(grep -c '"balloon_target_mib"' "$SCRATCH/watch.json")

@@ -54,27 +54,32 @@ int ctl_watch(int (*stats)(void *conn, struct json_object **ok), void *conn, boo
 		if (json) {
 			out = json_object_new_object();
 			json_object_object_add(out, "time_ms", json_object_new_uint64(t / 1000000));
-			json_object_object_add(out, "resident_bytes",
-					       json_object_new_uint64(get_u64(ok, "resident_bytes")));
+			json_object_object_add(
+				out, "resident_bytes",
+				json_object_new_uint64(get_u64(ok, "resident_bytes")));
 			json_object_object_add(out, "balloon_target_mib",
 					       json_object_new_uint64(get_u64(bal, "target_mib")));
 			json_object_object_add(out, "balloon_actual_mib",
 					       json_object_new_uint64(get_u64(bal, "actual_mib")));
-			json_object_object_add(out, "reported_bytes",
-					       json_object_new_uint64(get_u64(ok, "reported_bytes")));
+			json_object_object_add(
+				out, "reported_bytes",
+				json_object_new_uint64(get_u64(ok, "reported_bytes")));
 			json_object_object_add(
 				out, "ksm_merging_pages",
 				json_object_new_uint64(get_u64(ksm, "merging_pages")));
-			json_object_object_add(out, "compressed_pages", json_object_new_uint64(stored));
-			json_object_object_add(out, "compression_ratio", json_object_new_double(ratio));
-			json_object_object_add(out, "fault_ins_per_s", json_object_new_double(rate));
+			json_object_object_add(out, "compressed_pages",
+					       json_object_new_uint64(stored));
+			json_object_object_add(out, "compression_ratio",
+					       json_object_new_double(ratio));
+			json_object_object_add(out, "fault_ins_per_s",
+					       json_object_new_double(rate));
 			puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
 			json_object_put(out);
 		} else {
 			if (!header)
-				printf("%10s %9s %9s %9s %9s %9s %10s %6s %9s\n", "time_s", "rss_mib",
-				       "target", "actual", "reported", "ksm_mib", "compressed", "ratio",
-				       "faults/s");
+				printf("%10s %9s %9s %9s %9s %9s %10s %6s %9s\n", "time_s",
+				       "rss_mib", "target", "actual", "reported", "ksm_mib",
+				       "compressed", "ratio", "faults/s");
 			header = true;
 			printf("%10.1f %9.1f %9" PRIu64 " %9" PRIu64 " %9.1f %9.1f %10" PRIu64
 			       " %6.2f %9.1f\n",

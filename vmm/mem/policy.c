@@ -114,6 +114,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	struct policy_decision d = {.action = POLICY_NONE};
 	uint64_t ram = in->guest_ram, low, high, mid, max_target, want;
 	uint64_t majflt, swapin, taken, p_last_avail;
+	bool recent_inflate;
 	bool first = p->last_seq == 0;
 
 	if (!ram)
@@ -144,8 +145,16 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	/* Available memory the balloon took (it grew since the last set) is not the guest's doing.
 	 */
 	taken = in->actual > p->last_actual ? in->actual - p->last_actual : 0;
-	d.guest_pressure = majflt >= c->majflt_per_period || swapin > 0 ||
-			   (!first && p->last_avail > in->avail + taken + c->step_bytes);
+	/*
+	 * A fall of available memory is the guest's doing only when no inflate of ours is recent:
+	 * a statistics set lags the balloon by up to a period, so right after an inflate the fall
+	 * the balloon caused cannot be told apart (it made the policy oscillate in the e2e run).
+	 */
+	recent_inflate =
+		p->last_inflate_ms && in->now_ms < p->last_inflate_ms + 3ULL * c->period_ms;
+	d.guest_pressure =
+		majflt >= c->majflt_per_period || swapin > 0 ||
+		(!first && !recent_inflate && p->last_avail > in->avail + taken + c->step_bytes);
 	d.host_pressure =
 		(in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
 		(in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct);
@@ -220,9 +229,10 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 		d.new_target &= ~(uint64_t)4095;
 		p->last_set_target = d.new_target;
 		p->following = true;
-		if (d.action == POLICY_INFLATE)
+		if (d.action == POLICY_INFLATE) {
 			p->inflates++;
-		else
+			p->last_inflate_ms = in->now_ms;
+		} else
 			p->deflates++;
 	}
 	return p->last = d;

@@ -87,6 +87,7 @@ struct policy {
 	uint64_t last_seq;
 	uint64_t last_avail;
 	uint64_t last_actual; /* balloon actual at the last decision: what it took is no pressure */
+	uint64_t last_inflate_ms; /* when the policy last inflated (0: never) */
 	uint64_t last_majflt;
 	uint64_t last_swap_in;
 	uint64_t last_set_target; /* what this policy last set (UINT64_MAX: nothing yet) */
