@@ -483,34 +483,75 @@ Test(memtier, memory_limit_is_kept, .timeout = 60)
 	tier_down(&e);
 }
 
-/* The lost-write race: writers rewrite and verify pages while the host reclaims in a loop. */
+/*
+ * The lost-write race: writers rewrite and verify pages while the host reclaims in a loop. With
+ * @churn a writer also gives pages back as a guest does before it writes them again: free page
+ * reporting (gm_discard REPORTED) or a balloon inflate + deflate (gm_discard BALLOONED, then
+ * gm_reclaim_clear), a block of pages at a time, so discards land between the worker's snapshot of
+ * a chunk and its commit.
+ */
+enum churn { CHURN_NONE, CHURN_REPORT, CHURN_BALLOON };
+
+#define CHURN_BLOCK 32u /* pages given back together */
+
 struct racer {
-	uint8_t *base;
+	struct guest_mem *gm;
 	uint64_t first, pages;
+	enum churn churn;
 	volatile bool *stop;
-	uint64_t mismatches, passes;
+	uint64_t mismatches, passes, discards;
 };
+
+static uint64_t race_word(const struct racer *r, uint64_t i, unsigned int k, uint64_t gen)
+{
+	return k < PG / 16 || (i & 1) ? (r->first + i) << 20 | gen : 0;
+}
+
+/* Give pages [first, first + n) of the writer's area back the way @r->churn says. */
+static void race_give_back(struct racer *r, uint64_t first, uint64_t n)
+{
+	uint64_t pfn = r->first + first;
+
+	if (r->churn == CHURN_REPORT) {
+		cr_assert_eq(gm_discard(r->gm, pfn, n, GM_PAGE_REPORTED), 0);
+	} else {
+		cr_assert_eq(gm_discard(r->gm, pfn, n, GM_PAGE_BALLOONED), 0);
+		cr_assert_eq(gm_reclaim_clear(r->gm, pfn, n), 0);
+	}
+	r->discards++;
+}
 
 static void *race_writer(void *arg)
 {
 	struct racer *r = arg;
+	uint8_t *base = r->gm->base;
 	uint64_t gen = 0;
 
 	for (uint64_t i = 0; i < r->pages; i++)
-		memset(r->base + (r->first + i) * PG, 0, PG);
+		memset(base + (r->first + i) * PG, 0, PG);
 	while (!*r->stop) {
-		for (uint64_t i = 0; i < r->pages; i++) {
-			uint64_t *w = (uint64_t *)(r->base + (r->first + i) * PG);
-			uint64_t want = gen ? (r->first + i) << 20 | (gen - 1) : 0;
+		for (uint64_t b = 0; b < r->pages; b += CHURN_BLOCK) {
+			uint64_t n = MIN((uint64_t)CHURN_BLOCK, r->pages - b);
 
-			/* Check the previous generation (a lost write shows up here), write the
-			 * next; every other page keeps half of itself zero so it stays
-			 * compressible. */
-			for (unsigned int k = 0; k < PG / 8; k += 64)
-				if (w[k] != (k < PG / 16 || (i & 1) ? want : 0))
-					r->mismatches++;
-			for (unsigned int k = 0; k < PG / 8; k += 64)
-				w[k] = k < PG / 16 || (i & 1) ? (r->first + i) << 20 | gen : 0;
+			/* Check the previous generation (a lost write shows up here); every other
+			 * page keeps half of itself zero so it stays compressible. */
+			for (uint64_t i = b; gen && i < b + n; i++) {
+				uint64_t *w = (uint64_t *)(base + (r->first + i) * PG);
+
+				for (unsigned int k = 0; k < PG / 8; k += 64)
+					if (w[k] != race_word(r, i, k, gen - 1))
+						r->mismatches++;
+			}
+			/* Half of the blocks, a different half each pass, go back to the
+			 * host first: their old contents are gone, the writes below must stay. */
+			if (r->churn != CHURN_NONE && (b / CHURN_BLOCK + gen) % 2 == 0)
+				race_give_back(r, b, n);
+			for (uint64_t i = b; i < b + n; i++) {
+				uint64_t *w = (uint64_t *)(base + (r->first + i) * PG);
+
+				for (unsigned int k = 0; k < PG / 8; k += 64)
+					w[k] = race_word(r, i, k, gen);
+			}
 		}
 		gen++;
 		r->passes++;
@@ -518,7 +559,15 @@ static void *race_writer(void *arg)
 	return NULL;
 }
 
-Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
+/* Seconds each race runs: VMM_TEST_RACE_SECS (the 60 s run), 5 by default. */
+static uint64_t race_secs(void)
+{
+	const char *s = getenv("VMM_TEST_RACE_SECS");
+
+	return s && atoi(s) > 0 ? (uint64_t)atoi(s) : 5;
+}
+
+static void race(enum churn churn)
 {
 	struct memtier_config cfg = {.algo = CS_ALGO_LZ4};
 	struct tier_env e;
@@ -526,16 +575,19 @@ Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
 	pthread_t tid[2];
 	volatile bool stop = false;
 	struct memtier_stats st;
-	uint64_t t0, rounds = 0, evicted = 0;
+	uint64_t t0, rounds = 0, evicted = 0, secs = race_secs();
 
 	tier_up(&e, 32, true, &cfg);
 	for (int i = 0; i < 2; i++) {
-		rs[i] = (struct racer){
-			.base = e.gm.base, .first = i * 2048, .pages = 2048, .stop = &stop};
+		rs[i] = (struct racer){.gm = &e.gm,
+				       .first = i * 2048,
+				       .pages = 2048,
+				       .churn = churn,
+				       .stop = &stop};
 		pthread_create(&tid[i], NULL, race_writer, &rs[i]);
 	}
 	t0 = now_ns();
-	while (now_ns() - t0 < 3000000000ULL) {
+	while (now_ns() - t0 < secs * 1000000000ULL) {
 		struct memtier_result r;
 
 		cr_assert_eq(memtier_reclaim_sync(e.t, 0, 0, &r), 0);
@@ -546,15 +598,35 @@ Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
 	for (int i = 0; i < 2; i++)
 		pthread_join(tid[i], NULL);
 	memtier_get_stats(e.t, &st);
-	cr_log_info("race: %lu reclaims, %lu evicted, %lu refaults, %lu wp faults, passes %lu/%lu",
-		    (unsigned long)rounds, (unsigned long)evicted, (unsigned long)st.faults_stored,
-		    (unsigned long)st.wp_faults, (unsigned long)rs[0].passes,
-		    (unsigned long)rs[1].passes);
+	cr_log_info("race (churn %d, %lu s): %lu reclaims, %lu evicted, %lu refaults, %lu wp "
+		    "faults, passes %lu/%lu, discards %lu, mismatches %lu",
+		    churn, (unsigned long)secs, (unsigned long)rounds, (unsigned long)evicted,
+		    (unsigned long)st.faults_stored, (unsigned long)st.wp_faults,
+		    (unsigned long)rs[0].passes, (unsigned long)rs[1].passes,
+		    (unsigned long)(rs[0].discards + rs[1].discards),
+		    (unsigned long)(rs[0].mismatches + rs[1].mismatches));
 	cr_assert_eq(rs[0].mismatches + rs[1].mismatches, 0, "lost writes: %lu",
 		     (unsigned long)(rs[0].mismatches + rs[1].mismatches));
 	cr_assert_gt(evicted, 1000, "reclaim really ran against the writers");
 	cr_assert_gt(st.faults_stored, 100);
 	cr_assert_gt(rs[0].passes, 2);
+	if (churn != CHURN_NONE)
+		cr_assert_gt(rs[0].discards + rs[1].discards, 100, "the writers gave pages back");
 	cr_assert_eq(st.errors, 0);
 	tier_down(&e);
+}
+
+Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
+{
+	race(CHURN_NONE);
+}
+
+Test(memtier, no_lost_writes_with_free_page_reporting, .timeout = 120)
+{
+	race(CHURN_REPORT);
+}
+
+Test(memtier, no_lost_writes_with_balloon_inflate_deflate, .timeout = 120)
+{
+	race(CHURN_BALLOON);
 }
