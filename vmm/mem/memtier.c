@@ -46,6 +46,12 @@ struct memtier {
 	uint64_t nr_chunks, registered_pages;
 	bool dirty_on, dirty_failed;
 	uint64_t *dirty_bm[2];
+	/*
+	 * The chunk the worker is scanning, [scan_first, scan_first + scan_n), and its pages that
+	 * gm_discard() gave back since the scan began (bit i: page scan_first + i). Under gm->lock.
+	 */
+	uint64_t scan_first, scan_n;
+	uint64_t scan_gone[WSC_CHUNK / 64];
 
 	pthread_t worker;
 	bool worker_started;
@@ -217,14 +223,43 @@ static void on_wp(void *opaque, uintptr_t addr)
 
 static const struct uffd_ops fault_ops = {.missing = on_missing, .wp = on_wp};
 
-/* gm_discard() is giving pages [idx, idx + nr) back to the host: their stored copies go too. */
+/*
+ * gm_discard() is giving pages [idx, idx + nr) back to the host (gm->lock held): their stored
+ * copies go too, and those in the chunk the worker is scanning are marked gone, so its commit
+ * does not store what it read of them (zeros, or a guest write it cannot protect).
+ */
 static void on_discard(void *opaque, uint64_t idx, uint64_t nr)
 {
 	struct memtier *t = opaque;
+	uint64_t lo = MAX(idx, t->scan_first), hi = MIN(idx + nr, t->scan_first + t->scan_n);
 
 	cs_drop(&t->store, idx, nr);
 	for (uint64_t i = idx; i < idx + nr && i < t->clock.nr_pages; i++)
 		wsc_set_incompressible(&t->clock, i, false);
+	for (uint64_t i = lo; i < hi; i++)
+		t->scan_gone[(i - t->scan_first) / 64] |= 1ULL << ((i - t->scan_first) % 64);
+}
+
+/* Page @idx of the chunk being scanned was discarded since the scan began. gm->lock held. */
+static bool scan_gone(const struct memtier *t, uint64_t idx)
+{
+	uint64_t i = idx - t->scan_first;
+
+	return idx < t->scan_first || i >= t->scan_n || (t->scan_gone[i / 64] >> (i % 64) & 1);
+}
+
+/*
+ * Open (@n > 0) or close (@n == 0) the scan window of chunk [@first, @first + @n). Opened before
+ * anything of the chunk is sampled (mincore, pagemap, the state map): a discard after that is
+ * seen by on_discard(); one before it is seen by the sampling.
+ */
+static void scan_window(struct memtier *t, uint64_t first, uint64_t n)
+{
+	pthread_mutex_lock(&t->gm->lock);
+	t->scan_first = first;
+	t->scan_n = n;
+	memset(t->scan_gone, 0, sizeof(t->scan_gone));
+	pthread_mutex_unlock(&t->gm->lock);
 }
 
 /* --- the reclaim worker ---------------------------------------------------------------------- */
@@ -410,11 +445,12 @@ static void test_corrupt_locked(struct memtier *t, uint64_t idx)
 }
 
 /*
- * Commit the encoded pages of a batch: store them and drop them from guest RAM, unless a discard
- * ran meanwhile (@gen changed: the snapshot may be of a page that was zeroed since).
+ * Commit the encoded pages of a batch: store them and drop them from guest RAM, except those a
+ * discard gave back since the chunk's scan began (scan_gone(): what was read of them may be the
+ * zero page, and a guest write after that read is not write-protected).
  */
 static unsigned int commit(struct memtier *t, const uint64_t *idx, struct cs_entry *ent, bool *drop,
-			   unsigned int k, uint64_t gen, struct memtier_result *r)
+			   unsigned int k, struct memtier_result *r)
 {
 	struct guest_mem *gm = t->gm;
 	unsigned int evicted = 0;
@@ -424,7 +460,7 @@ static unsigned int commit(struct memtier *t, const uint64_t *idx, struct cs_ent
 		struct cs_entry e = ent[j];
 
 		drop[j] = false;
-		if (e.kind == CS_EMPTY || gm->discard_calls != gen ||
+		if (e.kind == CS_EMPTY || scan_gone(t, idx[j]) ||
 		    !evictable_state(gm->state[idx[j]]) || cs_insert(&t->store, idx[j], &ent[j]))
 			continue;
 		if (gm->state[idx[j]] == GM_PAGE_REPORTED)
@@ -476,7 +512,7 @@ static int evict_batch(struct memtier *t, const uint64_t *idx, unsigned int k,
 	struct cs_entry ent[BATCH];
 	bool drop[BATCH];
 	unsigned int evicted = 0;
-	uint64_t gen, c0;
+	uint64_t c0;
 	int ret;
 
 	ret = ensure_registered(t, idx[0] / WSC_CHUNK);
@@ -484,9 +520,6 @@ static int evict_batch(struct memtier *t, const uint64_t *idx, unsigned int k,
 		return ret;
 	set_window(t, (uintptr_t)(gm->base + idx[0] * PG),
 		   (uintptr_t)(gm->base + (idx[k - 1] + 1) * PG));
-	pthread_mutex_lock(&gm->lock);
-	gen = gm->discard_calls;
-	pthread_mutex_unlock(&gm->lock);
 	/* A KSM merge replaces the PTE and with it the write protection: no merging meanwhile. */
 	if (gm->mergeable &&
 	    for_runs(t, idx, NULL, k, run_madvise, (void *)(intptr_t)MADV_UNMERGEABLE)) {
@@ -512,7 +545,7 @@ static int evict_batch(struct memtier *t, const uint64_t *idx, unsigned int k,
 		}
 	}
 	r->cpu_ns += cpu_ns() - c0;
-	evicted = commit(t, idx, ent, drop, k, gen, r);
+	evicted = commit(t, idx, ent, drop, k, r);
 unprotect:
 	if (for_runs(t, idx, NULL, k, run_wp, NULL)) {
 		inc(&t->errors);
@@ -539,8 +572,11 @@ static int64_t scan_chunk(struct memtier *t, uint64_t first, uint64_t n, unsigne
 	unsigned int k = 0;
 	int64_t evicted = 0;
 
-	if (mincore(hva, n * PG, vec))
-		return -errno;
+	scan_window(t, first, n);
+	if (mincore(hva, n * PG, vec)) {
+		evicted = -errno;
+		goto out;
+	}
 	read_pagemap(t, hva, n, pm);
 	idle_scan(t, pm, n, idle);
 	pthread_mutex_lock(&gm->lock);
@@ -567,10 +603,14 @@ static int64_t scan_chunk(struct memtier *t, uint64_t first, uint64_t n, unsigne
 	for (unsigned int j = 0; j < k; j += BATCH) {
 		int ret = evict_batch(t, cand + j, MIN(BATCH, k - j), r);
 
-		if (ret < 0)
-			return ret;
+		if (ret < 0) {
+			evicted = ret;
+			break;
+		}
 		evicted += ret;
 	}
+out:
+	scan_window(t, 0, 0);
 	return evicted;
 }
 
