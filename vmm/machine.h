@@ -81,6 +81,13 @@ struct machine_config {
 	bool auto_balloon;	     /* --auto-balloon on: the memory autopilot (mem/policy.h) */
 	struct policy_config policy; /* its options */
 	struct rng_config rng;
+	/*
+	 * --debug corrupt-store=GPA (tests/kvm/memtier_corrupt.sh): the compressed tier damages the
+	 * stored copy of the first page it compresses at or above this GPA, once, so the integrity
+	 * check can be seen to stop the VM. Off unless debug_corrupt_store.
+	 */
+	bool debug_corrupt_store;
+	uint64_t debug_corrupt_gpa;
 };
 
 struct machine {
