@@ -483,6 +483,79 @@ Test(memtier, memory_limit_is_kept, .timeout = 60)
 	tier_down(&e);
 }
 
+/* Poll until resident guest RAM plus the store's heap is at most @limit and no reclaim runs. */
+static uint64_t wait_under_limit(struct tier_env *e, uint64_t limit, struct memtier_stats *st)
+{
+	uint64_t held = 0;
+
+	for (int i = 0; i < 500; i++) {
+		memtier_get_stats(e->t, st);
+		held = gm_resident_bytes(&e->gm) + st->store_alloc_bytes;
+		if (held <= limit && !st->busy)
+			break;
+		usleep(10000);
+	}
+	return held;
+}
+
+/*
+ * --mem-limit bounds guest RAM resident plus the store's heap (README), also for a guest that
+ * balloons pages and then writes them again without deflating: those pages are guest data again
+ * and must be evictable like any other.
+ */
+Test(memtier, memory_limit_holds_against_balloon_rewrite, .timeout = 60)
+{
+	struct memtier_config cfg = {
+		.algo = CS_ALGO_LZ4, .mem_limit_bytes = 8 * MiB, .limit_period_ms = 20};
+	uint64_t pages = 24 * MiB / PG, held;
+	struct tier_env e;
+	struct memtier_stats st;
+
+	tier_up(&e, 32, false, &cfg);
+	/* Text-like pages only (mix_page 3..6): all of them compress. */
+	for (uint64_t i = 0; i < pages; i++)
+		mix_page(e.gm.base + i * PG, 3 + i % 4, i);
+	/* Inflate 16 MiB, then the guest writes those pages again. */
+	cr_assert_eq(gm_discard(&e.gm, 0, 16 * MiB / PG, GM_PAGE_BALLOONED), 0);
+	for (uint64_t i = 0; i < 16 * MiB / PG; i++)
+		mix_page(e.gm.base + i * PG, 3 + i % 4, i + 1);
+	held = wait_under_limit(&e, 8 * MiB, &st);
+	cr_log_info("balloon rewrite: resident %lu + store %lu bytes, limit %lu, %lu runs",
+		    (unsigned long)gm_resident_bytes(&e.gm), (unsigned long)st.store_alloc_bytes,
+		    (unsigned long)(8 * MiB), (unsigned long)st.reclaim_runs);
+	cr_assert_leq(held, 8 * MiB, "resident + store %lu > limit", (unsigned long)held);
+	for (uint64_t i = 0; i < pages; i++) {
+		uint8_t want[PG];
+
+		mix_page(want, 3 + i % 4, i < 16 * MiB / PG ? i + 1 : i);
+		cr_assert_eq(memcmp(e.gm.base + i * PG, want, PG), 0, "page %lu", (unsigned long)i);
+	}
+	cr_assert_eq(st.errors, 0);
+	tier_down(&e);
+}
+
+/* The shared zero page costs the host nothing: reading untouched RAM is not resident memory. */
+Test(memtier, zero_page_mappings_are_not_resident, .timeout = 30)
+{
+	struct memtier_config cfg = {
+		.algo = CS_ALGO_LZ4, .mem_limit_bytes = 4 * MiB, .limit_period_ms = 20};
+	volatile uint8_t sum = 0;
+	struct tier_env e;
+	struct memtier_stats st;
+
+	tier_up(&e, 32, false, &cfg);
+	for (uint64_t i = 0; i < 24 * MiB / PG; i++)
+		sum += e.gm.base[i * PG];
+	cr_assert_eq(sum, 0);
+	cr_assert_leq(gm_resident_bytes(&e.gm), 64 * 1024, "%lu bytes counted",
+		      (unsigned long)gm_resident_bytes(&e.gm));
+	usleep(200000); /* ten limit periods */
+	memtier_get_stats(e.t, &st);
+	cr_assert_eq(st.reclaim_runs, 0, "the limit worker ran %lu passes for nothing",
+		     (unsigned long)st.reclaim_runs);
+	tier_down(&e);
+}
+
 /*
  * The lost-write race: writers rewrite and verify pages while the host reclaims in a loop. With
  * @churn a writer also gives pages back as a guest does before it writes them again: free page
