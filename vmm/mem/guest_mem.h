@@ -49,6 +49,7 @@ struct guest_mem {
 	uint64_t discard_calls; /* madvise calls made by gm_discard */
 	bool mergeable;		/* MADV_MERGEABLE applied */
 	bool hugepages;		/* MADV_HUGEPAGE applied */
+	int pagemap_fd; /* /proc/self/pagemap, opened by gm_init() (before any sandbox); -1: none */
 	/* gm_set_discard_hook(): called by gm_discard(), lock held; NULL when none. */
 	void (*discard_hook)(void *opaque, uint64_t idx, uint64_t nr_pages);
 	void *discard_opaque;
@@ -141,8 +142,20 @@ struct gm_clear_stats {
 void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st);
 
 /**
- * gm_resident_bytes() - bytes of guest RAM currently resident in host memory (mincore over the
- * mapping). Returns bytes, or 0 on failure.
+ * gm_set_state_locked() - move page @idx (state-map index, < nr_pages) to @state, keeping
+ * nr_ballooned and nr_reported right. For the compressed tier, which moves pages into and out of
+ * GM_PAGE_COMPRESSED; gm_discard() and gm_reclaim_clear() are the balloon's. gm->lock held.
+ */
+void gm_set_state_locked(struct guest_mem *gm, uint64_t idx, enum gm_page_state state);
+
+/**
+ * gm_resident_bytes() - bytes of guest RAM this VM holds in host memory now: 4 KiB pages present
+ * and mapped only here (/proc/self/pagemap "present" and "exclusively mapped",
+ * Documentation/admin-guide/mm/pagemap.rst). The shared zero page (untouched RAM the guest read)
+ * and KSM-merged pages (one copy shared with other pages) do not count: they cost this VM
+ * nothing of its own, and the compressed tier leaves them alone. Without pagemap: mincore over
+ * the mapping (every present page). Only pread/mincore: callable under any thread's seccomp
+ * filter. Returns bytes, or 0 on failure.
  */
 uint64_t gm_resident_bytes(const struct guest_mem *gm);
 

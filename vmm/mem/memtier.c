@@ -58,7 +58,7 @@ struct memtier {
 	pthread_mutex_t wlock; /* everything below up to the latency ring */
 	pthread_cond_t wcond;  /* wakes the worker */
 	pthread_cond_t dcond;  /* a job finished */
-	bool stop, job_pending, job_running;
+	bool stop, job_pending, job_running, limit_running;
 	uint64_t next_job, job, job_target, job_timeout_ms;
 	uint64_t done_job;
 	struct memtier_result last;
@@ -161,7 +161,7 @@ static void on_missing(void *opaque, uintptr_t addr, bool write)
 		/* Never stored (untouched, ballooned, reported): it reads as zeros. */
 		if (gm->state[idx] == GM_PAGE_COMPRESSED) {
 			inc(&t->errors);
-			gm->state[idx] = GM_PAGE_RESIDENT;
+			gm_set_state_locked(gm, idx, GM_PAGE_RESIDENT);
 		}
 		/* Counted before the fill: the woken thread may read the counters at once. */
 		inc(&t->faults_zero);
@@ -172,7 +172,7 @@ static void on_missing(void *opaque, uintptr_t addr, bool write)
 	}
 	ret = cs_decode(&t->dec, idx, &e, t->fault_buf);
 	if (ret) {
-		gm->state[idx] = GM_PAGE_RESIDENT;
+		gm_set_state_locked(gm, idx, GM_PAGE_RESIDENT);
 		pthread_mutex_unlock(&gm->lock);
 		integrity_failure(t, idx, ret, &e);
 		cs_entry_free(&e);
@@ -180,7 +180,7 @@ static void on_missing(void *opaque, uintptr_t addr, bool write)
 		uffd_zeropage(t->uffd, p, PG);
 		return;
 	}
-	gm->state[idx] = GM_PAGE_RESIDENT;
+	gm_set_state_locked(gm, idx, GM_PAGE_RESIDENT);
 	wsc_ref(&t->clock, idx);
 	inc(&t->faults_stored);
 	inc(&t->faults);
@@ -404,13 +404,15 @@ static void set_window(struct memtier *t, uintptr_t lo, uintptr_t hi)
 }
 
 /*
- * Present pages the guest owns: resident ones, and free-reported ones the guest has taken back
- * (nothing tells the host when it does; present means it wrote them). Present ballooned pages are
- * the balloon's business.
+ * Present pages hold guest data: resident ones, free-reported ones the guest has taken back, and
+ * ballooned ones it wrote again (before its deflate reached us, or against the balloon contract):
+ * nothing tells the host, present means the guest wrote them. All of them may be evicted (and
+ * leave the ballooned and reported counts); otherwise a guest could hold memory outside
+ * --mem-limit by writing into its balloon.
  */
 static bool evictable_state(uint8_t st)
 {
-	return st == GM_PAGE_RESIDENT || st == GM_PAGE_REPORTED;
+	return st == GM_PAGE_RESIDENT || st == GM_PAGE_REPORTED || st == GM_PAGE_BALLOONED;
 }
 
 /*
@@ -463,9 +465,7 @@ static unsigned int commit(struct memtier *t, const uint64_t *idx, struct cs_ent
 		if (e.kind == CS_EMPTY || scan_gone(t, idx[j]) ||
 		    !evictable_state(gm->state[idx[j]]) || cs_insert(&t->store, idx[j], &ent[j]))
 			continue;
-		if (gm->state[idx[j]] == GM_PAGE_REPORTED)
-			gm->nr_reported--;
-		gm->state[idx[j]] = GM_PAGE_COMPRESSED;
+		gm_set_state_locked(gm, idx[j], GM_PAGE_COMPRESSED);
 		drop[j] = true;
 		evicted++;
 		if (e.kind == CS_SAME) {
@@ -485,7 +485,7 @@ static unsigned int commit(struct memtier *t, const uint64_t *idx, struct cs_ent
 		inc(&t->errors);
 		for (unsigned int m = i; m < j; m++) {
 			cs_drop(&t->store, idx[m], 1);
-			gm->state[idx[m]] = GM_PAGE_RESIDENT;
+			gm_set_state_locked(gm, idx[m], GM_PAGE_RESIDENT);
 			evicted--;
 		}
 	}
@@ -630,8 +630,20 @@ static bool stopping(struct memtier *t)
 	return __atomic_load_n(&t->stop, __ATOMIC_RELAXED);
 }
 
-/* Reclaim until resident guest RAM is at most @target bytes (the worker's one job). */
-static void reclaim(struct memtier *t, uint64_t target, uint64_t timeout_ms,
+/* The heap the store holds now (blobs and tables). */
+static uint64_t store_bytes(struct memtier *t)
+{
+	struct cs_stats cs;
+
+	cs_get_stats(&t->store, &cs);
+	return cs.alloc_bytes;
+}
+
+/*
+ * Reclaim until resident guest RAM is at most @target bytes (the worker's one job); with
+ * @with_store (--mem-limit) until resident guest RAM plus the store's heap is.
+ */
+static void reclaim(struct memtier *t, uint64_t target, uint64_t timeout_ms, bool with_store,
 		    struct memtier_result *r)
 {
 	uint64_t t0 = now_ns(), resident, chunks = 0, nr = t->gm->nr_pages;
@@ -642,7 +654,7 @@ static void reclaim(struct memtier *t, uint64_t target, uint64_t timeout_ms,
 	resident = r->resident_before = gm_resident_bytes(t->gm);
 	dirty_start(t);
 	dirty_harvest(t);
-	while (resident > target) {
+	while (resident + (with_store ? store_bytes(t) : 0) > target) {
 		unsigned int pass = (unsigned int)(r->scanned_pages / nr);
 		uint64_t first, n;
 		bool wrapped;
@@ -675,7 +687,7 @@ static void reclaim(struct memtier *t, uint64_t target, uint64_t timeout_ms,
 			resident = gm_resident_bytes(t->gm);
 	}
 	r->resident_after = gm_resident_bytes(t->gm);
-	r->reached = r->resident_after <= target;
+	r->reached = r->resident_after + (with_store ? store_bytes(t) : 0) <= target;
 	if (!r->why)
 		r->why = "reached";
 	r->revolutions = (unsigned int)(r->scanned_pages / nr);
@@ -708,7 +720,7 @@ static void *worker_main(void *arg)
 			t->job_pending = false;
 			t->job_running = true;
 			pthread_mutex_unlock(&t->wlock);
-			reclaim(t, target, tmo, &r);
+			reclaim(t, target, tmo, false, &r);
 			r.job = job;
 			/* Idle before telling: the reply may bring the next request at once. */
 			pthread_mutex_lock(&t->wlock);
@@ -726,11 +738,13 @@ static void *worker_main(void *arg)
 			uint64_t limit = t->cfg.mem_limit_bytes;
 
 			next_check = now + period;
+			t->limit_running = true;
 			pthread_mutex_unlock(&t->wlock);
 			/* Hysteresis: go 1/32 below the limit so it is not hit again at once. */
-			if (gm_resident_bytes(t->gm) > limit)
-				reclaim(t, limit - limit / 32, period / 1000000 * 10, &r);
+			if (gm_resident_bytes(t->gm) + store_bytes(t) > limit)
+				reclaim(t, limit - limit / 32, period / 1000000 * 10, true, &r);
 			pthread_mutex_lock(&t->wlock);
+			t->limit_running = false;
 			continue;
 		}
 		if (t->cfg.mem_limit_bytes) {
@@ -953,7 +967,7 @@ void memtier_get_stats(struct memtier *t, struct memtier_stats *out)
 	out->reclaim_input_bytes = t->input_total;
 	out->reclaim_cpu_ns = t->cpu_total;
 	out->wp_faults = t->wp_faults;
-	out->busy = t->job_pending || t->job_running;
+	out->busy = t->job_pending || t->job_running || t->limit_running;
 	pthread_mutex_unlock(&t->wlock);
 	out->faults = __atomic_load_n(&t->faults, __ATOMIC_RELAXED);
 	out->faults_stored = __atomic_load_n(&t->faults_stored, __ATOMIC_RELAXED);

@@ -49,8 +49,9 @@ struct memtier_result {
 
 struct memtier_config {
 	enum cs_algo algo;
-	int level;		  /* cs_codec_init() level (0: default) */
-	uint64_t mem_limit_bytes; /* keep resident guest RAM at or below this; 0: no limit */
+	int level; /* cs_codec_init() level (0: default) */
+	uint64_t
+		mem_limit_bytes; /* keep resident guest RAM + the store heap at or below; 0: none */
 	uint64_t limit_period_ms; /* how often the limit is checked (0: 1000) */
 	/* KVM VM fd for dirty logging (slot i = gm region i, as vm.c maps them); -1: none. */
 	int vm_fd;
@@ -87,7 +88,7 @@ struct memtier_stats {
 	uint64_t mem_limit_bytes;
 	uint64_t errors;	  /* checksum failures and host call failures */
 	uint64_t checksum_errors; /* stored pages that failed verification */
-	bool busy;		  /* a reclaim is running */
+	bool busy;		  /* a reclaim (memory.reclaim or --mem-limit) is running */
 	bool idle_tracking;	  /* /sys/kernel/mm/page_idle feeds the clock */
 	bool dirty_logging;	  /* KVM dirty logging feeds the clock */
 };
