@@ -1,5 +1,5 @@
 /*
- * The compressed tier without KVM: the clock (vmm/mem/reclaim.h), userfaultfd on ordinary
+ * The compressed tier without KVM: the clock (vmm/mem/wsclock.h), userfaultfd on ordinary
  * anonymous memory (vmm/mem/uffd.h), and the whole tier (vmm/mem/memtier.h) on guest RAM mapped by
  * gm_init() with host threads standing in for vCPUs: fault-in, integrity, balloon interplay, the
  * memory limit, and the lost-write race.
@@ -15,7 +15,7 @@
 
 #include "../../vmm/mem/guest_mem.h"
 #include "../../vmm/mem/memtier.h"
-#include "../../vmm/mem/reclaim.h"
+#include "../../vmm/mem/wsclock.h"
 #include "../../vmm/mem/uffd.h"
 #include "../../vmm/util.h"
 

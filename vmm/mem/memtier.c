@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "../util.h"
-#include "reclaim.h"
+#include "wsclock.h"
 #include "uffd.h"
 
 #define PG	     GM_PAGE_SIZE

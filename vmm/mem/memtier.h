@@ -2,7 +2,7 @@
  * The compressed memory tier (design.md "Guest memory and host reclamation", step 4, and
  * "Threads"): cold guest pages are compressed into an in-process store (compress_store.h), dropped
  * with MADV_DONTNEED, and faulted back by a userfaultfd MISSING handler (uffd.h); a clock picks the
- * cold pages (reclaim.h).
+ * cold pages (wsclock.h).
  *
  * Threads: the userfaultfd thread (fault-in: take the entry, decompress, verify its checksum,
  * UFFDIO_COPY, or UFFDIO_ZEROPAGE for a page with no entry) and the reclaim worker (clock,
