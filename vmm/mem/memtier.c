@@ -15,65 +15,7 @@
 #include <unistd.h>
 
 #include "../util.h"
-#include "wsclock.h"
-#include "uffd.h"
-
-#define PG	     GM_PAGE_SIZE
-#define BATCH	     64u    /* pages write-protected and compressed together */
-#define LAT_RING     16384u /* fault-in latency samples kept */
-#define RESIDENT_REM 64u    /* chunks between two mincore re-measures during a reclaim */
-#define MAX_PASSES   3u	    /* revolutions per reclaim: 2 honour references, the 3rd does not */
-
-/* /proc/self/pagemap bits (Documentation/admin-guide/mm/pagemap.rst). */
-#define PM_PRESENT   (1ULL << 63)
-#define PM_EXCLUSIVE (1ULL << 56)
-#define PM_PFN_MASK  ((1ULL << 55) - 1)
-
-struct memtier {
-	struct guest_mem *gm;
-	struct memtier_config cfg;
-	struct cs_store store;
-	bool test_corrupted; /* the test hook has run (under gm->lock) */
-	struct wsclock clock;
-	int uffd;
-	struct uffd_thread *uthread;
-	struct cs_codec dec; /* the userfaultfd thread's */
-	uint8_t *fault_buf;  /* its page buffer for UFFDIO_COPY */
-	uint8_t *zero_buf;
-	struct cs_codec enc; /* the worker's */
-	int pagemap_fd, idle_fd;
-	uint8_t *registered; /* per WSC_CHUNK chunk: registered with userfaultfd (worker only) */
-	uint64_t nr_chunks, registered_pages;
-	bool dirty_on, dirty_failed;
-	uint64_t *dirty_bm[2];
-	/*
-	 * The chunk the worker is scanning, [scan_first, scan_first + scan_n), and its pages that
-	 * gm_discard() gave back since the scan began (bit i: page scan_first + i). Under gm->lock.
-	 */
-	uint64_t scan_first, scan_n;
-	uint64_t scan_gone[WSC_CHUNK / 64];
-
-	pthread_t worker;
-	bool worker_started;
-	pthread_mutex_t wlock; /* everything below up to the latency ring */
-	pthread_cond_t wcond;  /* wakes the worker */
-	pthread_cond_t dcond;  /* a job finished */
-	bool stop, job_pending, job_running, limit_running;
-	uint64_t next_job, job, job_target, job_timeout_ms;
-	uint64_t done_job;
-	struct memtier_result last;
-	uintptr_t batch_lo, batch_hi; /* host range write-protected by the worker right now */
-	uint64_t runs, evicted_total, incomp_total, shared_total, input_total, cpu_total;
-	uint64_t wp_faults;
-
-	/* Touched by the userfaultfd thread (atomics). */
-	uint64_t faults, faults_stored, faults_zero, errors, csum_errors;
-	bool dead;
-
-	pthread_mutex_t lat_lock;
-	uint32_t *lat;
-	uint64_t lat_n;
-};
+#include "memtier_priv.h"
 
 const char *memtier_algo_name(enum cs_algo algo)
 {
@@ -87,141 +29,6 @@ static uint64_t cpu_ns(void)
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
-
-static void inc(uint64_t *v)
-{
-	__atomic_add_fetch(v, 1, __ATOMIC_RELAXED);
-}
-
-/* Guest-physical address of state-map page @idx (for messages). */
-static uint64_t idx_gpa(const struct guest_mem *gm, uint64_t idx)
-{
-	for (unsigned int i = gm->nr_regions; i-- > 0;)
-		if (idx >= gm->regions[i].first_pg)
-			return gm->regions[i].gpa + (idx - gm->regions[i].first_pg) * PG;
-	return idx * PG;
-}
-
-static void lat_record(struct memtier *t, uint64_t ns)
-{
-	pthread_mutex_lock(&t->lat_lock);
-	t->lat[t->lat_n++ % LAT_RING] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
-	pthread_mutex_unlock(&t->lat_lock);
-}
-
-/* --- the userfaultfd thread ------------------------------------------------------------------ */
-
-/* The tier cannot give a page back: say why and stop the VM (once; later failures only log). */
-static void stop_vm(struct memtier *t, const char *msg)
-{
-	inc(&t->errors);
-	pr_err("%s", msg);
-	if (!__atomic_exchange_n(&t->dead, true, __ATOMIC_SEQ_CST) && t->cfg.fatal)
-		t->cfg.fatal(t->cfg.opaque, msg);
-}
-
-static void integrity_failure(struct memtier *t, uint64_t idx, int err, const struct cs_entry *e)
-{
-	char msg[256];
-
-	if (err == -EBADMSG)
-		inc(&t->csum_errors);
-	snprintf(msg, sizeof(msg),
-		 "compressed tier: stored copy of guest page 0x%" PRIx64
-		 " failed its integrity check (%s, %s entry, stored crc32c 0x%08x): stopping the "
-		 "VM rather than give the guest wrong data",
-		 idx_gpa(t->gm, idx), err == -EBADMSG ? "checksum mismatch" : "undecodable blob",
-		 e->kind == CS_SAME   ? "same-filled"
-		 : e->kind == CS_ZSTD ? "zstd"
-				      : "lz4",
-		 e->csum);
-	stop_vm(t, msg);
-}
-
-/*
- * Fill the missing page at @p. gm->lock is held across the UFFDIO_COPY so a balloon discard of the
- * same page cannot slip between taking the entry and installing its content.
- */
-static void on_missing(void *opaque, uintptr_t addr, bool write)
-{
-	struct memtier *t = opaque;
-	struct guest_mem *gm = t->gm;
-	uint8_t *p = (uint8_t *)addr;
-	uint64_t t0 = now_ns(), idx;
-	struct cs_entry e;
-	int ret = 0;
-
-	if (p < gm->base || p >= gm->base + gm->size) {
-		uffd_zeropage(t->uffd, p, PG); /* not guest RAM: cannot be registered */
-		return;
-	}
-	idx = (uint64_t)(p - gm->base) / PG;
-	pthread_mutex_lock(&gm->lock);
-	if (gm->state[idx] != GM_PAGE_COMPRESSED || !cs_take(&t->store, idx, &e)) {
-		/* Never stored (untouched, ballooned, reported): it reads as zeros. */
-		if (gm->state[idx] == GM_PAGE_COMPRESSED) {
-			inc(&t->errors);
-			gm_set_state_locked(gm, idx, GM_PAGE_RESIDENT);
-		}
-		/* Counted before the fill: the woken thread may read the counters at once. */
-		inc(&t->faults_zero);
-		inc(&t->faults);
-		ret = write ? uffd_copy(t->uffd, p, t->zero_buf, PG)
-			    : uffd_zeropage(t->uffd, p, PG);
-		goto out;
-	}
-	ret = cs_decode(&t->dec, idx, &e, t->fault_buf);
-	if (ret) {
-		gm_set_state_locked(gm, idx, GM_PAGE_RESIDENT);
-		pthread_mutex_unlock(&gm->lock);
-		integrity_failure(t, idx, ret, &e);
-		cs_entry_free(&e);
-		/* The VM is stopped and its vCPUs kicked: release the waiter without the data. */
-		uffd_zeropage(t->uffd, p, PG);
-		return;
-	}
-	gm_set_state_locked(gm, idx, GM_PAGE_RESIDENT);
-	wsc_ref(&t->clock, idx);
-	inc(&t->faults_stored);
-	inc(&t->faults);
-	if (e.kind == CS_SAME && !e.pattern && !write)
-		ret = uffd_zeropage(t->uffd, p, PG);
-	else
-		ret = uffd_copy(t->uffd, p, t->fault_buf, PG);
-	cs_entry_free(&e);
-out:
-	pthread_mutex_unlock(&gm->lock);
-	if (ret && ret != -EEXIST) {
-		char msg[160];
-
-		snprintf(msg, sizeof(msg),
-			 "compressed tier: cannot fill guest page 0x%" PRIx64 ": %s",
-			 idx_gpa(gm, idx), strerror(-ret));
-		stop_vm(t, msg);
-		uffd_wake(t->uffd, p, PG);
-		return;
-	}
-	lat_record(t, now_ns() - t0);
-}
-
-/*
- * A write hit a write-protected page. Inside the worker's current batch the worker's un-protect
- * wakes the writer; anywhere else the protection is stale (it cannot be: lift it anyway).
- */
-static void on_wp(void *opaque, uintptr_t addr)
-{
-	struct memtier *t = opaque;
-	bool inside;
-
-	pthread_mutex_lock(&t->wlock);
-	inside = addr >= t->batch_lo && addr < t->batch_hi;
-	t->wp_faults++;
-	pthread_mutex_unlock(&t->wlock);
-	if (!inside)
-		uffd_writeprotect(t->uffd, (void *)addr, PG, false, true);
-}
-
-static const struct uffd_ops fault_ops = {.missing = on_missing, .wp = on_wp};
 
 /*
  * gm_discard() is giving pages [idx, idx + nr) back to the host (gm->lock held): their stored
@@ -824,7 +631,7 @@ int memtier_create(struct guest_mem *gm, const struct memtier_config *cfg, struc
 	t->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (!getenv("VMM_MEMTIER_NO_IDLE"))
 		t->idle_fd = open("/sys/kernel/mm/page_idle/bitmap", O_RDWR | O_CLOEXEC);
-	ret = uffd_thread_start(t->uffd, &fault_ops, t, &t->uthread);
+	ret = uffd_thread_start(t->uffd, &mt_fault_ops, t, &t->uthread);
 	if (!ret)
 		ret = start_worker(t);
 	if (ret) {
