@@ -92,4 +92,14 @@ static inline uint64_t idx_gpa(const struct guest_mem *gm, uint64_t idx)
 /* memtier_fault.c: the userfaultfd thread's handlers (uffd_thread_start()). */
 extern const struct uffd_ops mt_fault_ops;
 
+/* memtier_age.c (worker only). */
+/* Dirty logging on every RAM slot (slot i = region i, as vm.c maps them), once. */
+void mt_dirty_start(struct memtier *t);
+/* Pages the guest wrote since the last harvest are referenced. */
+void mt_dirty_harvest(struct memtier *t);
+/* pagemap entries of the @n pages at @hva into @pm (PM_*); unknown: present and exclusive. */
+void mt_read_pagemap(struct memtier *t, const uint8_t *hva, uint64_t n, uint64_t *pm);
+/* Idle-page tracking of the @n pages with pagemap entries @pm: @idle (enum wsc_idle), re-armed. */
+void mt_idle_scan(struct memtier *t, const uint64_t *pm, uint64_t n, int8_t *idle);
+
 #endif
