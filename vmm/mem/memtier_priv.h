@@ -102,4 +102,10 @@ void mt_read_pagemap(struct memtier *t, const uint8_t *hva, uint64_t n, uint64_t
 /* Idle-page tracking of the @n pages with pagemap entries @pm: @idle (enum wsc_idle), re-armed. */
 void mt_idle_scan(struct memtier *t, const uint64_t *pm, uint64_t n, int8_t *idle);
 
+/* memtier_evict.c. */
+/* The gm_discard() hook (gm_set_discard_hook()): drops stored copies, marks scanned pages gone. */
+void mt_on_discard(void *opaque, uint64_t idx, uint64_t nr);
+/* Start the worker thread ("vmm-reclaim"). Returns 0 or -errno. */
+int mt_start_worker(struct memtier *t);
+
 #endif
