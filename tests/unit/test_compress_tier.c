@@ -406,7 +406,7 @@ Test(memtier, balloon_discard_drops_stored_copies, .timeout = 30)
 	cr_assert_eq(gm_discard(&e.gm, 100, 100, GM_PAGE_BALLOONED), 0);
 	memtier_get_stats(e.t, &st);
 	cr_assert_eq(st.stored_pages, 924);
-	cr_assert_eq(gm_reclaim_clear(&e.gm, 100, 100), 0);
+	cr_assert_eq(gm_clear_discarded(&e.gm, 100, 100), 0);
 	for (uint64_t i = 100; i < 200; i++)
 		for (unsigned int k = 0; k < PG; k += 512)
 			cr_assert_eq(e.gm.base[i * PG + k], 0, "deflated page %lu",
@@ -560,8 +560,8 @@ Test(memtier, zero_page_mappings_are_not_resident, .timeout = 30)
  * The lost-write race: writers rewrite and verify pages while the host reclaims in a loop. With
  * @churn a writer also gives pages back as a guest does before it writes them again: free page
  * reporting (gm_discard REPORTED) or a balloon inflate + deflate (gm_discard BALLOONED, then
- * gm_reclaim_clear), a block of pages at a time, so discards land between the worker's snapshot of
- * a chunk and its commit.
+ * gm_clear_discarded), a block of pages at a time, so discards land between the worker's snapshot
+ * of a chunk and its commit.
  */
 enum churn { CHURN_NONE, CHURN_REPORT, CHURN_BALLOON };
 
@@ -589,7 +589,7 @@ static void race_give_back(struct racer *r, uint64_t first, uint64_t n)
 		cr_assert_eq(gm_discard(r->gm, pfn, n, GM_PAGE_REPORTED), 0);
 	} else {
 		cr_assert_eq(gm_discard(r->gm, pfn, n, GM_PAGE_BALLOONED), 0);
-		cr_assert_eq(gm_reclaim_clear(r->gm, pfn, n), 0);
+		cr_assert_eq(gm_clear_discarded(r->gm, pfn, n), 0);
 	}
 	r->discards++;
 }

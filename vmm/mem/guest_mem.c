@@ -275,7 +275,7 @@ void gm_set_discard_hook(struct guest_mem *gm, void (*fn)(void *opaque, uint64_t
 	gm->discard_opaque = opaque;
 }
 
-int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
+int gm_clear_discarded(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
 {
 	unsigned int i;
 	int ret;
@@ -297,7 +297,7 @@ int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
 	return 0;
 }
 
-void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st)
+void gm_clear_discarded_all(struct guest_mem *gm, struct gm_clear_stats *st)
 {
 	struct gm_clear_stats dummy = {0};
 	uint64_t j, end;

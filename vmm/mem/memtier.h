@@ -13,6 +13,14 @@
  * A checksum mismatch at fault-in stops the VM through @fatal rather than hand the guest wrong
  * data.
  *
+ * "Reclaim" means one thing in this project: the tier compressing cold guest pages into the store
+ * and dropping them until resident guest RAM is at a target (a memory.reclaim request, or a
+ * --mem-limit run). The balloon's inflate/deflate is "discard" and "clear" (guest_mem.h).
+ *
+ * Files, one per thread: memtier.c (lifecycle and API), memtier_fault.c (the userfaultfd thread),
+ * memtier_evict.c (the worker), memtier_age.c (the page-age signals the worker reads),
+ * memtier_priv.h (what they share).
+ *
  * Lock order: gm->lock, then the store's lock. Nobody holds either while touching guest RAM that
  * may be missing, so the userfaultfd thread can always take them.
  */
