@@ -21,7 +21,7 @@
 #define PG	     GM_PAGE_SIZE
 #define BATCH	     64u    /* pages write-protected and compressed together */
 #define LAT_RING     16384u /* fault-in latency samples kept */
-#define RESIDENT_REM 64u    /* chunks between two mincore re-measures during a reclaim */
+#define RESIDENT_REM 64u    /* chunks between two gm_resident_bytes() during a reclaim */
 #define MAX_PASSES   3u	    /* revolutions per reclaim: 2 honour references, the 3rd does not */
 
 /* /proc/self/pagemap bits (Documentation/admin-guide/mm/pagemap.rst). */
