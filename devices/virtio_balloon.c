@@ -388,7 +388,7 @@ static void balloon_reset(struct virtio_dev *dev)
 	b->work[0].active = b->work[1].active = false; /* their queues are gone */
 	/* The driver is gone: pages it had ballooned or reported are its own again. */
 	if (dev->gm)
-		gm_reclaim_clear_all(dev->gm, NULL);
+		gm_clear_discarded_all(dev->gm, NULL);
 	if (b->actual) {
 		b->actual = 0;
 		post_change(b);

@@ -34,7 +34,7 @@ static void apply_range(struct balloon *b, bool inflate, uint64_t pfn, uint64_t 
 		if (!ret)
 			b->inflated_pages += n;
 	} else {
-		ret = gm_reclaim_clear(b->vdev.gm, pfn, n);
+		ret = gm_clear_discarded(b->vdev.gm, pfn, n);
 		if (!ret)
 			b->deflated_pages += n;
 	}

@@ -74,7 +74,7 @@ bool balloon_start_pfns(struct balloon *b, const struct vq_chain *c, bool inflat
 
 /*
  * balloon_run_pfns() - apply @w's remaining runs of consecutive PFNs, one memory-layer call
- * each (gm_discard / gm_reclaim_clear). Returns true when all are applied; false when the
+ * each (gm_discard / gm_clear_discarded). Returns true when all are applied; false when the
  * notification's time budget ran out between two runs (at least one is applied per call).
  */
 bool balloon_run_pfns(struct balloon *b, struct pfn_work *w, const struct virtio_budget *budget);

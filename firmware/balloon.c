@@ -7,6 +7,9 @@
  *
  * Arguments (vmm run --firmware balloon.elf --cmdline "..."):
  *   mode=basic    inflate mib, deflate, deflate-on-OOM step, reporting, stats (default)
+ *   mode=rewrite  what a hostile guest does: fill mib, inflate it all, write every ballooned page
+ *                 again without a deflate, stay idle hold=S seconds (default 20) so the host can
+ *                 take the memory back, then check every page, deflate and check again
  *   mode=follow   track num_pages until it went up and came back to 0 (drive it with
  *                 `vmm ctl balloon set`); follow-timeout=S (default 60); the pool (all free
  *                 RAM) is touched first, touch-mib=N: only its first N MiB
@@ -378,6 +381,59 @@ static void basic(void)
 	}
 }
 
+/* A compressible page: word i of page @p of generation @gen. */
+static uint64_t rewrite_word(uint64_t p, uint64_t gen, unsigned int i)
+{
+	return (p << 24 | gen << 16 | (i % 32)) * 0x0101ULL;
+}
+
+static uint64_t rewrite_check(uint64_t gen)
+{
+	uint64_t bad = 0;
+
+	for (uint64_t p = 0; p < pool_pages; p++) {
+		volatile uint64_t *w = (volatile uint64_t *)(pool + p * FW_PAGE_SIZE);
+
+		for (unsigned int i = 0; i < FW_PAGE_SIZE / 8; i += 61)
+			if (w[i] != rewrite_word(p, gen, i)) {
+				bad++;
+				break;
+			}
+	}
+	return bad;
+}
+
+static void rewrite(void)
+{
+	uint64_t hold = fw_arg_u64("hold", 20), bad, deadline;
+
+	pool_pages = fw_arg_u64("mib", 16) * FW_MIB / FW_PAGE_SIZE;
+	pool = fw_alloc(pool_pages * FW_PAGE_SIZE, 2 * FW_MIB);
+	for (uint64_t p = 0; p < pool_pages; p++)
+		for (unsigned int i = 0; i < FW_PAGE_SIZE / 8; i++)
+			((uint64_t *)(pool + p * FW_PAGE_SIZE))[i] = rewrite_word(p, 0, i);
+	transfer(inflate_q, true, pool_pages);
+	/* The contract says deflate first; a hostile guest does not. */
+	for (uint64_t p = 0; p < pool_pages; p++)
+		for (unsigned int i = 0; i < FW_PAGE_SIZE / 8; i++)
+			((uint64_t *)(pool + p * FW_PAGE_SIZE))[i] = rewrite_word(p, 1, i);
+	printf("balloon: rewrote %llu ballooned pages (%llu MiB), idle for %llu s\n",
+	       (unsigned long long)pool_pages,
+	       (unsigned long long)(pool_pages * FW_PAGE_SIZE / FW_MIB), (unsigned long long)hold);
+	deadline = fw_deadline(hold * 1000);
+	while (!fw_expired(deadline))
+		fw_pause();
+	bad = rewrite_check(1);
+	printf("balloon: after idling %llu bad pages\n", (unsigned long long)bad);
+	if (bad)
+		error("%llu rewritten ballooned pages lost their data", (unsigned long long)bad);
+	transfer(deflate_q, false, nr_in);
+	bad = rewrite_check(1);
+	printf("balloon: after deflate %llu bad pages\n", (unsigned long long)bad);
+	if (bad)
+		error("%llu rewritten pages lost their data at deflate", (unsigned long long)bad);
+}
+
 static void follow(void)
 {
 	uint64_t deadline = fw_deadline(fw_arg_u64("follow-timeout", 60) * 1000);
@@ -461,8 +517,10 @@ int main(void)
 		follow();
 	else if (!strcmp(mode, "basic"))
 		basic();
+	else if (!strcmp(mode, "rewrite"))
+		rewrite();
 	else
-		fw_fail("balloon: unknown mode '%s' (basic or follow)", mode);
+		fw_fail("balloon: unknown mode '%s' (basic, rewrite or follow)", mode);
 	check_health();
 	if (errors)
 		fw_fail("balloon: %u errors", errors);

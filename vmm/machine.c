@@ -268,9 +268,8 @@ static int create_memtier(struct machine *m)
 		.level = m->cfg.compress_level,
 		.mem_limit_bytes = m->cfg.mem_limit_bytes,
 		.vm_fd = m->vm.vm_fd,
-		/* Test-only: VMM_TEST_CORRUPT_STORE=GPA (tests/kvm/memtier_corrupt.sh). */
-		.test_corrupt = getenv("VMM_TEST_CORRUPT_STORE") != NULL,
-		.test_corrupt_gpa = strtoull(getenv("VMM_TEST_CORRUPT_STORE") ?: "0", NULL, 0),
+		.test_corrupt = m->cfg.debug_corrupt_store,
+		.test_corrupt_gpa = m->cfg.debug_corrupt_gpa,
 		.fatal = memtier_fatal,
 		.done = memtier_done,
 		.opaque = &m->vm,

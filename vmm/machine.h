@@ -99,6 +99,13 @@ struct machine_config {
 	unsigned int nr_disks; /* --disk, in order; nr_queues is set by machine_create */
 	struct blk_config disks[MACHINE_MAX_DISKS];
 	bool vconsole; /* virtio-console carrying the job's stdin/stdout/stderr */
+	/*
+	 * --debug corrupt-store=GPA (tests/kvm/memtier_corrupt.sh): the compressed tier damages the
+	 * stored copy of the first page it compresses at or above this GPA, once, so the integrity
+	 * check can be seen to stop the VM. Off unless debug_corrupt_store.
+	 */
+	bool debug_corrupt_store;
+	uint64_t debug_corrupt_gpa;
 };
 
 struct machine {

@@ -94,6 +94,10 @@ static void usage(FILE *f)
 		"                       log: allow and log such calls; off: no filters\n"
 		"  --seccomp-test ROLE  debug: the first ROLE thread (loop, vcpu, userfaultfd,\n"
 		"                       reclaim, events) makes a forbidden call (tests)\n"
+		"  --debug corrupt-store=GPA\n"
+		"                       debug: damage the stored copy of the first page the\n"
+		"                       compressed tier compresses at or above GPA; its fault-in\n"
+		"                       must stop the VM (exit status 1; tests)\n"
 		"  -v, --verbose        more messages (repeat for debug)\n"
 		"\n"
 		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
@@ -287,6 +291,22 @@ static void parse_disk(char *arg, struct machine_config *cfg)
 }
 
 /* --compress lz4 | zstd | zstd:LEVEL | off */
+/* --debug corrupt-store=GPA (the only debug option so far). */
+static void parse_debug(const char *arg, struct machine_config *cfg)
+{
+	const char *v = strncmp(arg, "corrupt-store=", 14) ? NULL : arg + 14;
+	char *end;
+
+	if (!v)
+		die("--debug '%s': expected corrupt-store=GPA", arg);
+	errno = 0;
+	cfg->debug_corrupt_gpa = strtoull(v, &end, 0);
+	if (!*v || *end || errno || *v == '-')
+		die("--debug corrupt-store='%s': expected a guest-physical address like 0x1000000",
+		    v);
+	cfg->debug_corrupt_store = true;
+}
+
 static void parse_compress(const char *arg, struct machine_config *cfg)
 {
 	bool on;
@@ -351,6 +371,7 @@ static int cmd_run(int argc, char **argv)
 		{"seccomp", required_argument, NULL, 'S'},
 		{"auto-balloon", required_argument, NULL, 'A'},
 		{"seccomp-test", required_argument, NULL, 'T'},
+		{"debug", required_argument, NULL, 'D'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -497,6 +518,9 @@ static int cmd_run(int argc, char **argv)
 		case 'f':
 			cfg.firmware = optarg;
 			break;
+		case 'D':
+			parse_debug(optarg, &cfg);
+			break;
 		case 'v':
 			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
 			break;
@@ -521,6 +545,8 @@ static int cmd_run(int argc, char **argv)
 	cfg.vm.mem_bytes = ALIGN_DOWN(cfg.vm.mem_bytes, 2 * MiB);
 	if (cfg.mem_limit_bytes && cfg.compress == COMPRESS_OFF)
 		die("--mem-limit needs the compressed tier (--compress lz4 or zstd)");
+	if (cfg.debug_corrupt_store && cfg.compress == COMPRESS_OFF)
+		die("--debug corrupt-store needs the compressed tier (--compress lz4 or zstd)");
 
 	if (root) {
 		/* /dev/vda .. /dev/vdh: the --disk of that letter, in order. */

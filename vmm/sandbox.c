@@ -328,6 +328,24 @@ void sandbox_test_violation(enum vmm_thread_role role)
 	test_role = (int)role;
 }
 
+/*
+ * glibc's free() may trim a thread arena's heap (heap_trim -> shrink_heap); the first trim reads
+ * /proc/sys/vm/overcommit_memory (check_may_shrink_heap) and caches the answer, and no role may
+ * open files. Have it read now, before any filter, by trimming a thread's arena (the main arena
+ * trims with sbrk and never asks).
+ */
+static void *prime_heap_trim(void *arg)
+{
+	void *p[64];
+
+	(void)arg;
+	for (int i = 0; i < 64; i++)
+		p[i] = malloc(32 << 10);
+	for (int i = 0; i < 64; i++)
+		free(p[i]);
+	return NULL;
+}
+
 int sandbox_init(enum sandbox_mode mode)
 {
 	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
@@ -349,6 +367,12 @@ int sandbox_init(enum sandbox_mode mode)
 	sb_mode = mode;
 	if (mode == SANDBOX_OFF)
 		return 0;
+	{
+		pthread_t t;
+
+		if (!pthread_create(&t, NULL, prime_heap_trim, NULL))
+			pthread_join(t, NULL);
+	}
 	for (int r = 0; r < VMM_THREAD_ROLES; r++) {
 		ret = build(r, mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
 		if (ret) {

@@ -1,6 +1,6 @@
 #!/bin/sh
-# memtier_corrupt: integrity of the compressed tier. With the test-only hook
-# VMM_TEST_CORRUPT_STORE=0x1000000 the VMM flips a byte of the first page it compresses at or
+# memtier_corrupt: integrity of the compressed tier. With the debug option
+# --debug corrupt-store=0x1000000 the VMM flips a byte of the first page it compresses at or
 # above 16 MiB (memtouch's text pages, which it keeps reading); the next fault-in of that page must
 # stop the VM (exit status 1) with the checksum error, and the guest (memtouch, verifying its pages
 # continuously) must never see wrong data.
@@ -12,8 +12,8 @@ need_kvm
 sock=$SCRATCH/ctl.sock
 out=$SCRATCH/memtouch.out
 err=$SCRATCH/memtouch.err
-log "VMM_TEST_CORRUPT_STORE=0x1000000 vmm run --firmware memtouch.elf --mem 128 --cmdline 'mib=32 passes=1 hold=150'"
-VMM_TEST_CORRUPT_STORE=0x1000000 "$VMM" run --firmware "$FW_DIR/memtouch.elf" --mem 128 --console stdio \
+log "vmm run --debug corrupt-store=0x1000000 --firmware memtouch.elf --mem 128 --cmdline 'mib=32 passes=1 hold=150'"
+"$VMM" run --debug corrupt-store=0x1000000 --firmware "$FW_DIR/memtouch.elf" --mem 128 --console stdio \
 	--control "$sock" --cmdline "mib=32 passes=1 hold=150" </dev/null >"$out" 2>"$err" &
 pid=$!
 show() { sed 's/^/    | /' "$out"; sed 's/^/    ! /' "$err"; }

@@ -1,5 +1,5 @@
 /*
- * The compressed tier without KVM: the clock (vmm/mem/reclaim.h), userfaultfd on ordinary
+ * The compressed tier without KVM: the clock (vmm/mem/wsclock.h), userfaultfd on ordinary
  * anonymous memory (vmm/mem/uffd.h), and the whole tier (vmm/mem/memtier.h) on guest RAM mapped by
  * gm_init() with host threads standing in for vCPUs: fault-in, integrity, balloon interplay, the
  * memory limit, and the lost-write race.
@@ -15,7 +15,7 @@
 
 #include "../../vmm/mem/guest_mem.h"
 #include "../../vmm/mem/memtier.h"
-#include "../../vmm/mem/reclaim.h"
+#include "../../vmm/mem/wsclock.h"
 #include "../../vmm/mem/uffd.h"
 #include "../../vmm/util.h"
 
@@ -406,7 +406,7 @@ Test(memtier, balloon_discard_drops_stored_copies, .timeout = 30)
 	cr_assert_eq(gm_discard(&e.gm, 100, 100, GM_PAGE_BALLOONED), 0);
 	memtier_get_stats(e.t, &st);
 	cr_assert_eq(st.stored_pages, 924);
-	cr_assert_eq(gm_reclaim_clear(&e.gm, 100, 100), 0);
+	cr_assert_eq(gm_clear_discarded(&e.gm, 100, 100), 0);
 	for (uint64_t i = 100; i < 200; i++)
 		for (unsigned int k = 0; k < PG; k += 512)
 			cr_assert_eq(e.gm.base[i * PG + k], 0, "deflated page %lu",
@@ -483,34 +483,148 @@ Test(memtier, memory_limit_is_kept, .timeout = 60)
 	tier_down(&e);
 }
 
-/* The lost-write race: writers rewrite and verify pages while the host reclaims in a loop. */
+/* Poll until resident guest RAM plus the store's heap is at most @limit and no reclaim runs. */
+static uint64_t wait_under_limit(struct tier_env *e, uint64_t limit, struct memtier_stats *st)
+{
+	uint64_t held = 0;
+
+	for (int i = 0; i < 500; i++) {
+		memtier_get_stats(e->t, st);
+		held = gm_resident_bytes(&e->gm) + st->store_alloc_bytes;
+		if (held <= limit && !st->busy)
+			break;
+		usleep(10000);
+	}
+	return held;
+}
+
+/*
+ * --mem-limit bounds guest RAM resident plus the store's heap (README), also for a guest that
+ * balloons pages and then writes them again without deflating: those pages are guest data again
+ * and must be evictable like any other.
+ */
+Test(memtier, memory_limit_holds_against_balloon_rewrite, .timeout = 60)
+{
+	struct memtier_config cfg = {
+		.algo = CS_ALGO_LZ4, .mem_limit_bytes = 12 * MiB, .limit_period_ms = 20};
+	uint64_t pages = 24 * MiB / PG, held;
+	struct tier_env e;
+	struct memtier_stats st;
+
+	tier_up(&e, 32, false, &cfg);
+	/* Text-like pages only (mix_page 3..6): all of them compress. */
+	for (uint64_t i = 0; i < pages; i++)
+		mix_page(e.gm.base + i * PG, 3 + i % 4, i);
+	/* Inflate 16 MiB, then the guest writes those pages again. */
+	cr_assert_eq(gm_discard(&e.gm, 0, 16 * MiB / PG, GM_PAGE_BALLOONED), 0);
+	for (uint64_t i = 0; i < 16 * MiB / PG; i++)
+		mix_page(e.gm.base + i * PG, 3 + i % 4, i + 1);
+	held = wait_under_limit(&e, 12 * MiB, &st);
+	cr_log_info("balloon rewrite: resident %lu + store %lu bytes, limit %lu, %lu runs",
+		    (unsigned long)gm_resident_bytes(&e.gm), (unsigned long)st.store_alloc_bytes,
+		    (unsigned long)(12 * MiB), (unsigned long)st.reclaim_runs);
+	cr_assert_leq(held, 12 * MiB, "resident + store %lu > limit", (unsigned long)held);
+	for (uint64_t i = 0; i < pages; i++) {
+		uint8_t want[PG];
+
+		mix_page(want, 3 + i % 4, i < 16 * MiB / PG ? i + 1 : i);
+		cr_assert_eq(memcmp(e.gm.base + i * PG, want, PG), 0, "page %lu", (unsigned long)i);
+	}
+	cr_assert_eq(st.errors, 0);
+	tier_down(&e);
+}
+
+/* The shared zero page costs the host nothing: reading untouched RAM is not resident memory. */
+Test(memtier, zero_page_mappings_are_not_resident, .timeout = 30)
+{
+	struct memtier_config cfg = {
+		.algo = CS_ALGO_LZ4, .mem_limit_bytes = 4 * MiB, .limit_period_ms = 20};
+	volatile uint8_t sum = 0;
+	struct tier_env e;
+	struct memtier_stats st;
+
+	tier_up(&e, 32, false, &cfg);
+	for (uint64_t i = 0; i < 24 * MiB / PG; i++)
+		sum += e.gm.base[i * PG];
+	cr_assert_eq(sum, 0);
+	cr_assert_leq(gm_resident_bytes(&e.gm), 64 * 1024, "%lu bytes counted",
+		      (unsigned long)gm_resident_bytes(&e.gm));
+	usleep(200000); /* ten limit periods */
+	memtier_get_stats(e.t, &st);
+	cr_assert_eq(st.reclaim_runs, 0, "the limit worker ran %lu passes for nothing",
+		     (unsigned long)st.reclaim_runs);
+	tier_down(&e);
+}
+
+/*
+ * The lost-write race: writers rewrite and verify pages while the host reclaims in a loop. With
+ * @churn a writer also gives pages back as a guest does before it writes them again: free page
+ * reporting (gm_discard REPORTED) or a balloon inflate + deflate (gm_discard BALLOONED, then
+ * gm_clear_discarded), a block of pages at a time, so discards land between the worker's snapshot
+ * of a chunk and its commit.
+ */
+enum churn { CHURN_NONE, CHURN_REPORT, CHURN_BALLOON };
+
+#define CHURN_BLOCK 32u /* pages given back together */
+
 struct racer {
-	uint8_t *base;
+	struct guest_mem *gm;
 	uint64_t first, pages;
+	enum churn churn;
 	volatile bool *stop;
-	uint64_t mismatches, passes;
+	uint64_t mismatches, passes, discards;
 };
+
+static uint64_t race_word(const struct racer *r, uint64_t i, unsigned int k, uint64_t gen)
+{
+	return k < PG / 16 || (i & 1) ? (r->first + i) << 20 | gen : 0;
+}
+
+/* Give pages [first, first + n) of the writer's area back the way @r->churn says. */
+static void race_give_back(struct racer *r, uint64_t first, uint64_t n)
+{
+	uint64_t pfn = r->first + first;
+
+	if (r->churn == CHURN_REPORT) {
+		cr_assert_eq(gm_discard(r->gm, pfn, n, GM_PAGE_REPORTED), 0);
+	} else {
+		cr_assert_eq(gm_discard(r->gm, pfn, n, GM_PAGE_BALLOONED), 0);
+		cr_assert_eq(gm_clear_discarded(r->gm, pfn, n), 0);
+	}
+	r->discards++;
+}
 
 static void *race_writer(void *arg)
 {
 	struct racer *r = arg;
+	uint8_t *base = r->gm->base;
 	uint64_t gen = 0;
 
 	for (uint64_t i = 0; i < r->pages; i++)
-		memset(r->base + (r->first + i) * PG, 0, PG);
+		memset(base + (r->first + i) * PG, 0, PG);
 	while (!*r->stop) {
-		for (uint64_t i = 0; i < r->pages; i++) {
-			uint64_t *w = (uint64_t *)(r->base + (r->first + i) * PG);
-			uint64_t want = gen ? (r->first + i) << 20 | (gen - 1) : 0;
+		for (uint64_t b = 0; b < r->pages; b += CHURN_BLOCK) {
+			uint64_t n = MIN((uint64_t)CHURN_BLOCK, r->pages - b);
 
-			/* Check the previous generation (a lost write shows up here), write the
-			 * next; every other page keeps half of itself zero so it stays
-			 * compressible. */
-			for (unsigned int k = 0; k < PG / 8; k += 64)
-				if (w[k] != (k < PG / 16 || (i & 1) ? want : 0))
-					r->mismatches++;
-			for (unsigned int k = 0; k < PG / 8; k += 64)
-				w[k] = k < PG / 16 || (i & 1) ? (r->first + i) << 20 | gen : 0;
+			/* Check the previous generation (a lost write shows up here); every other
+			 * page keeps half of itself zero so it stays compressible. */
+			for (uint64_t i = b; gen && i < b + n; i++) {
+				uint64_t *w = (uint64_t *)(base + (r->first + i) * PG);
+
+				for (unsigned int k = 0; k < PG / 8; k += 64)
+					if (w[k] != race_word(r, i, k, gen - 1))
+						r->mismatches++;
+			}
+			/* Half of the blocks, a different half each pass, go back to the
+			 * host first: their old contents are gone, the writes below must stay. */
+			if (r->churn != CHURN_NONE && (b / CHURN_BLOCK + gen) % 2 == 0)
+				race_give_back(r, b, n);
+			for (uint64_t i = b; i < b + n; i++) {
+				uint64_t *w = (uint64_t *)(base + (r->first + i) * PG);
+
+				for (unsigned int k = 0; k < PG / 8; k += 64)
+					w[k] = race_word(r, i, k, gen);
+			}
 		}
 		gen++;
 		r->passes++;
@@ -518,7 +632,15 @@ static void *race_writer(void *arg)
 	return NULL;
 }
 
-Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
+/* Seconds each race runs: VMM_TEST_RACE_SECS (the 60 s run), 5 by default. */
+static uint64_t race_secs(void)
+{
+	const char *s = getenv("VMM_TEST_RACE_SECS");
+
+	return s && atoi(s) > 0 ? (uint64_t)atoi(s) : 5;
+}
+
+static void race(enum churn churn)
 {
 	struct memtier_config cfg = {.algo = CS_ALGO_LZ4};
 	struct tier_env e;
@@ -526,16 +648,19 @@ Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
 	pthread_t tid[2];
 	volatile bool stop = false;
 	struct memtier_stats st;
-	uint64_t t0, rounds = 0, evicted = 0;
+	uint64_t t0, rounds = 0, evicted = 0, secs = race_secs();
 
 	tier_up(&e, 32, true, &cfg);
 	for (int i = 0; i < 2; i++) {
-		rs[i] = (struct racer){
-			.base = e.gm.base, .first = i * 2048, .pages = 2048, .stop = &stop};
+		rs[i] = (struct racer){.gm = &e.gm,
+				       .first = i * 2048,
+				       .pages = 2048,
+				       .churn = churn,
+				       .stop = &stop};
 		pthread_create(&tid[i], NULL, race_writer, &rs[i]);
 	}
 	t0 = now_ns();
-	while (now_ns() - t0 < 3000000000ULL) {
+	while (now_ns() - t0 < secs * 1000000000ULL) {
 		struct memtier_result r;
 
 		cr_assert_eq(memtier_reclaim_sync(e.t, 0, 0, &r), 0);
@@ -546,15 +671,35 @@ Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
 	for (int i = 0; i < 2; i++)
 		pthread_join(tid[i], NULL);
 	memtier_get_stats(e.t, &st);
-	cr_log_info("race: %lu reclaims, %lu evicted, %lu refaults, %lu wp faults, passes %lu/%lu",
-		    (unsigned long)rounds, (unsigned long)evicted, (unsigned long)st.faults_stored,
-		    (unsigned long)st.wp_faults, (unsigned long)rs[0].passes,
-		    (unsigned long)rs[1].passes);
+	cr_log_info("race (churn %d, %lu s): %lu reclaims, %lu evicted, %lu refaults, %lu wp "
+		    "faults, passes %lu/%lu, discards %lu, mismatches %lu",
+		    churn, (unsigned long)secs, (unsigned long)rounds, (unsigned long)evicted,
+		    (unsigned long)st.faults_stored, (unsigned long)st.wp_faults,
+		    (unsigned long)rs[0].passes, (unsigned long)rs[1].passes,
+		    (unsigned long)(rs[0].discards + rs[1].discards),
+		    (unsigned long)(rs[0].mismatches + rs[1].mismatches));
 	cr_assert_eq(rs[0].mismatches + rs[1].mismatches, 0, "lost writes: %lu",
 		     (unsigned long)(rs[0].mismatches + rs[1].mismatches));
 	cr_assert_gt(evicted, 1000, "reclaim really ran against the writers");
 	cr_assert_gt(st.faults_stored, 100);
 	cr_assert_gt(rs[0].passes, 2);
+	if (churn != CHURN_NONE)
+		cr_assert_gt(rs[0].discards + rs[1].discards, 100, "the writers gave pages back");
 	cr_assert_eq(st.errors, 0);
 	tier_down(&e);
+}
+
+Test(memtier, no_lost_writes_under_reclaim, .timeout = 120)
+{
+	race(CHURN_NONE);
+}
+
+Test(memtier, no_lost_writes_with_free_page_reporting, .timeout = 120)
+{
+	race(CHURN_REPORT);
+}
+
+Test(memtier, no_lost_writes_with_balloon_inflate_deflate, .timeout = 120)
+{
+	race(CHURN_BALLOON);
 }

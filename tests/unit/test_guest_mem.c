@@ -161,15 +161,15 @@ Test(guest_mem, state_transitions_keep_counters)
 	cr_assert_eq(gm_discard(&gm, 0x104, 8, GM_PAGE_REPORTED), 0); /* half overlaps */
 	cr_assert_eq(gm.nr_ballooned, 4);
 	cr_assert_eq(gm.nr_reported, 8);
-	cr_assert_eq(gm_reclaim_clear(&gm, 0x100, 6), 0);
+	cr_assert_eq(gm_clear_discarded(&gm, 0x100, 6), 0);
 	cr_assert_eq(gm.nr_ballooned, 0);
 	cr_assert_eq(gm.nr_reported, 6);
-	cr_assert_eq(gm_reclaim_clear(&gm, 0x100, 6), 0); /* clearing twice is harmless */
+	cr_assert_eq(gm_clear_discarded(&gm, 0x100, 6), 0); /* clearing twice is harmless */
 	cr_assert_eq(gm.nr_reported, 6);
 	cr_assert_eq(gm.discard_calls, 3);
 	/* Compressed pages belong to the compressed tier: deflate leaves them alone. */
 	gm.state[0x200] = GM_PAGE_COMPRESSED;
-	cr_assert_eq(gm_reclaim_clear(&gm, 0x200, 1), 0);
+	cr_assert_eq(gm_clear_discarded(&gm, 0x200, 1), 0);
 	cr_assert_eq(gm.state[0x200], GM_PAGE_COMPRESSED);
 	gm_destroy(&gm);
 }
@@ -183,7 +183,7 @@ Test(guest_mem, discard_rejects_ranges_outside_ram)
 	cr_assert_eq(gm_discard(&gm, last, 2, GM_PAGE_BALLOONED), -EFAULT);
 	cr_assert_eq(gm_discard(&gm, UINT64_MAX - 1, 4, GM_PAGE_BALLOONED), -EFAULT);
 	cr_assert_eq(gm_discard(&gm, UINT64_MAX >> 4, 1, GM_PAGE_BALLOONED), -EFAULT);
-	cr_assert_eq(gm_reclaim_clear(&gm, last + 1, 1), -EFAULT);
+	cr_assert_eq(gm_clear_discarded(&gm, last + 1, 1), -EFAULT);
 	cr_assert_eq(gm_discard(&gm, 0, 1, GM_PAGE_RESIDENT), -EINVAL);
 	cr_assert_eq(gm.discard_calls, 0);
 	cr_assert_eq(gm.nr_ballooned, 0);
@@ -240,13 +240,13 @@ Test(guest_mem, clear_all_is_bounded_by_what_was_ballooned)
 	cr_assert_eq(gm_init(&gm, 64 * GiB, false), 0);
 	last = gm.nr_pages - 1;
 	/* Nothing ballooned: nothing to scan. */
-	gm_reclaim_clear_all(&gm, &st);
+	gm_clear_discarded_all(&gm, &st);
 	cr_assert_eq(st.scanned_pages, 0, "scanned %llu pages with nothing ballooned",
 		     (unsigned long long)st.scanned_pages);
 	/* A few pages close together: the scan covers their range only. */
 	cr_assert_eq(gm_discard(&gm, 0x1000, 1, GM_PAGE_BALLOONED), 0);
 	cr_assert_eq(gm_discard(&gm, 0x1040, 4, GM_PAGE_REPORTED), 0);
-	gm_reclaim_clear_all(&gm, &st);
+	gm_clear_discarded_all(&gm, &st);
 	cr_assert_eq(gm.nr_ballooned + gm.nr_reported, 0);
 	cr_assert_eq(gm.state[0x1000], GM_PAGE_RESIDENT);
 	cr_assert_eq(gm.state[0x1043], GM_PAGE_RESIDENT);
@@ -254,7 +254,7 @@ Test(guest_mem, clear_all_is_bounded_by_what_was_ballooned)
 		      (unsigned long long)st.scanned_pages);
 	/* Reset again (the hostile loop): nothing left, nothing scanned. */
 	for (int i = 0; i < 1000; i++) {
-		gm_reclaim_clear_all(&gm, &st);
+		gm_clear_discarded_all(&gm, &st);
 		cr_assert_eq(st.scanned_pages, 0);
 	}
 	/* Pages at both ends: the whole map, but never more than a chunk under one hold. */
@@ -264,7 +264,7 @@ Test(guest_mem, clear_all_is_bounded_by_what_was_ballooned)
 				(GM_HIGH_BASE >> GM_PAGE_SHIFT) + last - gm.regions[1].first_pg, 1,
 				GM_PAGE_BALLOONED),
 		     0);
-	gm_reclaim_clear_all(&gm, &st);
+	gm_clear_discarded_all(&gm, &st);
 	cr_assert_eq(gm.nr_ballooned, 0);
 	cr_assert_eq(gm.state[last], GM_PAGE_RESIDENT);
 	cr_assert_eq(gm.state[5], GM_PAGE_COMPRESSED, "compressed pages stay");

@@ -102,6 +102,50 @@ Test(sandbox, each_role_allows_its_ordinary_work)
 	}
 }
 
+/*
+ * What the compressed tier's threads do with the store's tables: free heap chunks in their own
+ * malloc arena, so much at once that glibc trims the arena's heap (heap_trim -> shrink_heap,
+ * which reads /proc/sys/vm/overcommit_memory once, the first time).
+ */
+static void *trim_heap(void *arg)
+{
+	void *p[64];
+
+	(void)arg;
+	for (int i = 0; i < 64; i++)
+		p[i] = malloc(32 << 10);
+	for (int i = 0; i < 64; i++)
+		free(p[i]);
+	pr_warn("thread alive");
+	return NULL;
+}
+
+static int child_trim(int arg)
+{
+	pthread_t t;
+
+	if (sandbox_init(SANDBOX_ON))
+		return 10;
+	if (vmm_thread_create_role(&t, (enum vmm_thread_role)arg, trim_heap, NULL))
+		return 12;
+	pthread_join(t, NULL);
+	return 0;
+}
+
+/* Found by tests/kvm/memtier_race.sh: the userfaultfd thread died on openat in free(). */
+Test(sandbox, heap_trim_in_a_thread_arena_is_allowed)
+{
+	enum vmm_thread_role roles[] = {VMM_THREAD_UFFD, VMM_THREAD_RECLAIM};
+
+	for (unsigned int i = 0; i < 2; i++) {
+		struct child_result r;
+
+		run_child(child_trim, roles[i], &r);
+		cr_expect_eq(r.status, 0, "role %s: status %d, stderr: %s",
+			     vmm_thread_role_name(roles[i]), r.status, r.err);
+	}
+}
+
 Test(sandbox, a_forbidden_call_on_each_role_stops_the_vmm_naming_it)
 {
 	for (int role = 0; role < VMM_THREAD_ROLES; role++) {

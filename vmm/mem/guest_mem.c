@@ -1,6 +1,7 @@
 #include "guest_mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -82,6 +83,8 @@ int gm_init(struct guest_mem *gm, uint64_t size, unsigned int flags)
 						    .first_pg = low / GM_PAGE_SIZE};
 		gm->nr_regions = 2;
 	}
+	/* Opened now: the threads that measure (loop, reclaim worker) may not open files later. */
+	gm->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&gm->lock, NULL);
 	return 0;
 
@@ -96,6 +99,8 @@ err_state:
 void gm_destroy(struct guest_mem *gm)
 {
 	if (gm->base) {
+		if (gm->pagemap_fd >= 0)
+			close(gm->pagemap_fd);
 		munmap(gm->base, gm->size);
 		pthread_mutex_destroy(&gm->lock);
 	}
@@ -224,6 +229,12 @@ static void set_state(struct guest_mem *gm, uint64_t idx, uint64_t nr, enum gm_p
 	}
 }
 
+void gm_set_state_locked(struct guest_mem *gm, uint64_t idx, enum gm_page_state state)
+{
+	if (idx < gm->nr_pages)
+		set_state(gm, idx, 1, state);
+}
+
 int gm_discard(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages, enum gm_page_state state)
 {
 	unsigned int i;
@@ -264,7 +275,7 @@ void gm_set_discard_hook(struct guest_mem *gm, void (*fn)(void *opaque, uint64_t
 	gm->discard_opaque = opaque;
 }
 
-int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
+int gm_clear_discarded(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
 {
 	unsigned int i;
 	int ret;
@@ -286,7 +297,7 @@ int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages)
 	return 0;
 }
 
-void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st)
+void gm_clear_discarded_all(struct guest_mem *gm, struct gm_clear_stats *st)
 {
 	struct gm_clear_stats dummy = {0};
 	uint64_t j, end;
@@ -322,7 +333,41 @@ void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st)
 	pthread_mutex_unlock(&gm->lock);
 }
 
-uint64_t gm_resident_bytes(const struct guest_mem *gm)
+/* pagemap bits (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT   (1ULL << 63)
+#define PM_EXCLUSIVE (1ULL << 56)
+
+/* Present, exclusively mapped pages per /proc/self/pagemap; -1 when it cannot be read. */
+static int64_t pagemap_resident_pages(const struct guest_mem *gm)
+{
+	const uint64_t chunk = 64 * 1024; /* entries per read: 512 KiB */
+	uint64_t *pm, pages = 0;
+	int fd = gm->pagemap_fd;
+
+	if (fd < 0)
+		return -1;
+	pm = malloc(chunk * sizeof(*pm));
+	for (uint64_t i = 0; pm && i < gm->nr_pages; i += chunk) {
+		uint64_t n = MIN(chunk, gm->nr_pages - i);
+		off_t off = (off_t)((uintptr_t)(gm->base + i * GM_PAGE_SIZE) / GM_PAGE_SIZE * 8);
+
+		if (pread(fd, pm, n * 8, off) != (ssize_t)(n * 8)) {
+			free(pm);
+			pm = NULL;
+			break;
+		}
+		for (uint64_t j = 0; j < n; j++)
+			pages += (pm[j] & (PM_PRESENT | PM_EXCLUSIVE)) ==
+				 (PM_PRESENT | PM_EXCLUSIVE);
+	}
+	if (!pm)
+		return -1;
+	free(pm);
+	return (int64_t)pages;
+}
+
+/* Every present page of the mapping (mincore), shared ones included. */
+static uint64_t mincore_bytes(const struct guest_mem *gm)
 {
 	long psz = sysconf(_SC_PAGESIZE);
 	const uint64_t chunk_pages = 64 * 1024;
@@ -348,4 +393,15 @@ uint64_t gm_resident_bytes(const struct guest_mem *gm)
 	}
 	free(vec);
 	return pages * (uint64_t)psz;
+}
+
+uint64_t gm_resident_bytes(const struct guest_mem *gm)
+{
+	int64_t pm_pages = gm->base && sysconf(_SC_PAGESIZE) == (long)GM_PAGE_SIZE
+				   ? pagemap_resident_pages(gm)
+				   : -1;
+
+	if (pm_pages >= 0)
+		return (uint64_t)pm_pages * GM_PAGE_SIZE;
+	return mincore_bytes(gm);
 }

@@ -44,11 +44,12 @@ struct guest_mem {
 	pthread_mutex_t lock; /* protects state[] and the counters below */
 	uint64_t nr_ballooned, nr_reported;
 	/* State-map range [balloon_lo, balloon_hi) that may hold ballooned or reported pages;
-	 * empty (lo >= hi) once gm_reclaim_clear_all() found none. */
+	 * empty (lo >= hi) once gm_clear_discarded_all() found none. */
 	uint64_t balloon_lo, balloon_hi;
 	uint64_t discard_calls; /* madvise calls made by gm_discard */
 	bool mergeable;		/* MADV_MERGEABLE applied */
 	bool hugepages;		/* MADV_HUGEPAGE applied */
+	int pagemap_fd; /* /proc/self/pagemap, opened by gm_init() (before any sandbox); -1: none */
 	/* gm_set_discard_hook(): called by gm_discard(), lock held; NULL when none. */
 	void (*discard_hook)(void *opaque, uint64_t idx, uint64_t nr_pages);
 	void *discard_opaque;
@@ -114,13 +115,13 @@ void gm_set_discard_hook(struct guest_mem *gm, void (*fn)(void *opaque, uint64_t
 			 void *opaque);
 
 /**
- * gm_reclaim_clear() - mark [@pfn, @pfn + @nr_pages) resident again (balloon deflate).
+ * gm_clear_discarded() - mark [@pfn, @pfn + @nr_pages) resident again (balloon deflate).
  * No host call is needed: the next guest touch faults in a zero page.
  * Returns 0 or -EFAULT as gm_discard().
  */
-int gm_reclaim_clear(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages);
+int gm_clear_discarded(struct guest_mem *gm, uint64_t pfn, uint64_t nr_pages);
 
-/* What one gm_reclaim_clear_all() call did (tests, diagnostics). */
+/* What one gm_clear_discarded_all() call did (tests, diagnostics). */
 struct gm_clear_stats {
 	uint64_t scanned_pages;	 /* state-map entries looked at */
 	uint64_t lock_holds;	 /* times gm->lock was taken */
@@ -130,7 +131,7 @@ struct gm_clear_stats {
 #define GM_CLEAR_CHUNK_PAGES 16384 /* state-map entries per gm->lock hold (64 MiB of RAM) */
 
 /**
- * gm_reclaim_clear_all() - mark every ballooned or reported page resident again (the balloon
+ * gm_clear_discarded_all() - mark every ballooned or reported page resident again (the balloon
  * device's reset: the driver is gone, its pages are its own again; virtio 1.2 §5.5.6). Compressed
  * pages stay. The cost is bounded: nothing at all when no page is ballooned or reported, else
  * only the state-map range that ever held such pages since they were last all cleared, at most
@@ -138,11 +139,23 @@ struct gm_clear_stats {
  * stops as soon as the counters reach zero. Pages ballooned concurrently behind the scan stay.
  * @st: filled with what the call did, may be NULL.
  */
-void gm_reclaim_clear_all(struct guest_mem *gm, struct gm_clear_stats *st);
+void gm_clear_discarded_all(struct guest_mem *gm, struct gm_clear_stats *st);
 
 /**
- * gm_resident_bytes() - bytes of guest RAM currently resident in host memory (mincore over the
- * mapping). Returns bytes, or 0 on failure.
+ * gm_set_state_locked() - move page @idx (state-map index, < nr_pages) to @state, keeping
+ * nr_ballooned and nr_reported right. For the compressed tier, which moves pages into and out of
+ * GM_PAGE_COMPRESSED; gm_discard() and gm_clear_discarded() are the balloon's. gm->lock held.
+ */
+void gm_set_state_locked(struct guest_mem *gm, uint64_t idx, enum gm_page_state state);
+
+/**
+ * gm_resident_bytes() - bytes of guest RAM this VM holds in host memory now: 4 KiB pages present
+ * and mapped only here (/proc/self/pagemap "present" and "exclusively mapped",
+ * Documentation/admin-guide/mm/pagemap.rst). The shared zero page (untouched RAM the guest read)
+ * and KSM-merged pages (one copy shared with other pages) do not count: they cost this VM
+ * nothing of its own, and the compressed tier leaves them alone. Without pagemap: mincore over
+ * the mapping (every present page). Only pread/mincore: callable under any thread's seccomp
+ * filter. Returns bytes, or 0 on failure.
  */
 uint64_t gm_resident_bytes(const struct guest_mem *gm);
 

@@ -2,7 +2,7 @@
  * The compressed memory tier (design.md "Guest memory and host reclamation", step 4, and
  * "Threads"): cold guest pages are compressed into an in-process store (compress_store.h), dropped
  * with MADV_DONTNEED, and faulted back by a userfaultfd MISSING handler (uffd.h); a clock picks the
- * cold pages (reclaim.h).
+ * cold pages (wsclock.h).
  *
  * Threads: the userfaultfd thread (fault-in: take the entry, decompress, verify its checksum,
  * UFFDIO_COPY, or UFFDIO_ZEROPAGE for a page with no entry) and the reclaim worker (clock,
@@ -12,6 +12,14 @@
  * the write-protect fault until the batch is done and then faults the stored copy back in.
  * A checksum mismatch at fault-in stops the VM through @fatal rather than hand the guest wrong
  * data.
+ *
+ * "Reclaim" means one thing in this project: the tier compressing cold guest pages into the store
+ * and dropping them until resident guest RAM is at a target (a memory.reclaim request, or a
+ * --mem-limit run). The balloon's inflate/deflate is "discard" and "clear" (guest_mem.h).
+ *
+ * Files, one per thread: memtier.c (lifecycle and API), memtier_fault.c (the userfaultfd thread),
+ * memtier_evict.c (the worker), memtier_age.c (the page-age signals the worker reads),
+ * memtier_priv.h (what they share).
  *
  * Lock order: gm->lock, then the store's lock. Nobody holds either while touching guest RAM that
  * may be missing, so the userfaultfd thread can always take them.
@@ -49,8 +57,9 @@ struct memtier_result {
 
 struct memtier_config {
 	enum cs_algo algo;
-	int level;		  /* cs_codec_init() level (0: default) */
-	uint64_t mem_limit_bytes; /* keep resident guest RAM at or below this; 0: no limit */
+	int level; /* cs_codec_init() level (0: default) */
+	uint64_t
+		mem_limit_bytes; /* keep resident guest RAM + the store heap at or below; 0: none */
 	uint64_t limit_period_ms; /* how often the limit is checked (0: 1000) */
 	/* KVM VM fd for dirty logging (slot i = gm region i, as vm.c maps them); -1: none. */
 	int vm_fd;
@@ -87,7 +96,7 @@ struct memtier_stats {
 	uint64_t mem_limit_bytes;
 	uint64_t errors;	  /* checksum failures and host call failures */
 	uint64_t checksum_errors; /* stored pages that failed verification */
-	bool busy;		  /* a reclaim is running */
+	bool busy;		  /* a reclaim (memory.reclaim or --mem-limit) is running */
 	bool idle_tracking;	  /* /sys/kernel/mm/page_idle feeds the clock */
 	bool dirty_logging;	  /* KVM dirty logging feeds the clock */
 };

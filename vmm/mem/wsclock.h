@@ -11,8 +11,8 @@
  * target in one revolution goes on ignoring references from the third revolution on (the target is
  * the contract), and pages that failed to compress are skipped except on every eighth revolution.
  */
-#ifndef VMM_MEM_RECLAIM_H
-#define VMM_MEM_RECLAIM_H
+#ifndef VMM_MEM_WSCLOCK_H
+#define VMM_MEM_WSCLOCK_H
 
 #include <stdbool.h>
 #include <stdint.h>

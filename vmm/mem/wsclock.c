@@ -1,4 +1,4 @@
-#include "reclaim.h"
+#include "wsclock.h"
 
 #include <errno.h>
 #include <stdlib.h>
