@@ -24,12 +24,12 @@
 #include "../../vmm/loop.h"
 #include "../../vmm/mem/guest_mem.h"
 #include "../../vmm/util.h"
+#include "fuzz_virtio.h"
 
 #define RAM	    (4 * MiB)
 #define WINDOW	    (64 * KiB)
 #define HDR	    8
 #define NR_OPS	    64
-#define QSTRIDE	    0x2000 /* queue i's rings at i * QSTRIDE (size <= 256 fits) */
 #define IMAGE_BYTES (1 * MiB)
 
 static struct guest_mem gm;
@@ -63,22 +63,6 @@ static void init(void)
 		__builtin_trap();
 }
 
-static void setup_queues(struct virtio_dev *dev, const uint8_t *h)
-{
-	for (unsigned int i = 0; i < dev->ops->max_queues && i < VIRTIO_MAX_QUEUES; i++) {
-		struct virtqueue *vq = &dev->vqs[i];
-
-		vq_reset(vq);
-		vq->size = (uint16_t)(1u << ((h[2] >> (i % 4)) % 9)); /* 1..256 */
-		vq->desc_gpa = i * QSTRIDE;
-		vq->avail_gpa = vq->desc_gpa + 16ULL * vq->size;
-		vq->used_gpa = ALIGN_UP(vq->avail_gpa + 6 + 2ULL * vq->size, 4);
-		if (h[3] & (1u << i))
-			vq->used_gpa += 2; /* misaligned: vq_enable refuses, queue stays off */
-		vq_enable(vq, &gm, dev->driver_features);
-	}
-}
-
 static void reset(struct virtio_dev *dev, struct blk *b)
 {
 	struct blk_counters c;
@@ -96,17 +80,7 @@ static void negotiate(struct virtio_dev *dev, const uint8_t *h)
 	/* Raw feature bits, not masked by a transport: includes ones never offered. */
 	dev->driver_features = (uint64_t)h[1] | (uint64_t)h[4] << 8 |
 			       (uint64_t)(h[5] & 0x30) << 24 | 1ULL << VIRTIO_F_VERSION_1;
-	dev->status =
-		VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-	setup_queues(dev, h);
-}
-
-static void driver_ok(struct virtio_dev *dev)
-{
-	pthread_mutex_lock(&dev->lock);
-	dev->status |= VIRTIO_CONFIG_S_DRIVER_OK;
-	dev->ops->activate(dev);
-	pthread_mutex_unlock(&dev->lock);
+	fz_features_ok(dev, &gm, h, 9);
 }
 
 static void run_op(struct blk *b, struct virtio_dev *dev, const uint8_t *h, uint8_t op, uint8_t arg)
@@ -145,7 +119,7 @@ static void run_op(struct blk *b, struct virtio_dev *dev, const uint8_t *h, uint
 		negotiate(dev, h);
 		break;
 	case 10:
-		driver_ok(dev);
+		fz_driver_ok(dev);
 		break;
 	case 11:
 		blk_get_counters(b, &c);
@@ -177,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	dev->transport = h[0] & 8 ? &transport : NULL;
 	negotiate(dev, h);
 	if (!(h[0] & 32))
-		driver_ok(dev);
+		fz_driver_ok(dev);
 	for (unsigned int i = 0; i < NR_OPS; i++)
 		run_op(b, dev, h, ops[2 * i], ops[2 * i + 1]);
 	reset(dev, b);
