@@ -177,7 +177,7 @@ static void bring_up(uint64_t bar, uint64_t v)
 			pos = b;
 			conf(pos, &id, 1, false);
 			if (id == PCI_CAP_ID_MSIX) {
-				conf32(pos, PCI_MSIX_FLAGS_ENABLE << 16);
+				conf32(pos, (uint32_t)PCI_MSIX_FLAGS_ENABLE << 16);
 				break;
 			}
 			conf(pos + 1, &b, 1, false);
