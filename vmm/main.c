@@ -18,6 +18,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "cli_options.h"
 #include "control/server.h"
 #include "loop.h"
 #include "machine.h"
@@ -104,16 +105,6 @@ static void usage(FILE *f)
 		BASE_CMDLINE);
 }
 
-/*
- * Is @s the value of a --balloon given as its own word? Any word but an option or `--` is (so
- * `--balloon sometimes` is still an error); a bare --balloon is followed by an option, `--` or
- * nothing.
- */
-static bool is_balloon_value(const char *s)
-{
-	return s[0] != '-';
-}
-
 static void restore_tty(void)
 {
 	if (tio_saved)
@@ -132,54 +123,6 @@ static void raw_tty(void)
 	cfmakeraw(&t);
 	t.c_oflag |= OPOST | ONLCR; /* keep our own messages readable; the guest sends \r\n */
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
-}
-
-/* Quote one argument for sh: 'it'\''s'. */
-static int append_quoted(char *dst, size_t cap, size_t *len, const char *arg)
-{
-	size_t need = strlen(arg) * 4 + 3;
-
-	if (*len + need + 1 > cap)
-		return -E2BIG;
-	if (*len)
-		dst[(*len)++] = ' ';
-	dst[(*len)++] = '\'';
-	for (; *arg; arg++) {
-		if (*arg == '\'') {
-			memcpy(dst + *len, "'\\''", 4);
-			*len += 4;
-		} else {
-			dst[(*len)++] = *arg;
-		}
-	}
-	dst[(*len)++] = '\'';
-	dst[*len] = '\0';
-	return 0;
-}
-
-static void base64(const uint8_t *in, size_t n, char *out)
-{
-	static const char tbl[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t i, o = 0;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = in[i] << 16 | in[i + 1] << 8 | in[i + 2];
-
-		out[o++] = tbl[v >> 18];
-		out[o++] = tbl[(v >> 12) & 63];
-		out[o++] = tbl[(v >> 6) & 63];
-		out[o++] = tbl[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = in[i] << 16 | (i + 1 < n ? in[i + 1] << 8 : 0);
-
-		out[o++] = tbl[v >> 18];
-		out[o++] = tbl[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
 }
 
 /* The embedded default guest lives next to the binary: <dir>/guest/. */
@@ -202,133 +145,7 @@ static void default_guest(char *kernel, char *initrd, size_t cap)
 	snprintf(initrd, cap, "%s/guest/initramfs.cpio.gz", exe);
 }
 
-static bool parse_onoff(const char *v, bool *out)
-{
-	if (!strcmp(v, "on") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true"))
-		*out = true;
-	else if (!strcmp(v, "off") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false"))
-		*out = false;
-	else
-		return false;
-	return true;
-}
-
-static void parse_balloon(const char *arg, struct balloon_config *b)
-{
-	char *copy = strdup(arg), *save = NULL, *tok;
-
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *val = strchr(tok, '=');
-		bool ok = false;
-
-		if (!val) {
-			if (!parse_onoff(tok, &b->enabled))
-				die("--balloon: '%s' is not on, off or KEY=VALUE", tok);
-			continue;
-		}
-		*val++ = '\0';
-		if (!strcmp(tok, "deflate-on-oom"))
-			ok = parse_onoff(val, &b->deflate_on_oom);
-		else if (!strcmp(tok, "free-page-reporting"))
-			ok = parse_onoff(val, &b->free_page_reporting);
-		else if (!strcmp(tok, "stats"))
-			ok = parse_onoff(val, &b->stats);
-		else if (!strcmp(tok, "stats-period")) {
-			char *end;
-			unsigned long s = strtoul(val, &end, 10);
-
-			ok = *val && !*end && s <= 3600;
-			b->stats_period_s = (unsigned int)s;
-		} else
-			die("--balloon: unknown option '%s' (deflate-on-oom, free-page-reporting, "
-			    "stats, stats-period)",
-			    tok);
-		if (!ok)
-			die("--balloon: bad value '%s' for %s", val, tok);
-	}
-	free(copy);
-}
-
-/* --disk PATH[,ro=on|off][,cache=none|writeback][,serial=ID]; PATH is kept (argv outlives cfg). */
-static void parse_disk(char *arg, struct machine_config *cfg)
-{
-	struct blk_config *d;
-	char *save = NULL, *tok, *path;
-
-	if (cfg->nr_disks == MACHINE_MAX_DISKS)
-		die("--disk: at most %d disks", MACHINE_MAX_DISKS);
-	d = &cfg->disks[cfg->nr_disks++];
-	*d = (struct blk_config){.cache = BLK_CACHE_WRITEBACK};
-	path = strtok_r(arg, ",", &save);
-	if (!path || !*path)
-		die("--disk: expected PATH[,ro=on][,cache=none|writeback][,serial=ID]");
-	d->path = path;
-	while ((tok = strtok_r(NULL, ",", &save))) {
-		char *val = strchr(tok, '=');
-
-		if (!val)
-			die("--disk %s: '%s' is not KEY=VALUE (ro, cache, serial)", path, tok);
-		*val++ = '\0';
-		if (!strcmp(tok, "ro")) {
-			if (!parse_onoff(val, &d->ro))
-				die("--disk %s: ro=%s: expected on or off", path, val);
-		} else if (!strcmp(tok, "cache")) {
-			if (!strcmp(val, "none"))
-				d->cache = BLK_CACHE_NONE;
-			else if (!strcmp(val, "writeback"))
-				d->cache = BLK_CACHE_WRITEBACK;
-			else
-				die("--disk %s: cache=%s: expected none or writeback", path, val);
-		} else if (!strcmp(tok, "serial")) {
-			if (strlen(val) > VIRTIO_BLK_ID_BYTES)
-				die("--disk %s: serial '%s' is longer than %d bytes", path, val,
-				    VIRTIO_BLK_ID_BYTES);
-			snprintf(d->serial, sizeof(d->serial), "%s", val);
-		} else {
-			die("--disk %s: unknown option '%s' (ro, cache, serial)", path, tok);
-		}
-	}
-}
-
 /* --compress lz4 | zstd | zstd:LEVEL | off */
-/* --debug corrupt-store=GPA (the only debug option so far). */
-static void parse_debug(const char *arg, struct machine_config *cfg)
-{
-	const char *v = strncmp(arg, "corrupt-store=", 14) ? NULL : arg + 14;
-	char *end;
-
-	if (!v)
-		die("--debug '%s': expected corrupt-store=GPA", arg);
-	errno = 0;
-	cfg->debug_corrupt_gpa = strtoull(v, &end, 0);
-	if (!*v || *end || errno || *v == '-')
-		die("--debug corrupt-store='%s': expected a guest-physical address like 0x1000000",
-		    v);
-	cfg->debug_corrupt_store = true;
-}
-
-static void parse_compress(const char *arg, struct machine_config *cfg)
-{
-	bool on;
-
-	cfg->compress_level = 0;
-	if (!strcmp(arg, "lz4")) {
-		cfg->compress = COMPRESS_LZ4;
-	} else if (!strncmp(arg, "zstd", 4) && (!arg[4] || arg[4] == ':')) {
-		char *end = NULL;
-		long lvl = arg[4] ? strtol(arg + 5, &end, 10) : 0;
-
-		if (arg[4] && (!arg[5] || *end || lvl < 1 || lvl > 19))
-			die("--compress '%s': the zstd level goes from 1 to 19", arg);
-		cfg->compress = COMPRESS_ZSTD;
-		cfg->compress_level = (int)lvl;
-	} else if (parse_onoff(arg, &on) && !on) {
-		cfg->compress = COMPRESS_OFF;
-	} else {
-		die("--compress '%s': expected lz4, zstd, zstd:LEVEL or off", arg);
-	}
-}
-
 static uint64_t host_ram_bytes(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -444,9 +261,9 @@ static int cmd_run(int argc, char **argv)
 		case 'b':
 			/* A bare --balloon means on (as lkvm's); its value may follow as the next
 			 * word. */
-			if (!optarg && optind < argc && is_balloon_value(argv[optind]))
+			if (!optarg && optind < argc && cli_is_balloon_value(argv[optind]))
 				optarg = argv[optind++];
-			parse_balloon(optarg ? optarg : "on", &cfg.balloon);
+			cli_parse_balloon(optarg ? optarg : "on", &cfg.balloon);
 			break;
 		case 'A': {
 			char err[160];
@@ -488,26 +305,26 @@ static int cmd_run(int argc, char **argv)
 			break;
 		}
 		case 'd':
-			parse_disk(optarg, &cfg);
+			cli_parse_disk(optarg, &cfg);
 			break;
 		case 'r':
 			root = optarg;
 			break;
 		case 'V':
-			if (!parse_onoff(optarg, &cfg.vconsole))
+			if (!cli_parse_onoff(optarg, &cfg.vconsole))
 				die("--vconsole '%s': expected on or off", optarg);
 			vconsole_set = true;
 			break;
 		case 'M':
-			if (!parse_onoff(optarg, &cfg.vm.merge))
+			if (!cli_parse_onoff(optarg, &cfg.vm.merge))
 				die("--merge '%s': expected on or off", optarg);
 			break;
 		case 'H':
-			if (!parse_onoff(optarg, &cfg.vm.hugepages))
+			if (!cli_parse_onoff(optarg, &cfg.vm.hugepages))
 				die("--hugepages '%s': expected on or off", optarg);
 			break;
 		case 'Z':
-			parse_compress(optarg, &cfg);
+			cli_parse_compress(optarg, &cfg);
 			break;
 		case 'L':
 			if (parse_size(optarg, &cfg.mem_limit_bytes) < 0 || !cfg.mem_limit_bytes)
@@ -519,7 +336,7 @@ static int cmd_run(int argc, char **argv)
 			cfg.firmware = optarg;
 			break;
 		case 'D':
-			parse_debug(optarg, &cfg);
+			cli_parse_debug(optarg, &cfg);
 			break;
 		case 'v':
 			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
@@ -565,7 +382,7 @@ static int cmd_run(int argc, char **argv)
 	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
 	shcmd[0] = '\0';
 	for (size_t len = 0; optind < argc; optind++)
-		if (append_quoted(shcmd, sizeof(shcmd), &len, argv[optind]) < 0)
+		if (cli_append_quoted(shcmd, sizeof(shcmd), &len, argv[optind]) < 0)
 			die("the guest command is too long for the kernel command line (max ~1500 "
 			    "bytes): put it in a script inside the initramfs");
 	/* A terminal on both ends keeps the serial console: its line discipline gives ^C. So does
@@ -587,7 +404,7 @@ static int cmd_run(int argc, char **argv)
 			    user_kernel ? "" : " (build the default guest with 'make guest')");
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
-		base64((const uint8_t *)shcmd, strlen(shcmd), b64);
+		cli_base64((const uint8_t *)shcmd, strlen(shcmd), b64);
 		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s",
 			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
