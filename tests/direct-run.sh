@@ -8,7 +8,7 @@ set -uo pipefail
 [ $# = 3 ] || { echo "usage: direct-run.sh NAME TIMEOUT SCRIPT" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 B=${B:-$root/build}
-export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
+export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/lib/scenario.sh TEST_MODE=direct
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 cd "$scratch" || exit 2

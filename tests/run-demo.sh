@@ -9,7 +9,7 @@ B=${B:-$root/build}
 
 mode=$("$root/tests/lib/detect-kvm.sh")
 if [ "$mode" = direct ]; then
-	export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
+	export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/lib/scenario.sh TEST_MODE=direct
 	scratch=$(mktemp -d "${TMPDIR:-/tmp}/vmm-demo.XXXXXX")
 	trap 'rm -rf "$scratch"' EXIT
 	cd "$scratch"

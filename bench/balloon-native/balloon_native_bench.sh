@@ -11,7 +11,7 @@
 # (calibrated against the PIT). madvise_bench maps and touches 1 GiB, then discards it in 1 MiB
 # calls (the ranges the device discards: one merged range per buffer) and in one call.
 # timeout: 900
-. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 [ -x "$VMM" ] || fail "vmm binary $VMM missing (make all)"
 need_kvm
 : "${BENCH_BIN:?BENCH_BIN (balloon.elf, madvise_bench) not set: run bench/balloon-native/run.sh}"

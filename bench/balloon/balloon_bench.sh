@@ -14,7 +14,7 @@
 # the cost of answering the polls (measured on the idle guest just before), per GiB ballooned.
 # needs: qemu
 # timeout: 1500
-. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 need_vmm
 need_kvm
 : "${BENCH_BIN:?BENCH_BIN (balloon_timer, madvise_bench) not set: run bench/balloon/run.sh}"

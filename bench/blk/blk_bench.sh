@@ -14,7 +14,7 @@
 # the ratios.
 # needs: qemu
 # timeout: 900
-. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 need_vmm
 need_kvm
 

@@ -13,7 +13,7 @@
 # mapping of the guest's size), so what is left is the VMM's own code, heap, stacks and devices.
 # needs: qemu
 # timeout: 900
-. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 need_vmm
 need_kvm
 

@@ -11,7 +11,7 @@
 # Prints the times and the ratios; goal: vmm >= 10x faster than vmm-16550.
 # needs: qemu
 # timeout: 3000
-. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 need_vmm
 need_kvm
 

@@ -6,7 +6,7 @@
 # socket echo). Afterwards the VMM must still answer and the guest still run. Run by
 # bench/control-vmm/run.sh; BENCH_BIN holds control_load and control_bench.
 # timeout: 1200
-. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 need_vmm
 need_kvm
 : "${BENCH_BIN:?BENCH_BIN (control_load, control_bench) not set: run bench/control-vmm/run.sh}"

@@ -12,7 +12,7 @@
 #     every mapping, PSS divides it).
 #  D. the same guest under vmm with KSM as in C, then memory reclaim 128M on top.
 # timeout: 1500
-. "${TESTLIB:-$(dirname "$0")/../../tests/testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 need_kvm
 need_vmm
 field() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }

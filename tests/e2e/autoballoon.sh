@@ -6,7 +6,7 @@
 # needed its memory back, and the late allocation must succeed without an OOM kill.
 # cost: 150
 # timeout: 420
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 ev=$SCRATCH/events.txt

@@ -4,7 +4,7 @@
 # (plus VERSION_1), as the guest sees it in /sys/bus/virtio/devices/*/features and as the VMM
 # reports it in `vmm ctl info` and `vmm ctl memory`.
 # timeout: 150
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # The guest lists its virtio devices: name, device id, bound driver, feature bits (one character

@@ -7,7 +7,7 @@
 # covers reporting).
 # cost: 14
 # timeout: 300
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # The guest: fill+verify+free 160 MiB, then follow the balloon through MemFree (ballooned pages

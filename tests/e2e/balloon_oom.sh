@@ -4,7 +4,7 @@
 # without an OOM kill: the driver's OOM notifier gives the balloon back 1 MiB at a time instead.
 # cost: 10
 # timeout: 400
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # shellcheck disable=SC2016 # expanded by the guest's shell

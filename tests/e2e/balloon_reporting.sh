@@ -15,7 +15,7 @@
 # The device under test is unchanged.
 # cost: 13
 # timeout: 200
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # shellcheck disable=SC2016 # expanded by the guest's shell

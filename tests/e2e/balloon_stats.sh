@@ -3,7 +3,7 @@
 # driver: `vmm ctl balloon stats` must report free, available and total memory within 10% of
 # what the guest's /proc/meminfo says (printed into the console right after a marker).
 # timeout: 150
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # shellcheck disable=SC2016 # expanded by the guest's shell

@@ -3,7 +3,7 @@
 # the guest deletes it and runs fstrim, the image's allocated blocks (stat -c %b) shrink again.
 # cost: 40
 # timeout: 300
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 img=$SCRATCH/trim.img

@@ -4,7 +4,7 @@
 # next; bad --disk setups (missing image, cache=none on this tmpfs) are one line and status 2.
 # cost: 40
 # timeout: 300
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 a=$SCRATCH/a.img b=$SCRATCH/b.img

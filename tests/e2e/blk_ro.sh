@@ -3,7 +3,7 @@
 # and its writes are refused; the image is unchanged afterwards.
 # cost: 20
 # timeout: 200
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 img=$SCRATCH/ro.img

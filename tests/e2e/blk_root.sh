@@ -4,7 +4,7 @@
 # wrote there is on the disk in the next boot; with ro=on the root is mounted read-only.
 # cost: 25
 # timeout: 240
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 mkimage=/vmm/mkimage.sh

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The default guest runs the command given after "--" and vmm exits with its status.
 # timeout: 150
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 out=$SCRATCH/out3.txt

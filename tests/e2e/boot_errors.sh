@@ -3,7 +3,7 @@
 # no guest runs. Bad kernels need a working /dev/kvm (they are found while loading); the
 # permission checks need root here (a user without access is made with su).
 # timeout: 180
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 failures=0

@@ -7,7 +7,7 @@
 # Skipped where the host has no THP.
 # cost: 18
 # timeout: 180
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 [ -r /sys/kernel/mm/transparent_hugepage/enabled ] || skip "no transparent huge pages on this host"
 grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled && skip "THP is set to never here"

@@ -3,7 +3,7 @@
 # exits: 8 runs on 2 vCPUs (where the tail of the output used to be lost about 1 run in 4).
 # cost: 28
 # timeout: 150
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 i=1

@@ -2,7 +2,7 @@
 # A guest kernel panic ends vmm with status 1 and a message on stderr (the guest's own panic text
 # stays on its console). The panic is forced with SysRq 'c' (CONFIG_MAGIC_SYSRQ).
 # timeout: 120
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 out=$SCRATCH/out.txt err=$SCRATCH/err.txt

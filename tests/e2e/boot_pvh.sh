@@ -2,7 +2,7 @@
 # An ELF vmlinux boots through its PVH entry, with the same initramfs, and passes the command's
 # status through like the bzImage does.
 # timeout: 120
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 [ -s "$GUEST_DIR/vmlinux" ] || fail "$GUEST_DIR/vmlinux missing (make guest)"
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # --cpus and --mem reach the guest: 2 vCPUs online, MemTotal within 5% of 512 MiB.
 # timeout: 120
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 out=$SCRATCH/out.txt

@@ -4,7 +4,7 @@
 # shell's status. A script larger than the VMM's 4 KiB receive buffer checks back-pressure.
 # cost: 20
 # timeout: 180
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # The output "piped-42" does not occur in the input, so echoed input cannot fake it.

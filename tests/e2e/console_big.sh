@@ -9,7 +9,7 @@
 #   4. --vconsole off keeps the job on the serial console, status and output as before.
 # cost: 90
 # timeout: 400
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # The same busybox makes the expected bytes here and the real ones in the guest.

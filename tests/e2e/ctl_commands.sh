@@ -5,7 +5,7 @@
 # (1), a usage error (2) and a missing socket (2). docs/control.md is the contract.
 # cost: 7
 # timeout: 200
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 sock=$SCRATCH/ctl.sock
@@ -24,7 +24,7 @@ cleanup() {
 	[ "$st" = 0 ] || [ -n "$dumped" ] || dump
 }
 trap cleanup EXIT
-# dump: lib.sh's, plus the events this scenario collects.
+# dump: scenario.sh's, plus the events this scenario collects.
 dump() {
 	dumped=1
 	log "guest console (last 10 lines):"

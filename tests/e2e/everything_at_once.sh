@@ -6,7 +6,7 @@
 # (the sandbox on, as always), and the tier must really have evicted and faulted pages back.
 # cost: 110
 # timeout: 400
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 secs=${EVERYTHING_SECS:-60}

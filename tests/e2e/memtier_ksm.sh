@@ -5,7 +5,7 @@
 # cost: 8
 # timeout: 420
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 need_kvm
 

@@ -7,7 +7,7 @@
 # cost: 55
 # timeout: 900
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 need_kvm
 

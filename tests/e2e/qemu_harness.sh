@@ -5,7 +5,7 @@
 # needs: qemu
 # cost: 6
 # timeout: 240
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_qemu
 need_kvm
 for f in bzImage initramfs.cpio.gz; do

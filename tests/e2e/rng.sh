@@ -5,7 +5,7 @@
 # --rng is one clear line and exit status 2.
 # timeout: 300
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # shellcheck disable=SC2016 # expanded in the guest

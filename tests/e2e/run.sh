@@ -83,7 +83,7 @@ fi
 # Direct mode: one scenario at a time on this host, each under its own deadline.
 logs=$B/e2e/logs
 mkdir -p "$logs"
-export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
+export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/lib/scenario.sh TEST_MODE=direct
 export QEMU=${QEMU-$(command -v qemu-system-x86_64 || true)}
 passed=0 failed=0 skipped=0
 for s in "${scenarios[@]}"; do

@@ -7,7 +7,7 @@
 # status 159 and a line naming the role and the call.
 # cost: 40
 # timeout: 400
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 # The guest dirties 48 MiB, frees it, and keeps reading a file so refaults happen.

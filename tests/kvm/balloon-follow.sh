@@ -5,7 +5,7 @@
 # firmware: balloon
 # timeout: 60
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 sock=$SCRATCH/ctl.sock
 out=$SCRATCH/balloon.out

@@ -6,7 +6,7 @@
 # firmware: balloon
 # timeout: 45
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 args="mib=16 stats-rounds=2"
 fw_expect balloon 20 --mem 128 --balloon stats-period=1 --cmdline "$args"

@@ -8,7 +8,7 @@
 # firmware: console
 # timeout: 180
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 sock=$SCRATCH/ctl.sock
 fifo=$SCRATCH/console.fifo

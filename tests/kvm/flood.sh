@@ -8,7 +8,7 @@
 # tools: ctl_rtt
 # timeout: 150
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 N=${FLOOD_REQUESTS:-100}
 LIMIT_MS=100

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Helpers for firmware scenarios (tests/kvm/*.sh), prepended to each scenario by tests/kvm/run.sh
-# after tests/testhost/lib.sh. POSIX sh (busybox inside the nested test host).
+# after tests/lib/scenario.sh. POSIX sh (busybox inside the nested test host).
 #
 # FW_DIR holds the firmware images (NAME.elf); run.sh sets it (build/firmware directly, or the
 # scenario's scratch directory where the embedded images were unpacked in the test host).

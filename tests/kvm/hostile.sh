@@ -5,6 +5,6 @@
 # firmware: hostile
 # timeout: 40
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 fw_expect hostile 30 --mem 128

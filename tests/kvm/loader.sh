@@ -5,7 +5,7 @@
 # firmware: memtouch
 # timeout: 30
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 good=$FW_DIR/memtouch.elf
 

@@ -7,7 +7,7 @@
 # firmware: memtouch
 # timeout: 240
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 sock=$SCRATCH/ctl.sock
 out=$SCRATCH/memtouch.out

@@ -7,7 +7,7 @@
 # firmware: race
 # timeout: 300
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 sock=$SCRATCH/ctl.sock
 out=$SCRATCH/race.out

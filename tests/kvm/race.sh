@@ -3,6 +3,6 @@
 # firmware: race
 # timeout: 30
 # shellcheck source=/dev/null
-. "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_kvm
 fw_expect race 20 --mem 128 --cmdline "mib=16 secs=2"

@@ -3,7 +3,7 @@
 # build/firmware/NAME.elf) run by build/vmm, asserting on their console output and exit status.
 #
 # Runs every tests/kvm/*.sh scenario (except run.sh and fwlib.sh), or the ones given. A scenario
-# is a POSIX sh script using tests/testhost/lib.sh and tests/kvm/fwlib.sh (prepended here); it
+# is a POSIX sh script using tests/lib/scenario.sh and tests/kvm/fwlib.sh (prepended here); it
 # declares the images it needs ("# firmware: NAME...") and may declare "# timeout: S" (default 30)
 # and host-side test tools ("# tools: NAME...", build/tools/NAME from tests/tools/NAME.c, found
 # as $TOOLS_DIR/NAME).
@@ -78,7 +78,7 @@ for s in "${scenarios[@]}"; do
 		echo "#!/bin/sh"
 		# Keep the scenario's own header lines (timeout, needs) where the runners look.
 		grep -E '^# *(timeout|needs|firmware|tools):' "$s" || true
-		echo ". \"\${TESTLIB:-$root/tests/testhost/lib.sh}\""
+		echo ". \"\${TESTLIB:-$root/tests/lib/scenario.sh}\""
 		if [ "$mode" = testhost ]; then
 			# shellcheck disable=SC2016 # expanded inside the test host
 			printf '%s\n' 'FW_DIR=$SCRATCH/fw' 'mkdir -p "$FW_DIR"'
@@ -112,7 +112,7 @@ for s in "${scenarios[@]}"; do
 			echo "TOOLS_DIR=$B/tools"
 		fi
 		cat "$here/fwlib.sh"
-		# The scenario itself, without its shebang and its own sourcing of lib.sh.
+		# The scenario itself, without its shebang and its own sourcing of scenario.sh.
 		grep -vE '^#!|^\. "\$\{TESTLIB' "$s"
 	} >"$out"
 	generated+=("$out")
@@ -133,7 +133,7 @@ fi
 # --- direct mode: one scenario at a time, each under its own deadline ---------------------------
 logs=$B/kvm/logs
 mkdir -p "$logs"
-export VMM=$vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/testhost/lib.sh TEST_MODE=direct
+export VMM=$vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/lib/scenario.sh TEST_MODE=direct
 export QEMU=${QEMU-$(command -v qemu-system-x86_64 || true)}
 passed=0 failed=0 skipped=0
 for s in "${generated[@]}"; do

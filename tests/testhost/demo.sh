@@ -8,7 +8,7 @@
 # off here so that the balloon is what returns the memory. Runs in the nested test host, or
 # directly where /dev/kvm boots Linux (tests/run-demo.sh picks).
 # timeout: 150
-. "${TESTLIB:-$(dirname "$0")/lib.sh}"
+. "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
 sock=$SCRATCH/vmm.sock

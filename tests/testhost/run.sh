@@ -4,7 +4,7 @@
 # The test host is a small Linux (tests/testhost/host.config) with KVM built in, booted under
 # QEMU TCG with emulated SVM + NPT, so it has a real /dev/kvm even where this machine has none
 # (see ../shared/environment.md). Its initramfs holds busybox, build/vmm (as
-# /vmm/vmm), build/guest/* (as /vmm/guest/), lib.sh and the scenarios; with --with-qemu also
+# /vmm/vmm), build/guest/* (as /vmm/guest/), tests/lib/scenario.sh and the scenarios; with --with-qemu also
 # qemu-system-x86_64, its shared libraries and firmware.
 #
 # Options:
@@ -20,7 +20,7 @@
 # Output: "=== scenario NAME: PASS|FAIL|SKIP (rc=N, T s) ===" per scenario, the last 30 log lines
 # of each failing one, then "N passed, N failed[, N skipped]". Logs: build/testhost/logs/NAME.log,
 # the test host console (kernel messages): build/testhost/console.log. Exit 1 if any failed.
-# Scenarios see VMM, GUEST_DIR, QEMU, TESTLIB, TEST_MODE=testhost and SCRATCH (see lib.sh).
+# Scenarios see VMM, GUEST_DIR, QEMU, TESTLIB, TEST_MODE=testhost and SCRATCH (see tests/lib/scenario.sh).
 # Environment: TESTHOST_SMP (default vCPUs), TESTHOST_DEADLINE (override the whole run's deadline,
 # by default the sum of the scenario deadlines + 60 s + 10 s per scenario), VMM_CACHE, BUSYBOX.
 set -euo pipefail
@@ -106,7 +106,7 @@ while read -r a; do
 	emit "slink /$a /bin/busybox 0777 0 0"
 done < <("$busybox" --list-full | sort)
 add_file /init "$here/init.sh"
-add_file /testhost/lib.sh "$here/lib.sh" 0644
+add_file /testhost/scenario.sh "$root/tests/lib/scenario.sh" 0644
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$run/passwd"
 printf 'root:x:0:\n' >"$run/group"
@@ -168,7 +168,7 @@ for s in "${scenarios[@]}"; do
 done
 add_file /scenarios/list "$run/list" 0644
 cat >"$run/env" <<EOF
-export VMM=/vmm/vmm GUEST_DIR=/vmm/guest TESTLIB=/testhost/lib.sh TEST_MODE=testhost
+export VMM=/vmm/vmm GUEST_DIR=/vmm/guest TESTLIB=/testhost/scenario.sh TEST_MODE=testhost
 export QEMU=$qemu_in
 EOF
 for kv in ${envs[@]+"${envs[@]}"}; do

@@ -2,7 +2,7 @@
 # Helpers for test scenarios (tests/e2e/*.sh, tests/testhost/*.sh). POSIX sh: scenarios run under
 # busybox sh inside the nested test host and under /bin/sh directly on a host with hardware KVM.
 #
-#   . "${TESTLIB:-$(dirname "$0")/../testhost/lib.sh}"
+#   . "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"     (from tests/e2e/, tests/kvm/, tests/testhost/)
 #
 # The runners export: VMM (the vmm binary), GUEST_DIR (bzImage, vmlinux, initramfs.cpio.gz),
 # QEMU (qemu-system-x86_64, empty when unavailable), TEST_MODE (direct|testhost), SCRATCH (an
