@@ -1,0 +1,82 @@
+#!/bin/sh
+# bench/autoballoon scenario (issue 15): one workload, our VMM with --auto-balloon on against QEMU
+# (-M pc, virtio-balloon-pci with free-page-reporting=on and deflate-on-oom=on), same kernel,
+# initramfs and command, one after the other in the same run. A 512 MiB guest fills 300 MiB,
+# frees it, idles 45 s, then allocates 350 MiB. The VMM process's RSS is sampled every second;
+# each sample is printed as "@@csv CONFIG SECONDS RSS_MIB" (bench/autoballoon/run.sh turns them into
+# a CSV and a PNG), then the area under each curve (MiB*s) and their ratio.
+# needs: qemu
+# timeout: 1200
+. "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
+need_vmm
+need_kvm
+
+mem=512
+# shellcheck disable=SC2016 # expanded by the guest's shell
+gcmd='mount -t tmpfs -o size=470M tmpfs /mnt || exit 3
+dd if=/dev/zero of=/mnt/a bs=1M count=300 2>/dev/null; echo @@filled; sleep 2; rm /mnt/a; echo @@freed
+sleep 45; echo @@alloc
+dd if=/dev/zero of=/mnt/b bs=1M count=350 2>/dev/null && echo @@alloc-ok || echo @@alloc-failed
+sleep 5; echo @@end'
+
+launch() { # CONFIG CONSOLE
+	case $1 in
+	vmm) exec "$VMM" run --mem "${mem}M" --auto-balloon on --console "file:$2" -- sh -c "$gcmd" ;;
+	qemu)
+		exec "$QEMU" -M pc -enable-kvm -cpu host -m "$mem" -smp 1 -nodefaults -no-user-config \
+			-display none -no-reboot -serial "file:$2" \
+			-device virtio-balloon-pci,free-page-reporting=on,deflate-on-oom=on \
+			-device isa-debug-exit,iobase=0x501,iosize=1 \
+			-kernel "$GUEST_DIR/bzImage" -initrd "$GUEST_DIR/initramfs.cpio.gz" \
+			-append "console=ttyS0 reboot=k panic=-1 quiet vmm.cmd=$(b64 "$gcmd") vmm.tty=0" ;;
+	esac
+}
+
+# run CONFIG: launch, sample RSS each second until it exits; prints "area peak end alloc_ok".
+run() {
+	_con=$SCRATCH/$1.console
+	: >"$_con"
+	(launch "$1" "$_con") </dev/null >"$SCRATCH/$1.out" 2>&1 &
+	_pid=$!
+	_t=0
+	_area=0
+	_peak=0
+	_last=0
+	while kill -0 "$_pid" 2>/dev/null && [ $_t -lt 600 ]; do
+		_r=$(rss_mib "$_pid")
+		[ "$_r" -gt 0 ] || break
+		echo "@@csv $1 $_t $_r"
+		_area=$((_area + _r))
+		[ "$_r" -le "$_peak" ] || _peak=$_r
+		_last=$_r
+		sleep 1
+		_t=$((_t + 1))
+	done
+	kill "$_pid" 2>/dev/null
+	wait "$_pid" 2>/dev/null
+	_ok=no
+	grep -q '^@@alloc-ok' "$_con" && _ok=yes
+	echo "$_area $_peak $_last $_ok $_t"
+}
+
+configs=vmm
+[ -z "$QEMU" ] || [ ! -x "$QEMU" ] || configs="vmm qemu"
+for c in $configs; do
+	log "running $c"
+	run "$c" | tee "$SCRATCH/$c.run" | grep '^@@csv'
+	tail -n1 "$SCRATCH/$c.run" >"$SCRATCH/$c.sum"
+done
+echo
+echo "autoballoon: RSS of the VMM process, sampled every second (512 MiB guest: fill 300 MiB, free, idle 45 s, allocate 350 MiB)"
+printf '  %-6s %12s %10s %10s %12s %8s\n' config "area MiB*s" "peak MiB" "end MiB" "late alloc" "seconds"
+for c in $configs; do
+	read -r a p e ok t <"$SCRATCH/$c.sum"
+	printf '  %-6s %12s %10s %10s %12s %8s\n' "$c" "$a" "$p" "$e" "$ok" "$t"
+done
+if [ -f "$SCRATCH/qemu.sum" ]; then
+	read -r av _ <"$SCRATCH/vmm.sum"
+	read -r aq _ <"$SCRATCH/qemu.sum"
+	ratio=$(awk -v a="$av" -v b="$aq" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+	echo "  ratio vmm / qemu area: ${ratio}x (goal <= 0.5x: $(awk -v r="$ratio" 'BEGIN { print (r + 0 <= 0.5 && r != "-") ? "met" : "NOT met" }'))"
+fi
+grep -q yes "$SCRATCH/vmm.sum" || fail "the late allocation failed under vmm --auto-balloon"
