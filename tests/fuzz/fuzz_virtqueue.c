@@ -2,6 +2,9 @@
  * libFuzzer target for the split-virtqueue walker: random ring contents (and ring placement) in a
  * small guest RAM, then a vq_pop/vq_push loop as a device would run it.
  * Input: 8-byte header (queue size exponent, flags, ring offsets), then the guest RAM image.
+ * With flag 0x10 the guest has RAM above 4 GiB too (two regions, GM_LOW_RAM_MAX + 1 MiB mapped
+ * MAP_NORESERVE): the rings then sit at 4 GiB or right below the 3 GiB hole (flag 0x08), where
+ * descriptors point across the hole, into it, or past the end.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -17,9 +20,10 @@
 #define RAM    (1 * MiB)
 #define WINDOW (64 * KiB) /* the part of RAM the input fills */
 
-static struct guest_mem gm;
+static struct guest_mem gm_small, gm_two;
+#define RAM_TWO (GM_LOW_RAM_MAX + 1 * MiB)
 
-static void check_chain(const struct vq_chain *c)
+static void check_chain(const struct guest_mem *g, const struct vq_chain *c)
 {
 	uint32_t out = 0, in = 0;
 
@@ -28,7 +32,7 @@ static void check_chain(const struct vq_chain *c)
 	for (unsigned int i = 0; i < (unsigned int)(c->n_out + c->n_in); i++) {
 		const struct vq_buf *b = &c->bufs[i];
 
-		if (gm_ptr(&gm, b->gpa, b->len) != b->hva)
+		if (gm_ptr(g, b->gpa, b->len) != b->hva)
 			__builtin_trap();
 		if (i < c->n_out)
 			out += b->len;
@@ -47,25 +51,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint16_t off[3];
 	unsigned int i;
 
-	if (!gm.base && gm_init(&gm, RAM, false))
+	struct guest_mem *g = &gm_small;
+	uint64_t base = 0, end = RAM; /* GPA of the window, end of its region */
+	uint8_t *win, *last;
+
+	if (!gm_small.base && (gm_init(&gm_small, RAM, false) || gm_init(&gm_two, RAM_TWO, false)))
 		__builtin_trap();
 	if (size < 8)
 		return 0;
+	if (data[1] & 0x10) {
+		g = &gm_two;
+		base = data[1] & 0x08 ? GM_LOW_RAM_MAX - WINDOW : GM_HIGH_BASE;
+		end = data[1] & 0x08 ? GM_LOW_RAM_MAX : GM_HIGH_BASE + 1 * MiB;
+	}
+	win = gm_ptr(g, base, WINDOW);
+	last = gm_ptr(g, end - WINDOW, WINDOW);
+	if (!win || !last)
+		__builtin_trap();
 	memcpy(off, data + 2, sizeof(off));
-	memset(gm.base, 0, WINDOW);
-	memset(gm.base + RAM - WINDOW, 0, WINDOW);
-	memcpy(gm.base, data + 8, MIN(size - 8, WINDOW));
+	memset(win, 0, WINDOW);
+	memset(last, 0, WINDOW);
+	memcpy(win, data + 8, MIN(size - 8, WINDOW));
 
 	vq_reset(&vq);
 	vq.size = (uint16_t)(1u << (data[0] % 16));
 	if (data[0] & 0x80)
 		vq.size = data[0] | (uint16_t)data[1] << 8; /* arbitrary, mostly invalid */
-	vq.desc_gpa = (uint64_t)off[0] * 16 % WINDOW;
-	vq.avail_gpa = (uint64_t)off[1] * 2 % WINDOW;
-	vq.used_gpa = (uint64_t)off[2] * 4 % WINDOW;
+	vq.desc_gpa = base + (uint64_t)off[0] * 16 % WINDOW;
+	vq.avail_gpa = base + (uint64_t)off[1] * 2 % WINDOW;
+	vq.used_gpa = base + (uint64_t)off[2] * 4 % WINDOW;
 	if (data[1] & 0x40)
-		vq.used_gpa += RAM - WINDOW; /* sometimes at the very end of RAM */
-	if (vq_enable(&vq, &gm,
+		vq.used_gpa += end - WINDOW - base; /* sometimes at the very end of the region */
+	if (vq_enable(&vq, g,
 		      (data[1] & 1 ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0) |
 			      (data[1] & 0x20 ? 0 : 1ULL << VIRTIO_RING_F_INDIRECT_DESC)))
 		return 0;
@@ -75,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (ret == 0 || ret == -EIO)
 			break;
 		if (ret == 1) {
-			check_chain(&c);
+			check_chain(g, &c);
 			vq_copy_from_chain(&c, data[1] & 0x1f, scratch, sizeof(scratch));
 			if (data[1] & 2)
 				vq_copy_to_chain(&c, scratch, MIN(c.in_len, sizeof(scratch)));
