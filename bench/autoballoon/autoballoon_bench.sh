@@ -43,8 +43,7 @@ run() {
 	_peak=0
 	_last=0
 	while kill -0 "$_pid" 2>/dev/null && [ $_t -lt 600 ]; do
-		_r=$(rss_mib "$_pid")
-		[ "$_r" -gt 0 ] || break
+		_r=$(rss_mib "$_pid") # 0 while the launching shell has not exec'd yet
 		echo "@@csv $1 $_t $_r"
 		_area=$((_area + _r))
 		[ "$_r" -le "$_peak" ] || _peak=$_r

@@ -81,33 +81,8 @@ if [ "$mode" = testhost ]; then
 fi
 
 # Direct mode: one scenario at a time on this host, each under its own deadline.
-logs=$B/e2e/logs
-mkdir -p "$logs"
 export VMM=$B/vmm GUEST_DIR=$B/guest TESTLIB=$root/tests/lib/scenario.sh TEST_MODE=direct
 export QEMU=${QEMU-$(command -v qemu-system-x86_64 || true)}
-passed=0 failed=0 skipped=0
-for s in "${scenarios[@]}"; do
-	name=$(basename "$s" .sh)
-	t=$(sed -n 's/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$s" | head -n1)
-	t=${t:-300}
-	scratch=$(mktemp -d "${TMPDIR:-/tmp}/e2e-$name.XXXXXX")
-	start=$(date +%s.%N)
-	set +e
-	(cd "$scratch" && SCRATCH=$scratch exec timeout -k 10 "$t" sh "$s") \
-		</dev/null >"$logs/$name.log" 2>&1
-	rc=$?
-	set -e
-	secs=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
-	case $rc in 0) st=PASS ;; 77) st=SKIP ;; *) st=FAIL ;; esac
-	echo "=== scenario $name: $st (rc=$rc, $secs s) ==="
-	if [ $st = FAIL ]; then
-		[ $rc != 124 ] || echo "scenario $name hit its deadline of $t s and was killed"
-		echo "--- last 30 lines of $logs/$name.log ---"
-		tail -n 30 "$logs/$name.log" | sed 's/^/    /'
-		echo "---"
-	fi
-	case $st in PASS) passed=$((passed + 1)) ;; SKIP) skipped=$((skipped + 1)) ;; *) failed=$((failed + 1)) ;; esac
-	rm -rf "$scratch"
-done
-echo "$passed passed, $failed failed$([ $skipped = 0 ] || echo ", $skipped skipped")"
-[ $failed = 0 ]
+# shellcheck source=../lib/run-direct.sh
+. "$root/tests/lib/run-direct.sh"
+run_direct "$B/e2e/logs" e2e 300 "${scenarios[@]}"
