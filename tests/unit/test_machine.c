@@ -114,8 +114,8 @@ Test(machine, reclaim_finishing_during_shutdown_answers_its_client)
 	cr_assert_eq(test_i64(r, "id"), 1, "%s", line);
 	ok = test_ok(r);
 	cr_assert_not_null(ok, "the reclaim's result, not an error: %s", line);
+	/* Its result, whether the worker had scanned anything yet or not (under load it may not). */
 	cr_assert(json_object_object_get_ex(ok, "stopped_because", &why), "%s", line);
-	cr_assert_geq(test_i64(ok, "scanned_pages"), 1, "%s", line);
 	json_object_put(r);
 	cr_assert_eq(test_read_line(fd, line, sizeof(line), 5000), 0, "then the server closes");
 	cr_assert_neq(access(t.path, F_OK), 0, "socket file removed");
