@@ -6,9 +6,9 @@
 . "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
-# shellcheck disable=SC2016 # expanded by the guest's shell
 # The first free page reporting pass after boot holds free pages off the free lists while they are
 # reported (MemFree then reads up to ~half of RAM low): meminfo is read once it has settled.
+# shellcheck disable=SC2016 # expanded by the guest's shell
 gcmd='sleep 4; echo "@@meminfo"
 cat /proc/meminfo
 echo "@@meminfo-end"
