@@ -114,7 +114,7 @@ Test(machine, reclaim_finishing_during_shutdown_answers_its_client)
 	cr_assert_eq(test_i64(r, "id"), 1, "%s", line);
 	ok = test_ok(r);
 	cr_assert_not_null(ok, "the reclaim's result, not an error: %s", line);
-	/* Its result, whether the worker had scanned anything yet or not (under load it may not). */
+	/* Its result, whether or not the worker scanned a page yet (under load it may not). */
 	cr_assert(json_object_object_get_ex(ok, "stopped_because", &why), "%s", line);
 	json_object_put(r);
 	cr_assert_eq(test_read_line(fd, line, sizeof(line), 5000), 0, "then the server closes");
