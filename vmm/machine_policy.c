@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "../devices/virtio_balloon.h"
 #include "loop.h"
@@ -49,7 +48,7 @@ static void policy_tick(void *opaque)
 	struct balloon_counters bc;
 	struct balloon_stats st;
 	struct policy_decision d;
-	const char *prev = m->policy.last.why;
+	uint64_t holds = m->policy.holds;
 
 	balloon_get_stats(m->balloon, &st);
 	balloon_get_counters(m->balloon, &bc);
@@ -74,8 +73,8 @@ static void policy_tick(void *opaque)
 				m->memtier, res - d.reclaim_bytes, 10ULL * m->policy.cfg.period_ms,
 				&job); /* -EBUSY while one runs: the next period asks again */
 	}
-	if (d.action != POLICY_NONE || d.host_pressure ||
-	    (d.why != prev && d.why && !strncmp(d.why, "hold", 4)))
+	/* An action, host pressure, or a client's target that starts a hold. */
+	if (d.action != POLICY_NONE || d.host_pressure || m->policy.holds != holds)
 		emit(m, &in, &d);
 	balloon_request_stats(m->balloon); /* the next period decides on a fresh set */
 }
