@@ -50,8 +50,6 @@ static void run_op(struct balloon *b, struct virtio_dev *dev, const uint8_t *h, 
 {
 	struct balloon_counters bc;
 	struct balloon_stats st;
-	uint8_t buf[8] = {arg, arg ^ 0x5a, 0, arg >> 1};
-	uint32_t off = arg % dev->ops->config_size, len = 1u << (op >> 4 & 3);
 
 	switch (op & 15) {
 	case 0:
@@ -61,16 +59,10 @@ static void run_op(struct balloon *b, struct virtio_dev *dev, const uint8_t *h, 
 		dev->ops->queue_notify(dev, arg % (VIRTIO_MAX_QUEUES + 2));
 		break;
 	case 4:
-		len = MIN(len, dev->ops->config_size - off);
-		pthread_mutex_lock(&dev->lock);
-		dev->ops->config_write(dev, off, buf, len);
-		pthread_mutex_unlock(&dev->lock);
+		fz_config_access(dev, op, arg, true);
 		break;
 	case 5:
-		len = MIN(len, dev->ops->config_size - off);
-		pthread_mutex_lock(&dev->lock);
-		dev->ops->config_read(dev, off, buf, len);
-		pthread_mutex_unlock(&dev->lock);
+		fz_config_access(dev, op, arg, false);
 		break;
 	case 6:
 		balloon_request_stats(b);

@@ -87,8 +87,6 @@ static void negotiate(struct virtio_dev *dev, const uint8_t *h)
 
 static void run_op(struct blk *b, struct virtio_dev *dev, const uint8_t *h, uint8_t op, uint8_t arg)
 {
-	uint8_t buf[8] = {arg, arg ^ 0x5a, 0, arg >> 1};
-	uint32_t off = arg % dev->ops->config_size, len = 1u << (op >> 4 & 3);
 	struct blk_counters c;
 
 	switch (op & 15) {
@@ -103,16 +101,10 @@ static void run_op(struct blk *b, struct virtio_dev *dev, const uint8_t *h, uint
 		loop_dispatch(loop, op & 0x10 ? 1 : 0); /* completions */
 		break;
 	case 6:
-		len = MIN(len, dev->ops->config_size - off);
-		pthread_mutex_lock(&dev->lock);
-		dev->ops->config_write(dev, off, buf, len);
-		pthread_mutex_unlock(&dev->lock);
+		fz_config_access(dev, op, arg, true);
 		break;
 	case 7:
-		len = MIN(len, dev->ops->config_size - off);
-		pthread_mutex_lock(&dev->lock);
-		dev->ops->config_read(dev, off, buf, len);
-		pthread_mutex_unlock(&dev->lock);
+		fz_config_access(dev, op, arg, false);
 		break;
 	case 8:
 		reset(dev, b);

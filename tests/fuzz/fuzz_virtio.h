@@ -6,6 +6,7 @@
 #define TESTS_FUZZ_FUZZ_VIRTIO_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <linux/virtio_config.h>
@@ -45,6 +46,25 @@ static inline void fz_features_ok(struct virtio_dev *dev, struct guest_mem *gm, 
 	dev->status =
 		VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
 	fz_setup_queues(dev, gm, h, max_order);
+}
+
+/*
+ * One config-space access of the fuzz op @op with argument @arg, as a transport makes it: offset
+ * @arg within the config space, 1, 2, 4 or 8 bytes from @op bits 4-5 (clipped to the end), under
+ * the device lock; @write takes bytes derived from @arg.
+ */
+static inline void fz_config_access(struct virtio_dev *dev, uint8_t op, uint8_t arg, bool write)
+{
+	uint8_t buf[8] = {arg, arg ^ 0x5a, 0, arg >> 1};
+	uint32_t off = arg % dev->ops->config_size, len = 1u << (op >> 4 & 3);
+
+	len = MIN(len, dev->ops->config_size - off);
+	pthread_mutex_lock(&dev->lock);
+	if (write)
+		dev->ops->config_write(dev, off, buf, len);
+	else
+		dev->ops->config_read(dev, off, buf, len);
+	pthread_mutex_unlock(&dev->lock);
 }
 
 static inline void fz_driver_ok(struct virtio_dev *dev)
