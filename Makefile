@@ -2,7 +2,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP
-LDLIBS  := -luring -llz4 -lzstd -ljson-c -lseccomp -lpthread
+LDLIBS  := -luring -llz4 -lzstd -ljson-c -lseccomp -lz -lpthread
 # Static so the same binary runs inside the nested test host's initramfs.
 LDFLAGS += -static
 
@@ -34,6 +34,11 @@ deps:
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The build a snapshot names in its header (vmm/snapshot/format.c): a snapshot restores only on
+# the build that wrote it.
+VMM_BUILD_ID := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(B)/obj/vmm/snapshot/format.o $(B)/fuzz/obj/vmm/snapshot/format.o: CFLAGS += -DVMM_BUILD_ID='"$(VMM_BUILD_ID)"'
 
 $(B)/libvmm.a: $(LIB_OBJS)
 	@rm -f $@

@@ -6,7 +6,7 @@ pkgs=(
 	build-essential flex bison bc libelf-dev libssl-dev cpio kmod xz-utils lz4 zstd pkg-config
 	linux-source-6.1 busybox-static
 	qemu-system-x86 qemu-system-data seabios ipxe-qemu
-	liburing-dev liblz4-dev libzstd-dev libjson-c-dev libcriterion-dev libseccomp-dev
+	liburing-dev liblz4-dev libzstd-dev libjson-c-dev libcriterion-dev libseccomp-dev zlib1g-dev
 	clang libclang-rt-14-dev clang-format cppcheck
 	socat util-linux coreutils gzip gnuplot-nox e2fsprogs
 )

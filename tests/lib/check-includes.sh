@@ -3,9 +3,10 @@
 # `#include "..."` (run by `make lint`). Prints one line per violation and exits 1 if any.
 #
 # Layers, bottom up; a file may include its own folder and the layers below it as listed:
-#   base       vmm/util, vmm/loop           -> base only
+#   base       vmm/util, vmm/loop, vmm/state -> base only
 #   memory     vmm/mem/                     -> vmm/util.h, vmm/loop.h, vmm/mem/
-#   devices    devices/                     -> vmm/util.h, vmm/loop.h, vmm/mem/guest_mem.h, devices/
+#   devices    devices/                     -> vmm/util.h, vmm/loop.h, vmm/state.h, vmm/mem/guest_mem.h,
+#                                              devices/
 #   boot       vmm/boot/                    -> vmm/util.h, vmm/mem/guest_mem.h, vmm/boot/
 #   core       vmm/vm, vmm/vcpu*, machine   -> anything below
 #   control    vmm/control/: nothing outside it includes it except vmm/main.c, vmm/cli.c and
@@ -40,9 +41,9 @@ allowed() {
 		return
 	fi
 	case $src in
-	vmm/util.[ch] | vmm/loop.[ch])
-		why="the base layer (vmm/util, vmm/loop) includes only itself"
-		[[ $dst == vmm/util.h || $dst == vmm/loop.h ]]
+	vmm/util.[ch] | vmm/loop.[ch] | vmm/state.[ch])
+		why="the base layer (vmm/util, vmm/loop, vmm/state) includes only itself"
+		[[ $dst == vmm/util.h || $dst == vmm/loop.h || $dst == vmm/state.h ]]
 		return
 		;;
 	vmm/mem/*)
@@ -51,8 +52,8 @@ allowed() {
 		return
 		;;
 	devices/*)
-		why="devices/ may include only vmm/util.h, vmm/loop.h, vmm/mem/guest_mem.h and devices/"
-		[[ $dst == vmm/util.h || $dst == vmm/loop.h || $dst == vmm/mem/guest_mem.h ||
+		why="devices/ may include only vmm/util.h, vmm/loop.h, vmm/state.h, vmm/mem/guest_mem.h and devices/"
+		[[ $dst == vmm/util.h || $dst == vmm/loop.h || $dst == vmm/state.h || $dst == vmm/mem/guest_mem.h ||
 			$dst == devices/* ]]
 		return
 		;;
