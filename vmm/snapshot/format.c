@@ -150,7 +150,7 @@ int snap_image_parse(struct snap_image *img, const void *data, size_t len, char 
 	}
 	if (le(p + 8, 4) != SNAP_FORMAT_VERSION || le(p + 12, 4) != SNAP_HEADER_SIZE) {
 		snprintf(why, why_len, "snapshot format version %u, this vmm reads version %u",
-			 (unsigned)le(p + 8, 4), SNAP_FORMAT_VERSION);
+			 (unsigned)le(p + 8, 4), (unsigned)SNAP_FORMAT_VERSION);
 		return -EPROTO;
 	}
 	memcpy(img->build, p + 16, SNAP_BUILD_LEN);
@@ -159,7 +159,8 @@ int snap_image_parse(struct snap_image *img, const void *data, size_t len, char 
 		return -EINVAL;
 	}
 	if (le(p + 80, 8) != len) {
-		snprintf(why, why_len, "truncated or extended: header says %llu bytes, file has %zu",
+		snprintf(why, why_len,
+			 "truncated or extended: header says %llu bytes, file has %zu",
 			 (unsigned long long)le(p + 80, 8), len);
 		return -EINVAL;
 	}
