@@ -33,6 +33,16 @@ static void dev_stop(void *opaque, int status, const char *reason)
 	vm_stop(opaque, status, reason);
 }
 
+/* The exit port (the init's vmm-exit): the one stop after which a writable --volume is written
+ * back (vmm/volume.h). */
+static void exit_port_stop(void *opaque, int status, const char *reason)
+{
+	struct machine *m = opaque;
+
+	if (vm_stop(&m->vm, status, reason))
+		m->guest_exited = true;
+}
+
 static bool dev_panicked(void *opaque)
 {
 	return vm_panicked(opaque);
@@ -90,9 +100,10 @@ static int create_legacy(struct machine *m)
 
 	m->legacy =
 		(struct legacy_ops){.stop = dev_stop, .panicked = dev_panicked, .opaque = &m->vm};
+	m->exit_port = (struct legacy_ops){.stop = exit_port_stop, .panicked = NULL, .opaque = m};
 	ret = i8042_create(&m->vm.pio, &m->legacy);
 	if (!ret)
-		ret = exit_port_create(&m->vm.pio, &m->legacy);
+		ret = exit_port_create(&m->vm.pio, &m->exit_port);
 	if (ret)
 		pr_err("creating platform devices: %s", strerror(-ret));
 	return ret;

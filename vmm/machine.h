@@ -111,9 +111,12 @@ struct machine_config {
 struct machine {
 	struct vm vm;
 	struct machine_config cfg;
-	struct legacy_ops legacy; /* the i8042's and exit port's callbacks (they point here) */
-	struct serial *console;	  /* the UART (present with --console none too) */
-	int console_fd;		  /* --console file:PATH, else -1 */
+	struct legacy_ops legacy;    /* the i8042's callbacks (they point here) */
+	struct legacy_ops exit_port; /* the exit port's (opaque: this machine) */
+	bool guest_exited;	/* the VM was stopped by the exit port (first stop: not a crash or
+				 * a signal), set before loop_run() returns */
+	struct serial *console; /* the UART (present with --console none too) */
+	int console_fd;		/* --console file:PATH, else -1 */
 	struct pci_bus *pci;
 	struct balloon *balloon;	      /* NULL without --balloon */
 	struct blk *disks[MACHINE_MAX_DISKS]; /* cfg.nr_disks of them */

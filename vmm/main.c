@@ -25,6 +25,7 @@
 #include "sandbox.h"
 #include "util.h"
 #include "vm.h"
+#include "volume.h"
 
 #define MIN_MEM	     (64 * MiB)
 #define DEFAULT_MEM  (256 * MiB)
@@ -62,6 +63,12 @@ static void usage(FILE *f)
 		"                       in order; ro=on: read-only; cache=none: O_DIRECT\n"
 		"                       (default writeback: the host page cache); serial: GET_ID\n"
 		"                       (at most 20 bytes)\n"
+		"  --volume HOSTDIR:GUESTDIR[,ro][,size=SIZE]\n"
+		"                       HOSTDIR's files at GUESTDIR in the guest (an ext4 image\n"
+		"                       built with mke2fs -d on an extra disk after the --disk\n"
+		"                       ones), repeatable; writable volumes are written back\n"
+		"                       into HOSTDIR after a clean exit only (README \"Folders in\n"
+		"                       and out\"); size: the image (default 2x the tree + 64M)\n"
 		"  --root /dev/vdX      run on that --disk's file system: the default guest's "
 		"init\n"
 		"                       mounts it and runs COMMAND (or a shell) chrooted there;\n"
@@ -179,6 +186,7 @@ static int cmd_run(int argc, char **argv)
 		{"control", required_argument, NULL, 's'},
 		{"disk", required_argument, NULL, 'd'},
 		{"root", required_argument, NULL, 'r'},
+		{"volume", required_argument, NULL, 'o'},
 		{"vconsole", required_argument, NULL, 'V'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
@@ -207,7 +215,12 @@ static int cmd_run(int argc, char **argv)
 	char rng_err[160];
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL, *root = NULL;
-	char root_arg[64] = "";
+	char root_arg[64] = "", vol_args[MACHINE_MAX_DISKS * 400] = "";
+	static struct volume vols[MACHINE_MAX_DISKS];
+	struct volume_result vol_res[MACHINE_MAX_DISKS];
+	struct volume_helper helper = {.cmd_fd = -1, .result_fd = -1};
+	unsigned int nr_vols = 0, nr_rw = 0;
+	bool clean_exit;
 	bool user_kernel = false, user_initrd = false, interactive, vconsole_set = false;
 	struct machine *m;
 	struct vm *vm;
@@ -310,6 +323,16 @@ static int cmd_run(int argc, char **argv)
 		case 'r':
 			root = optarg;
 			break;
+		case 'o': {
+			char err[PATH_MAX + 128];
+
+			if (nr_vols == MACHINE_MAX_DISKS)
+				die("--volume: at most %d", MACHINE_MAX_DISKS);
+			if (volume_parse(optarg, &vols[nr_vols], err, sizeof(err)) < 0)
+				die("%s", err);
+			nr_rw += !vols[nr_vols++].ro;
+			break;
+		}
 		case 'V':
 			if (!cli_parse_onoff(optarg, &cfg.vconsole))
 				die("--vconsole '%s': expected on or off", optarg);
@@ -379,6 +402,17 @@ static int cmd_run(int argc, char **argv)
 		else /* the default guest's init (guest-kernel-config/initramfs/init) */
 			snprintf(root_arg, sizeof(root_arg), " vmm.root=%s", root);
 	}
+	if (nr_vols && cfg.firmware)
+		die("--volume needs a Linux guest, not --firmware");
+	if (nr_vols && user_kernel && !user_initrd)
+		die("--volume needs the default guest's init: give --initrd too, or no --kernel");
+	if (cfg.nr_disks + nr_vols > MACHINE_MAX_DISKS)
+		die("--disk and --volume: at most %d disks in all", MACHINE_MAX_DISKS);
+	/* The volumes' disks follow the --disk ones: vdX in order. */
+	for (unsigned int i = 0; i < nr_vols; i++)
+		if (volume_cmdline_arg(&vols[i], (char)('a' + cfg.nr_disks + i), vol_args,
+				       sizeof(vol_args)) < 0)
+			die("--volume: too many volumes for the kernel command line");
 	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
 	shcmd[0] = '\0';
 	for (size_t len = 0; optind < argc; optind++)
@@ -405,8 +439,8 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		cli_base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s",
-			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg,
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s%s",
+			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg, vol_args,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
 			 /* guest init: the command's stdio on the virtio-console ports */
@@ -418,6 +452,28 @@ static int cmd_run(int argc, char **argv)
 		cfg.cmdline = cmdline;
 	} else {
 		cfg.cmdline = user_cmdline; /* the firmware's argument string */
+	}
+
+	/* Before the sandbox and the first thread: mke2fs runs now, the helper is forked now. */
+	for (unsigned int i = 0; i < nr_vols; i++) {
+		struct blk_config *d = &cfg.disks[cfg.nr_disks++];
+		char err[PATH_MAX + 256];
+		uint64_t t0 = now_ns();
+
+		if (volume_prepare(&vols[i], err, sizeof(err)) < 0)
+			die("%s", err);
+		pr_info("--volume %s: %llu MiB image (%llu MiB of files) built in %llu ms",
+			vols[i].host_arg, (unsigned long long)(vols[i].image_bytes >> 20),
+			(unsigned long long)(vols[i].tree_bytes >> 20),
+			(unsigned long long)((now_ns() - t0) / 1000000));
+		*d = (struct blk_config){
+			.path = vols[i].disk_path, .ro = vols[i].ro, .cache = BLK_CACHE_WRITEBACK};
+		snprintf(d->serial, sizeof(d->serial), "vmm-volume-%u", i);
+	}
+	if (nr_rw) {
+		ret = volume_helper_start(vols, nr_vols, &helper);
+		if (ret < 0)
+			die("--volume: cannot start the write-back helper: %s", strerror(-ret));
 	}
 
 	/* Signals go to the event loop; vCPU threads inherit the blocked mask. */
@@ -464,7 +520,28 @@ static int cmd_run(int argc, char **argv)
 		pr_info("guest ended: %s", vm->exit_reason);
 	if (ret == 130 || ret == 143)
 		fprintf(stderr, "vmm: %s\n", vm->exit_reason);
-	machine_destroy(m);
+	/* Only a stop through the init's exit port writes volumes back: not a panic (the kernel
+	 * reboots), a guest crash, a signal or a control-socket stop. */
+	clean_exit = m->guest_exited && !vm_panicked(vm);
+	machine_destroy(m); /* the disks are closed: every guest write is in the images */
+	if (nr_rw && clean_exit) {
+		volume_helper_write_back(&helper, vol_res, nr_rw);
+		for (unsigned int i = 0; i < nr_rw; i++) {
+			if (vol_res[i].status >= 0)
+				continue;
+			pr_err("%s", vol_res[i].msg);
+			ret = 2;
+		}
+	} else if (nr_rw) {
+		volume_helper_cancel(&helper);
+		for (unsigned int i = 0; i < nr_vols; i++)
+			if (!vols[i].ro)
+				pr_warn("--volume %s: not written back (the guest did not exit "
+					"through its init)",
+					vols[i].host_arg);
+	}
+	for (unsigned int i = 0; i < nr_vols; i++)
+		volume_release(&vols[i]);
 	restore_tty();
 	return ret;
 }
