@@ -113,8 +113,9 @@ struct machine {
 	struct machine_config cfg;
 	struct legacy_ops legacy;    /* the i8042's callbacks (they point here) */
 	struct legacy_ops exit_port; /* the exit port's (opaque: this machine) */
-	bool guest_exited;	/* the VM was stopped by the exit port (first stop: not a crash or
-				 * a signal), set before loop_run() returns */
+	/* The VM was stopped by the exit port (its first stop: not a crash or a signal). Set on
+	 * a vCPU thread just after the stop: read it after machine_destroy() joined them. */
+	bool guest_exited;
 	struct serial *console; /* the UART (present with --console none too) */
 	int console_fd;		/* --console file:PATH, else -1 */
 	struct pci_bus *pci;

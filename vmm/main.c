@@ -522,13 +522,24 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "vmm: %s\n", vm->exit_reason);
 	/* Only a stop through the init's exit port writes volumes back: not a panic (the kernel
 	 * reboots), a guest crash, a signal or a control-socket stop. */
-	clean_exit = m->guest_exited && !vm_panicked(vm);
+	clean_exit = !vm_panicked(vm);
 	machine_destroy(m); /* the disks are closed: every guest write is in the images */
+	clean_exit = clean_exit && m->guest_exited; /* set by a vCPU thread: read once joined */
 	if (nr_rw && clean_exit) {
+		uint64_t t0 = now_ns();
+
 		volume_helper_write_back(&helper, vol_res, nr_rw);
-		for (unsigned int i = 0; i < nr_rw; i++) {
-			if (vol_res[i].status >= 0)
+		for (unsigned int i = 0, j = 0; i < nr_rw; i++) {
+			while (vols[j].ro)
+				j++;
+			if (vol_res[i].status >= 0) {
+				pr_info("--volume %s: %s in %llu ms", vols[j++].host_arg,
+					vol_res[i].status ? "unchanged (never mounted)"
+							  : "written back",
+					(unsigned long long)((now_ns() - t0) / 1000000));
 				continue;
+			}
+			j++;
 			pr_err("%s", vol_res[i].msg);
 			ret = 2;
 		}

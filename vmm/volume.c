@@ -37,12 +37,14 @@ int volume_parse(const char *arg, struct volume *v, char *err, size_t cap)
 
 	*v = (struct volume){.fd = -1};
 	if (!colon || colon == arg || !colon[1]) {
-		snprintf(err, cap, "--volume '%s': expected HOSTDIR:GUESTDIR[,ro][,size=SIZE]", arg);
+		snprintf(err, cap, "--volume '%s': expected HOSTDIR:GUESTDIR[,ro][,size=SIZE]",
+			 arg);
 		return -EINVAL;
 	}
 	hl = (size_t)(colon - arg);
 	if (hl >= sizeof(v->host)) {
-		snprintf(err, cap, "--volume: HOSTDIR is longer than %zu bytes", sizeof(v->host) - 1);
+		snprintf(err, cap, "--volume: HOSTDIR is longer than %zu bytes",
+			 sizeof(v->host) - 1);
 		return -EINVAL;
 	}
 	memcpy(v->host, arg, hl); /* until volume_prepare() puts the real path here */
@@ -54,40 +56,55 @@ int volume_parse(const char *arg, struct volume *v, char *err, size_t cap)
 		return -EINVAL;
 	}
 	snprintf(guest, sizeof(guest), "%s", colon + 1);
-	/* Options from the end: ",ro", ",rw", ",size=SIZE". */
-	for (;;) {
-		if (take_option(guest, ",ro")) {
-			v->ro = true;
-			continue;
-		}
-		if (take_option(guest, ",rw")) {
-			v->ro = false;
+	/* Options, read from the end (the last of each kind wins): ",ro", ",rw", ",size=SIZE". */
+	for (bool ro_seen = false, size_seen = false;;) {
+		bool ro = take_option(guest, ",ro");
+
+		if (ro || take_option(guest, ",rw")) {
+			if (!ro_seen)
+				v->ro = ro;
+			ro_seen = true;
 			continue;
 		}
 		comma = strrchr(guest, ',');
 		if (comma && !strncmp(comma, ",size=", 6)) {
-			if (parse_size(comma + 6, &v->size_bytes) < 0 || v->size_bytes < 1 * MiB) {
-				snprintf(err, cap, "--volume %s: size '%s': expected a size like 512M",
+			uint64_t size;
+
+			if (parse_size(comma + 6, &size) < 0) {
+				snprintf(err, cap,
+					 "--volume %s: size '%s': expected a size like 512M",
 					 v->host, comma + 6);
 				return -EINVAL;
 			}
 			if (!strpbrk(comma + 6, "kKmMgGtT"))
-				v->size_bytes *= MiB; /* a bare number means MiB, like --mem */
+				size *= MiB; /* a bare number means MiB, like --mem */
+			if (size < 1 * MiB) {
+				snprintf(err, cap, "--volume %s: size '%s' is below 1 MiB", v->host,
+					 comma + 6);
+				return -EINVAL;
+			}
+			if (!size_seen)
+				v->size_bytes = size;
+			size_seen = true;
 			*comma = '\0';
 			continue;
 		}
 		break;
 	}
 	if (guest[0] != '/' || !strcmp(guest, "/") || strlen(guest) > VOLUME_GUEST_MAX) {
-		snprintf(err, cap, "--volume %s: GUESTDIR '%s' must be an absolute path below / (at most %d bytes)",
+		snprintf(err, cap,
+			 "--volume %s: GUESTDIR '%s' must be an absolute path below / (at most %d "
+			 "bytes)",
 			 v->host, guest, VOLUME_GUEST_MAX);
 		return -EINVAL;
 	}
 	for (const char *c = guest; *c; c++) {
-		if (*c == '\n' || (c[0] == '/' && c[1] == '.' &&
-				   (c[2] == '/' || !c[2] || (c[2] == '.' && (c[3] == '/' || !c[3]))))) {
-			snprintf(err, cap, "--volume %s: GUESTDIR '%s' has a '.', '..' or newline",
-				 v->host, guest);
+		if (*c == '\n' ||
+		    (c[0] == '/' && c[1] == '.' &&
+		     (c[2] == '/' || !c[2] || (c[2] == '.' && (c[3] == '/' || !c[3]))))) {
+			snprintf(err, cap,
+				 "--volume %s: GUESTDIR has a '.' or '..' component or a newline",
+				 v->host);
 			return -EINVAL;
 		}
 	}
@@ -213,7 +230,8 @@ static int walk_entry(const char *path, const struct stat *st, int type, struct 
 	}
 	if (what && !v->ro) {
 		snprintf(walk.err, walk.cap,
-			 "--volume %s: %s is %s, which a writable volume cannot bring back (use ,ro)",
+			 "--volume %s: %s is %s, which a writable volume cannot bring back (use "
+			 ",ro)",
 			 v->host_arg, path, what);
 		return walk.ret = -EINVAL;
 	}
@@ -253,13 +271,15 @@ int volume_prepare(struct volume *v, char *err, size_t cap)
 	}
 	snprintf(v->host, sizeof(v->host), "%s", img);
 	if (volume_find_tool("mke2fs", "MKE2FS", mke2fs, sizeof(mke2fs)) < 0) {
-		snprintf(err, cap, "--volume %s: mke2fs (e2fsprogs) not found: install e2fsprogs (make deps)",
+		snprintf(err, cap,
+			 "--volume %s: mke2fs (e2fsprogs) not found: install e2fsprogs (make deps)",
 			 v->host_arg);
 		return -ENOENT;
 	}
 	if (!v->ro && volume_find_tool("debugfs", "DEBUGFS", debugfs, sizeof(debugfs)) < 0) {
 		snprintf(err, cap,
-			 "--volume %s: debugfs (e2fsprogs) not found: the write-back needs it (or use ,ro)",
+			 "--volume %s: debugfs (e2fsprogs) not found: the write-back needs it (or "
+			 "use ,ro)",
 			 v->host_arg);
 		return -ENOENT;
 	}
@@ -276,14 +296,15 @@ int volume_prepare(struct volume *v, char *err, size_t cap)
 		v->size_bytes = ALIGN_UP(v->tree_bytes * 2 + VOLUME_SLACK, MiB);
 	v->image_bytes = v->size_bytes;
 	if (!tmpdir || !*tmpdir)
-		tmpdir = "/var/tmp";
+		tmpdir = access("/var/tmp", W_OK) == 0 ? "/var/tmp" : "/tmp";
 	snprintf(img, sizeof(img), "%s/vmm-volume-XXXXXX", tmpdir);
 	if (statvfs(tmpdir, &sv) == 0 &&
 	    (uint64_t)sv.f_bavail * sv.f_frsize < v->tree_bytes + 16 * MiB) {
-		snprintf(err, cap,
-			 "--volume %s: no space in %s for its image: %llu MiB needed, %llu MiB free",
-			 v->host_arg, tmpdir, (unsigned long long)((v->tree_bytes >> 20) + 16),
-			 (unsigned long long)(((uint64_t)sv.f_bavail * sv.f_frsize) >> 20));
+		snprintf(
+			err, cap,
+			"--volume %s: no space in %s for its image: %llu MiB needed, %llu MiB free",
+			v->host_arg, tmpdir, (unsigned long long)((v->tree_bytes >> 20) + 16),
+			(unsigned long long)(((uint64_t)sv.f_bavail * sv.f_frsize) >> 20));
 		return -ENOSPC;
 	}
 	fd = mkostemp(img, O_CLOEXEC);
@@ -295,13 +316,11 @@ int volume_prepare(struct volume *v, char *err, size_t cap)
 	close(fd);
 	out = memfd_create("mke2fs-output", MFD_CLOEXEC);
 	snprintf(sizek, sizeof(sizek), "%lluk", (unsigned long long)(v->size_bytes >> 10));
-	snprintf(inodes, sizeof(inodes), "%llu",
-		 (unsigned long long)(v->tree_inodes * 2 + 4096));
+	snprintf(inodes, sizeof(inodes), "%llu", (unsigned long long)(v->tree_inodes * 2 + 4096));
 	{
-		char *argv[] = {mke2fs,	 "-q",	   "-F",	   "-t",   "ext4", "-O",
-				"^has_journal", "-b", "4096", "-m",	   "0",	   "-N",
-				inodes,	 "-L",	   "vmm-volume", "-d",	   v->host, img,
-				sizek,	 NULL};
+		char *argv[] = {mke2fs,	      "-q",   "-F",    "-t", "ext4", "-O",   "^has_journal",
+				"-b",	      "4096", "-m",    "0",  "-N",   inodes, "-L",
+				"vmm-volume", "-d",   v->host, img,  sizek,  NULL};
 
 		rc = out < 0 ? -errno : volume_run(argv, NULL, -1, out);
 	}
@@ -329,7 +348,8 @@ int volume_prepare(struct volume *v, char *err, size_t cap)
 
 		if (volume_read_super(fd, &v->mnt_count, &state) < 0) {
 			close(fd);
-			snprintf(err, cap, "--volume %s: mke2fs made no ext4 superblock", v->host_arg);
+			snprintf(err, cap, "--volume %s: mke2fs made no ext4 superblock",
+				 v->host_arg);
 			return -EIO;
 		}
 	}
@@ -354,9 +374,11 @@ void volume_release(struct volume *v)
 int volume_cmdline_arg(const struct volume *v, char letter, char *dst, size_t cap)
 {
 	char b64[(VOLUME_GUEST_MAX + 2) / 3 * 4 + 1];
-	size_t len = strlen(dst);
+	size_t len = strnlen(dst, cap);
 	int n;
 
+	if (len >= cap)
+		return -E2BIG;
 	cli_base64((const uint8_t *)v->guest, strlen(v->guest), b64);
 	n = snprintf(dst + len, cap - len, " vmm.vol=vd%c:%s:%s", letter, b64, v->ro ? "ro" : "rw");
 	if (n < 0 || (size_t)n >= cap - len) {

@@ -7,8 +7,8 @@
  *   1. volume_parse(): the option.
  *   2. volume_prepare(), before the sandbox: HOSTDIR walked (size, inode count, what cannot make
  *      the round trip), `mke2fs -t ext4 -O ^has_journal -d HOSTDIR` into a sparse file under
- *      $TMPDIR (else /var/tmp), opened and unlinked at once (no file is left behind whatever
- *      happens to vmm); the disk sees it as /proc/self/fd/N.
+ *      $TMPDIR (else /var/tmp or /tmp), opened and unlinked at once (no file is left behind
+ * whatever happens to vmm); the disk sees it as /proc/self/fd/N.
  *   3. volume_helper_start(), still before sandbox_init(): a helper process, forked while vmm has
  *      no seccomp filter and no NO_NEW_PRIVS yet, waits on a pipe. The guest's init mounts the
  *      volume (vmm.vol=vdX:BASE64(GUESTDIR):ro|rw) and unmounts it when the command ends.
@@ -31,7 +31,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define VOLUME_GUEST_MAX 255 /* bytes of GUESTDIR (it travels base64 on the kernel command line) */
+/* Bytes of GUESTDIR (it travels base64 on the kernel command line). */
+#define VOLUME_GUEST_MAX 255
 #define VOLUME_SLACK	 (64ULL << 20) /* free space on an automatically sized image, bytes */
 
 struct volume {
@@ -41,13 +42,13 @@ struct volume {
 	bool ro;			  /* ,ro: read-only disk, never written back */
 	uint64_t size_bytes;		  /* ,size=: image size; 0: twice the tree + VOLUME_SLACK */
 	/* Set by volume_prepare(): */
-	int fd;		       /* the image (unlinked), -1 before */
-	char disk_path[40];    /* "/proc/self/fd/N", the --disk path */
-	bool had_lost_found;   /* HOSTDIR has its own lost+found (else the image's is dropped) */
-	uint16_t mnt_count;    /* the superblock's s_mnt_count after mke2fs */
-	uint64_t image_bytes;  /* the image's size */
-	uint64_t tree_bytes;   /* HOSTDIR's apparent size (files rounded up to 4 KiB blocks) */
-	uint64_t tree_inodes;  /* files, directories and links in HOSTDIR */
+	int fd;		      /* the image (unlinked), -1 before */
+	char disk_path[40];   /* "/proc/self/fd/N", the --disk path */
+	bool had_lost_found;  /* HOSTDIR has its own lost+found (else the image's is dropped) */
+	uint16_t mnt_count;   /* the superblock's s_mnt_count after mke2fs */
+	uint64_t image_bytes; /* the image's size */
+	uint64_t tree_bytes;  /* HOSTDIR's apparent size (files rounded up to 4 KiB blocks) */
+	uint64_t tree_inodes; /* files, directories and links in HOSTDIR */
 };
 
 /* The write-back helper process (volume_helper_start()). */
@@ -59,15 +60,16 @@ struct volume_helper {
 
 /* A write-back's outcome, as the helper reports it. */
 struct volume_result {
-	int status;	/* 0, 1 (nothing to do: the guest never mounted it), or -errno */
-	char msg[480];	/* one line when status < 0 */
+	int status;    /* 0, 1 (nothing to do: the guest never mounted it), or -errno */
+	char msg[480]; /* one line when status < 0 */
 };
 
 /**
  * volume_parse() - one --volume argument "HOSTDIR:GUESTDIR[,ro|,rw][,size=SIZE]" into @v (zeroed
  * first). HOSTDIR ends at the first ':'; trailing ",ro", ",rw", ",size=SIZE" (K/M/G suffixes)
  * are options, so GUESTDIR may hold ',' and ':' but not end in one of them. GUESTDIR must be
- * absolute, not "/", without "." or ".." components, at most VOLUME_GUEST_MAX bytes. Returns 0, or -EINVAL with one line in @err (@cap bytes).
+ * absolute, not "/", without "." or ".." components, at most VOLUME_GUEST_MAX bytes. Returns 0, or
+ * -EINVAL with one line in @err (@cap bytes).
  */
 int volume_parse(const char *arg, struct volume *v, char *err, size_t cap);
 
@@ -75,8 +77,8 @@ int volume_parse(const char *arg, struct volume *v, char *err, size_t cap);
  * volume_prepare() - build @v's image: checks HOSTDIR (exists, a directory, readable throughout;
  * for a writable volume no device, FIFO or socket, which could not come back), makes the image
  * with mke2fs (e2fsprogs; $MKE2FS, /usr/sbin/mke2fs, /sbin/mke2fs or PATH) in a private file under
- * $TMPDIR or /var/tmp, keeps it open in @v->fd and unlinks it. Call before sandbox_init(). For a
- * writable volume also checks that debugfs exists (the write-back needs it). Returns 0, or
+ * $TMPDIR, /var/tmp or /tmp, keeps it open in @v->fd and unlinks it. Call before sandbox_init().
+ * For a writable volume also checks that debugfs exists (the write-back needs it). Returns 0, or
  * -errno with one line in @err (-ENOENT, -ENOTDIR, -EACCES, -ENOSPC, -EINVAL, -EIO: mke2fs
  * failed).
  */

@@ -94,7 +94,8 @@ int volume_commit_tree(const char *host, const char *stage, char *err, size_t ca
 			int e = errno;
 
 			rename(old, host);
-			snprintf(err, cap, "moving the new contents into %s: %s", host, strerror(e));
+			snprintf(err, cap, "moving the new contents into %s: %s", host,
+				 strerror(e));
 			return -e;
 		}
 		stage = old;
@@ -147,16 +148,20 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 
 	rc = volume_read_super(v->fd, &mnt_count, &state);
 	if (rc < 0) {
-		snprintf(err, cap, "--volume %s: the image has no ext4 superblock any more: %s left unchanged",
-			 v->host_arg, v->host_arg);
+		snprintf(
+			err, cap,
+			"--volume %s: the image has no ext4 superblock any more: %s left unchanged",
+			v->host_arg, v->host_arg);
 		return rc;
 	}
 	if (mnt_count == v->mnt_count && (state & EXT2_VALID_FS))
 		return 1; /* never mounted: nothing to bring back */
 	if (!(state & EXT2_VALID_FS) || (state & EXT2_ERROR_FS)) {
-		snprintf(err, cap, "--volume %s: the guest did not unmount it cleanly (%s): %s left unchanged",
-			 v->host_arg, state & EXT2_ERROR_FS ? "file system errors" : "still mounted",
-			 v->host_arg);
+		snprintf(
+			err, cap,
+			"--volume %s: the guest did not unmount it cleanly (%s): %s left unchanged",
+			v->host_arg, state & EXT2_ERROR_FS ? "file system errors" : "still mounted",
+			v->host_arg);
 		return -EBUSY;
 	}
 	if (volume_find_tool("debugfs", "DEBUGFS", debugfs, sizeof(debugfs)) < 0) {
@@ -171,8 +176,10 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 	memmove(parent, name, strlen(name) + 1);
 	snprintf(stage, sizeof(stage), "%s/.vmm-volume-XXXXXX", parent);
 	if (!mkdtemp(stage)) {
-		snprintf(err, cap, "--volume %s: cannot make a staging directory in %s: %s: %s left unchanged",
-			 v->host_arg, parent, strerror(errno), v->host_arg);
+		snprintf(
+			err, cap,
+			"--volume %s: cannot make a staging directory in %s: %s: %s left unchanged",
+			v->host_arg, parent, strerror(errno), v->host_arg);
 		return -errno;
 	}
 	snprintf(request, sizeof(request), "rdump / %s", strrchr(stage, '/') + 1);
@@ -193,7 +200,8 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 		volume_remove_tree(stage);
 		if (out >= 0)
 			close(out);
-		snprintf(err, cap, "--volume %s: reading the files back failed: %s: %s left unchanged",
+		snprintf(err, cap,
+			 "--volume %s: reading the files back failed: %s: %s left unchanged",
 			 v->host_arg, msg, v->host_arg);
 		return strstr(msg, "space") ? -ENOSPC : -EIO;
 	}
@@ -205,7 +213,8 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 		rmdir(lf);
 	}
 	{
-		/* On disk before the swap: a host crash right after it must not find empty files. */
+		/* On disk before the swap: a host crash right after it must not find empty files.
+		 */
 		int sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 		if (sfd < 0 || syncfs(sfd) < 0) {
@@ -325,7 +334,8 @@ int volume_helper_write_back(struct volume_helper *h, struct volume_result *res,
 		ret = -EPIPE;
 		res[i].status = -EPIPE;
 		snprintf(res[i].msg, sizeof(res[i].msg),
-			 "--volume: the write-back helper died: the directory may be partly written back (see its .vmm-volume-* neighbour)");
+			 "--volume: the write-back helper died: the directory may be partly "
+			 "written back (see its .vmm-volume-* neighbour)");
 	}
 	volume_helper_cancel(h);
 	return ret;
