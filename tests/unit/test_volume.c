@@ -158,7 +158,8 @@ Test(volume, parse_forms)
 	cr_assert_str_eq(v.host, "rel/dir");
 	cr_assert_str_eq(v.guest, "/a/b", "a trailing slash is dropped");
 	cr_assert(v.ro);
-	cr_assert_eq(volume_parse("h:/dir with space,and:colon,size=512M,ro", &v, err, sizeof(err)), 0);
+	cr_assert_eq(volume_parse("h:/dir with space,and:colon,size=512M,ro", &v, err, sizeof(err)),
+		     0);
 	cr_assert_str_eq(v.guest, "/dir with space,and:colon");
 	cr_assert_eq(v.size_bytes, 512 * MiB);
 	cr_assert(v.ro);
@@ -173,8 +174,8 @@ Test(volume, parse_forms)
 Test(volume, parse_rejects)
 {
 	static const char *bad[] = {
-		"nocolon", ":/g", "h:", "h:rel", "h:/", "h:/a/../b", "h:/a/./b", "h:/..", "h:/g,size=x",
-		"h:/g,size=0", "h:/a\nb",
+		"nocolon",  ":/g",   "h:",	    "h:rel",	   "h:/",     "h:/a/../b",
+		"h:/a/./b", "h:/..", "h:/g,size=x", "h:/g,size=0", "h:/a\nb",
 	};
 	struct volume v;
 	char err[256];
@@ -320,8 +321,8 @@ Test(volume, extraction_dying_halfway_leaves_hostdir)
 	 * file: the write-back fails halfway through the extraction. */
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
 	cr_assert_lt(volume_write_back(&v, err, sizeof(err)), 0);
-	cr_assert(strstr(err, "reading the files back failed") && strstr(err, "left unchanged"), "%s",
-		  err);
+	cr_assert(strstr(err, "reading the files back failed") && strstr(err, "left unchanged"),
+		  "%s", err);
 	cr_assert_str_eq(get(host, "edit.txt"), "original\n");
 	cr_assert_str_eq(get(host, "del.txt"), "doomed\n");
 	cr_assert_str_eq(get(host, "new.txt"), "<missing>");
@@ -398,4 +399,102 @@ Test(volume, helper_writes_back_on_the_word)
 	volume_release(&v[0]);
 	volume_release(&v[1]);
 	teardown_tree();
+}
+
+/* Rename, in the raw image, the directory entry @from to @to (same length): what a hostile guest
+ * kernel can write on its disk. The image has no metadata checksums (see hostile_image()). */
+static void patch_name(struct volume *v, const char *from, const char *to)
+{
+	static char buf[1 << 20];
+	size_t n = strlen(from);
+	bool done = false;
+
+	cr_assert_eq(strlen(to), n);
+	for (off_t off = 0; !done && off < (off_t)v->image_bytes; off += sizeof(buf) - 256) {
+		ssize_t got = pread(v->fd, buf, sizeof(buf), off);
+
+		cr_assert_gt(got, 0);
+		for (ssize_t i = 8; i + (ssize_t)n <= got; i++) {
+			/* ext4_dir_entry_2: inode, rec_len, name_len, file_type, name */
+			if ((unsigned char)buf[i - 2] == n && !memcmp(buf + i, from, n)) {
+				cr_assert_eq(pwrite(v->fd, to, n, off + i), (ssize_t)n);
+				done = true;
+				break;
+			}
+		}
+	}
+	cr_assert(done, "no directory entry '%s' in the image", from);
+}
+
+/*
+ * The guest's image, crafted: without metadata_csum (so that raw edits stay valid), a symlink
+ * "link-to-outside" to a file outside HOSTDIR followed by a second entry of the same name (a
+ * regular file, which rdump opens through the symlink), and an entry whose name climbs out of
+ * the stage ("../outside/file2"). Then it looks cleanly unmounted.
+ */
+static void hostile_image(struct volume *v, const char *outside)
+{
+	char tune2fs[PATH_MAX], img[48], src[PATH_MAX + 16], req[PATH_MAX + 64];
+	int out = memfd_create("out", 0);
+	FILE *f;
+
+	cr_assert_eq(volume_find_tool("tune2fs", NULL, tune2fs, sizeof(tune2fs)), 0);
+	snprintf(img, sizeof(img), "/proc/self/fd/%d", v->fd);
+	{
+		char *argv[] = {tune2fs, "-O", "^metadata_csum", img, NULL};
+
+		cr_assert_eq(volume_run(argv, NULL, v->fd, out), 0, "tune2fs -O ^metadata_csum");
+	}
+	close(out);
+	snprintf(src, sizeof(src), "%s/evil", base);
+	f = fopen(src, "w");
+	fputs("written by the guest\n", f);
+	fclose(f);
+	snprintf(req, sizeof(req), "symlink link-to-outside %s/file1", outside);
+	guest_does(v, req);
+	guest_does(v, "write evil zzzzzzzzzzzzzzz");
+	patch_name(v, "zzzzzzzzzzzzzzz", "link-to-outside");
+	guest_does(v, "write evil yyyyyyyyyyyyyyyy");
+	patch_name(v, "yyyyyyyyyyyyyyyy", "../outside/file2");
+	snprintf(req, sizeof(req), "ssv mnt_count %u", v->mnt_count + 1U);
+	guest_does(v, req);
+}
+
+static void hostile_write_back(bool with_e2fsck)
+{
+	struct volume v;
+	char err[512], outside[PATH_MAX + 16];
+
+	if (!have_e2fsprogs())
+		cr_skip_test("e2fsprogs missing");
+	setup_tree();
+	snprintf(outside, sizeof(outside), "%s/outside", base);
+	cr_assert_eq(mkdir(outside, 0755), 0);
+	{
+		FILE *f = fopen(strcat(strcpy((char[PATH_MAX + 32]){0}, outside), "/file1"), "w");
+
+		fputs("host secret\n", f);
+		fclose(f);
+	}
+	prepare(&v);
+	hostile_image(&v, outside);
+	if (!with_e2fsck)
+		setenv("E2FSCK", "/bin/true", 1); /* only the confinement of debugfs is left */
+	volume_write_back(&v, err, sizeof(err));
+	cr_log_info("write-back: %s", err);
+	cr_assert_str_eq(get(outside, "file1"), "host secret\n", "written through a symlink");
+	cr_assert_str_eq(get(outside, "file2"), "<missing>", "written through a '../' name");
+	cr_assert_str_eq(get(host, "edit.txt"), "original\n");
+	volume_release(&v);
+	teardown_tree();
+}
+
+Test(volume, hostile_image_cannot_write_outside)
+{
+	hostile_write_back(true);
+}
+
+Test(volume, hostile_image_confined_without_e2fsck)
+{
+	hostile_write_back(false);
 }
