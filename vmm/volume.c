@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -146,7 +149,54 @@ found:
 	return 0;
 }
 
-int volume_run(char *const argv[], const char *cwd, int keep_fd, int out_fd)
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/*
+ * In the child about to run debugfs: a private mount namespace (and, not being root, a user
+ * namespace mapping only our own ids) in which every mount is read-only but @dir, so no name,
+ * symlink or duplicate entry in a hostile image can make debugfs write anywhere else (EROFS).
+ */
+static int confine_writes(const char *dir)
+{
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY},
+			  rw = {.attr_clr = MOUNT_ATTR_RDONLY};
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	char map[64];
+	int ret;
+
+	if (unshare(CLONE_NEWNS | (uid ? CLONE_NEWUSER : 0)) < 0)
+		return -errno;
+	if (uid) {
+		if ((ret = write_file("/proc/self/setgroups", "deny")) < 0)
+			return ret;
+		snprintf(map, sizeof(map), "%u %u 1", uid, uid);
+		if ((ret = write_file("/proc/self/uid_map", map)) < 0)
+			return ret;
+		snprintf(map, sizeof(map), "%u %u 1", gid, gid);
+		if ((ret = write_file("/proc/self/gid_map", map)) < 0)
+			return ret;
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount(dir, dir, NULL, MS_BIND, NULL) < 0 ||
+	    mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof(ro)) < 0 ||
+	    mount_setattr(AT_FDCWD, dir, 0, &rw, sizeof(rw)) < 0)
+		return -errno;
+	return 0;
+}
+
+int volume_run_confined(char *const argv[], const char *cwd, int keep_fd, int out_fd,
+			const char *write_dir, uint64_t max_file_bytes)
 {
 	int status;
 	pid_t pid = fork();
@@ -159,6 +209,22 @@ int volume_run(char *const argv[], const char *cwd, int keep_fd, int out_fd)
 
 		sigemptyset(&all); /* vmm blocks signals for its signalfd: not its tools */
 		sigprocmask(SIG_SETMASK, &all, NULL);
+		if (write_dir) {
+			int r = confine_writes(write_dir);
+
+			if (r < 0) /* fd 2 is still vmm's stderr */
+				pr_warn("--volume: cannot confine debugfs's writes to %s (%s): "
+					"only e2fsck's check of the image guards the host",
+					write_dir, strerror(-r));
+		}
+		if (max_file_bytes) { /* lowered only: a smaller limit of the caller's stays */
+			struct rlimit rl;
+
+			if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur > max_file_bytes) {
+				rl.rlim_cur = max_file_bytes;
+				setrlimit(RLIMIT_FSIZE, &rl);
+			}
+		}
 		if (nul < 0 || dup2(nul, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 			_exit(126);
 		if (keep_fd >= 0)
@@ -175,6 +241,11 @@ int volume_run(char *const argv[], const char *cwd, int keep_fd, int out_fd)
 		if (errno != EINTR)
 			return -errno;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
+}
+
+int volume_run(char *const argv[], const char *cwd, int keep_fd, int out_fd)
+{
+	return volume_run_confined(argv, cwd, keep_fd, out_fd, NULL, 0);
 }
 
 int volume_read_super(int fd, uint16_t *mnt_count, uint16_t *state)
@@ -276,10 +347,11 @@ int volume_prepare(struct volume *v, char *err, size_t cap)
 			 v->host_arg);
 		return -ENOENT;
 	}
-	if (!v->ro && volume_find_tool("debugfs", "DEBUGFS", debugfs, sizeof(debugfs)) < 0) {
+	if (!v->ro && (volume_find_tool("debugfs", "DEBUGFS", debugfs, sizeof(debugfs)) < 0 ||
+		       volume_find_tool("e2fsck", "E2FSCK", debugfs, sizeof(debugfs)) < 0)) {
 		snprintf(err, cap,
-			 "--volume %s: debugfs (e2fsprogs) not found: the write-back needs it (or "
-			 "use ,ro)",
+			 "--volume %s: debugfs or e2fsck (e2fsprogs) not found: the write-back "
+			 "needs them (or use ,ro)",
 			 v->host_arg);
 		return -ENOENT;
 	}

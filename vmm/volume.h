@@ -99,6 +99,15 @@ int volume_find_tool(const char *name, const char *env, char *out, size_t cap);
 int volume_run(char *const argv[], const char *cwd, int keep_fd, int out_fd);
 
 /**
+ * volume_run_confined() - volume_run() for a tool reading a guest-written image: in the child,
+ * every mount read-only except @write_dir (a private mount namespace, plus a user namespace
+ * mapping only the caller's ids when not root; where the kernel refuses, a warning line and no
+ * confinement), and RLIMIT_FSIZE @max_file_bytes (0: none). Same returns as volume_run().
+ */
+int volume_run_confined(char *const argv[], const char *cwd, int keep_fd, int out_fd,
+			const char *write_dir, uint64_t max_file_bytes);
+
+/**
  * volume_read_super() - the ext2/3/4 superblock fields the write-back looks at, read from image
  * @fd at byte 1024: *@mnt_count (s_mnt_count) and *@state (s_state: EXT2_VALID_FS 1, EXT2_ERROR_FS
  * 2). Returns 0, -EIO on a short read, or -EINVAL when the magic is not 0xEF53.
@@ -117,10 +126,13 @@ int volume_cmdline_arg(const struct volume *v, char letter, char *dst, size_t ca
 /**
  * volume_write_back() - carry @v's image back into @v->host (the helper does this; tests call it
  * directly). The superblock must say the guest unmounted it (else -EBUSY); an image never mounted
- * is left alone (returns 1). The tree is extracted with `debugfs -R "rdump / STAGE"` into a
- * directory next to HOSTDIR, synced, then swapped with HOSTDIR in one renameat2(RENAME_EXCHANGE)
- * (two renames where the file system lacks it) and the old tree removed; any failure before the
- * swap removes the stage and leaves HOSTDIR as it was. Returns 0, 1, or -errno with one line in
+ * is left alone (returns 1). The image is the guest's, so hostile: it must pass `e2fsck -fn`
+ * (duplicate or '/' names, shared blocks, loops: -EINVAL otherwise), and debugfs runs confined
+ * (volume_run_confined(): writes only inside the stage, no file larger than the image). The tree
+ * is extracted with `debugfs -R "rdump / STAGE"` into a directory next to HOSTDIR, synced, then
+ * swapped with HOSTDIR in one renameat2(RENAME_EXCHANGE) (two renames where the file system lacks
+ * it) and the old tree removed; any failure before the swap removes the stage and leaves HOSTDIR as
+ * it was. Returns 0, 1, or -errno with one line in
  * @err.
  */
 int volume_write_back(struct volume *v, char *err, size_t cap);

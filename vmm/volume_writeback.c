@@ -139,6 +139,51 @@ static bool debugfs_failed(int fd, char *out, size_t cap)
 	return failed;
 }
 
+/*
+ * The guest wrote the image: before debugfs walks it, e2fsck -fn (read-only) must find nothing
+ * wrong, which rules out what a valid ext4 never has and rdump would follow: duplicate names in
+ * a directory, names with '/', blocks shared between files, directory loops. The first line
+ * e2fsck complains with into @msg.
+ */
+static int check_image(struct volume *v, char *msg, size_t cap)
+{
+	char e2fsck[PATH_MAX], img[40], *line = NULL;
+	char *argv[] = {e2fsck, "-fn", img, NULL};
+	int out, rc;
+	size_t n = 0;
+	FILE *f;
+
+	if (volume_find_tool("e2fsck", "E2FSCK", e2fsck, sizeof(e2fsck)) < 0) {
+		snprintf(msg, cap, "e2fsck not found");
+		return -ENOENT;
+	}
+	snprintf(img, sizeof(img), "/proc/self/fd/%d", v->fd);
+	out = memfd_create("e2fsck-output", MFD_CLOEXEC);
+	if (out < 0)
+		return -errno;
+	rc = volume_run(argv, NULL, v->fd, out);
+	if (rc == 0) {
+		close(out);
+		return 0;
+	}
+	snprintf(msg, cap, "the guest left a damaged file system (e2fsck -fn: status %d)", rc);
+	lseek(out, 0, SEEK_SET);
+	f = fdopen(out, "r");
+	while (f && getline(&line, &n, f) > 0) {
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[0] || !strncmp(line, "e2fsck ", 7) || !strncmp(line, "Pass ", 5))
+			continue;
+		snprintf(msg, cap, "the guest left a damaged file system (e2fsck -fn: %s)", line);
+		break;
+	}
+	free(line);
+	if (f)
+		fclose(f);
+	else
+		close(out);
+	return -EINVAL;
+}
+
 int volume_write_back(struct volume *v, char *err, size_t cap)
 {
 	char debugfs[PATH_MAX], parent[PATH_MAX], stage[PATH_MAX + 32], img[40], msg[300];
@@ -169,6 +214,12 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 			 v->host_arg);
 		return -ENOENT;
 	}
+	rc = check_image(v, msg, sizeof(msg));
+	if (rc < 0) {
+		snprintf(err, cap, "--volume %s: %s: %s left unchanged", v->host_arg, msg,
+			 v->host_arg);
+		return rc;
+	}
 	/* The stage lives next to HOSTDIR (same file system, so the swap is a rename); its name
 	 * is plain so that debugfs's request parser needs no quoting (debugfs runs there). */
 	snprintf(parent, sizeof(parent), "%s", v->host);
@@ -188,11 +239,15 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 	{
 		char *argv[] = {debugfs, "-R", request, img, NULL};
 
-		rc = out < 0 ? -errno : volume_run(argv, parent, v->fd, out);
+		rc = out < 0 ? -errno
+			     : volume_run_confined(argv, parent, v->fd, out, stage, v->image_bytes);
 	}
 	if (rc != 0 || debugfs_failed(out, msg, sizeof(msg))) {
 		if (rc < 0)
 			snprintf(msg, sizeof(msg), "%s", strerror(-rc));
+		else if (rc == 256 + SIGXFSZ)
+			snprintf(msg, sizeof(msg), "a file is larger than the image (%llu MiB)",
+				 (unsigned long long)(v->image_bytes >> 20));
 		else if (rc > 256)
 			snprintf(msg, sizeof(msg), "debugfs killed by signal %d", rc - 256);
 		else if (rc)

@@ -132,11 +132,12 @@ mke2fs=$(PATH=$PATH:/sbin:/usr/sbin command -v mke2fs || true)
 [ -z "$mke2fs" ] || add_elf "$(readlink -f "$mke2fs")"
 [ -z "$mke2fs" ] || [ "$(readlink -f "$mke2fs")" = /usr/sbin/mke2fs ] ||
 	add_file /usr/sbin/mke2fs "$mke2fs"
-# debugfs (e2fsprogs), which vmm run --volume uses to write a volume back.
-debugfs=$(PATH=$PATH:/sbin:/usr/sbin command -v debugfs || true)
-[ -z "$debugfs" ] || add_elf "$(readlink -f "$debugfs")"
-[ -z "$debugfs" ] || [ "$(readlink -f "$debugfs")" = /usr/sbin/debugfs ] ||
-	add_file /usr/sbin/debugfs "$debugfs"
+# e2fsck and debugfs (e2fsprogs), which vmm run --volume uses to check and write a volume back.
+for tool in e2fsck debugfs; do
+	t=$(PATH=$PATH:/sbin:/usr/sbin command -v $tool || true)
+	[ -z "$t" ] || add_elf "$(readlink -f "$t")"
+	[ -z "$t" ] || [ "$(readlink -f "$t")" = /usr/sbin/$tool ] || add_file /usr/sbin/$tool "$t"
+done
 for f in bzImage vmlinux initramfs.cpio.gz kernel.config; do
 	[ -f "$B/guest/$f" ] && add_file "/vmm/guest/$f" "$B/guest/$f" 0644
 done
