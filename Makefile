@@ -95,7 +95,7 @@ $(B)/libvmm-fuzz.a: $(FUZZ_OBJS)
 
 FUZZ_FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/fuzz/obj/%.o)
 $(B)/fuzz/%: $(B)/fuzz/obj/tests/fuzz/%.o $(FUZZ_FAKE_OBJS) $(B)/libvmm-fuzz.a
-	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c -lseccomp
+	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c -lseccomp -lz
 
 fuzz-smoke: $(FUZZ_BINS)
 	@tests/tier.sh fuzz tests/fuzz/smoke.sh $(FUZZ_BINS)

@@ -1,4 +1,5 @@
-/* `vmm run --restore` and `--await-command`: the command line's side of snapshots (run_snapshot.h). */
+/* `vmm run --restore` and `--await-command`: the command line's side of snapshots (run_snapshot.h).
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
 need_vmm
 
 # shellcheck disable=SC2016 # expanded by the guest's shell
-job='head -c 32M /dev/urandom >/tmp/d; echo "sum $(md5sum </tmp/d | cut -c1-32)"
+job='head -c 33554432 /dev/urandom >/tmp/d; echo "sum $(md5sum </tmp/d | cut -c1-32) size $(wc -c </tmp/d)"
 i=0; while :; do i=$((i + 1)); echo "tick $i $(md5sum </tmp/d | cut -c1-32) $(date +%s)"; sleep 1; done'
 bg_vmm_start "$job" --mem 256M
 wait_for '^tick 2 ' "$con" 180 || { dump; fail "the job did not start ticking"; }
@@ -24,7 +24,7 @@ wait_until 30 sh -c "! kill -0 $vpid 2>/dev/null" || fail "the VMM did not stop 
 wait "$vpid"
 assert_eq 0 "$?" "exit status of the snapshotted VMM"
 vpid=
-log "snapshot in $(($(now_ms) - t0)) ms: $(du -h --apparent-size "$snap/memory" | cut -f1) apparent, $(du -h "$snap/memory" | cut -f1) allocated"
+log "snapshot in $(($(now_ms) - t0)) ms: memory file $(($(stat -c %s "$snap/memory") / 1048576)) MiB apparent, $(($(du -k "$snap/memory" | cut -f1) / 1024)) MiB allocated"
 last=$(tr -d '\r' <"$con" | sed -n 's/^tick \([0-9]*\) .*/\1/p' | tail -n1)
 
 # restore_bg N: `vmm run --restore $snap` in the background with console c.N and socket s.N.

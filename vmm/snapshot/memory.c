@@ -1,6 +1,7 @@
 /* Guest RAM in a snapshot: the sparse memory file and the page state map (memory.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,7 +16,7 @@
 #define PM_PRESENT   (1ULL << 63)
 #define PM_SWAPPED   (1ULL << 62)
 #define RUN_MAX	     (1ULL << 20) /* bytes per pwrite */
-#define STATE_RANGES 0x52414e47u /* "RANG" */
+#define STATE_RANGES 0x52414e47u  /* "RANG" */
 
 /* Next data extent of a backing file at or after a position (SEEK_DATA/SEEK_HOLE). */
 struct extent_cursor {
@@ -111,7 +112,8 @@ int snap_memory_save(struct guest_mem *gm, int backing_fd, const char *path,
 			}
 			if (data) {
 				s.data_pages++;
-				if (run_len && run_start + run_len == idx && run_len * PG < RUN_MAX) {
+				if (run_len && run_start + run_len == idx &&
+				    run_len * PG < RUN_MAX) {
 					run_len++;
 					continue;
 				}
@@ -220,9 +222,8 @@ static int copy_extents(struct guest_mem *gm, int fd)
 		if (hole < 0)
 			return -errno;
 		while (data < hole) {
-			ssize_t r = pread(fd, gm->base + data, (size_t)MIN((uint64_t)(hole - data),
-									   RUN_MAX),
-					  data);
+			ssize_t r = pread(fd, gm->base + data,
+					  (size_t)MIN((uint64_t)(hole - data), RUN_MAX), data);
 
 			if (r < 0 && errno == EINTR)
 				continue;
@@ -234,7 +235,8 @@ static int copy_extents(struct guest_mem *gm, int fd)
 	}
 }
 
-int snap_memory_map(struct guest_mem *gm, const char *path, enum snap_mem_mode mode, int *fd_out)
+int snap_memory_map(struct guest_mem *gm, const char *path, enum snap_mem_mode mode, int *fd_out,
+		    char *why, size_t why_len)
 {
 	struct stat st;
 	int fd, ret = 0;
@@ -243,26 +245,26 @@ int snap_memory_map(struct guest_mem *gm, const char *path, enum snap_mem_mode m
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		pr_err("restore: %s: %s", path, strerror(-ret));
+		snprintf(why, why_len, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != gm->size) {
-		pr_err("restore: %s: not a memory file of %llu bytes (this snapshot's RAM)", path,
-		       (unsigned long long)gm->size);
+		snprintf(why, why_len, "%s: not a memory file of %llu bytes (this snapshot's RAM)",
+			 path, (unsigned long long)gm->size);
 		close(fd);
 		return -EINVAL;
 	}
 	if (mode == SNAP_MEM_COPY) {
 		ret = copy_extents(gm, fd);
 		if (ret)
-			pr_err("restore: reading %s: %s", path, strerror(-ret));
+			snprintf(why, why_len, "reading %s: %s", path, strerror(-ret));
 		close(fd);
 		return ret;
 	}
-	if (mmap(gm->base, gm->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE,
-		 fd, 0) == MAP_FAILED) {
+	if (mmap(gm->base, gm->size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0) == MAP_FAILED) {
 		ret = -errno;
-		pr_err("restore: mapping %s: %s", path, strerror(-ret));
+		snprintf(why, why_len, "mapping %s: %s", path, strerror(-ret));
 		close(fd);
 		return ret;
 	}

@@ -52,8 +52,9 @@ int snap_memory_state_load(struct guest_mem *gm, struct state_in *in);
  * gm->size): @mode SNAP_MEM_PRIVATE maps it MAP_PRIVATE|MAP_FIXED over the RAM mapping (then
  * *@fd_out is the open file, which the caller keeps open as the backing fd for later
  * snapshots); SNAP_MEM_COPY reads its data extents into the anonymous mapping (*@fd_out -1).
- * Before any vCPU runs. Returns 0 or -errno (message printed: missing, wrong size, ...).
+ * Before any vCPU runs. Returns 0 or -errno with one line in @why (missing, wrong size, ...).
  */
-int snap_memory_map(struct guest_mem *gm, const char *path, enum snap_mem_mode mode, int *fd_out);
+int snap_memory_map(struct guest_mem *gm, const char *path, enum snap_mem_mode mode, int *fd_out,
+		    char *why, size_t why_len);
 
 #endif

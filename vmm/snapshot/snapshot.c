@@ -234,12 +234,20 @@ out:
 	return ret;
 }
 
+int snapshot_parse_config(struct snapshot_restore *r, struct machine_config *cfg)
+{
+	struct state_in in;
+
+	if (snap_section_in(&r->img, "config", &in) || config_load(r, cfg, &in))
+		return -EINVAL;
+	return 0;
+}
+
 int snapshot_open(const char *arg, struct snapshot_restore *r, struct machine_config *cfg,
 		  char *why, size_t why_len)
 {
 	char path[4200], reason[512];
 	const char *comma = strchr(arg, ',');
-	struct state_in in;
 	int ret;
 
 	memset(r, 0, sizeof(*r));
@@ -249,8 +257,8 @@ int snapshot_open(const char *arg, struct snapshot_restore *r, struct machine_co
 		snprintf(why, why_len, "--restore '%s': expected DIR[,memory=private|copy]", arg);
 		return -EINVAL;
 	}
-	snprintf(r->dir, sizeof(r->dir), "%.*s", (int)(comma ? comma - arg : (ptrdiff_t)strlen(arg)),
-		 arg);
+	snprintf(r->dir, sizeof(r->dir), "%.*s",
+		 (int)(comma ? comma - arg : (ptrdiff_t)strlen(arg)), arg);
 	if (comma) {
 		if (!strcmp(comma + 1, "memory=private"))
 			r->mode = SNAP_MEM_PRIVATE;
@@ -270,11 +278,12 @@ int snapshot_open(const char *arg, struct snapshot_restore *r, struct machine_co
 		snprintf(why, why_len, "cannot restore %s: %s", r->dir, reason);
 		return ret;
 	}
-	if (snap_section_in(&r->img, "config", &in) || config_load(r, cfg, &in)) {
+	ret = snapshot_parse_config(r, cfg);
+	if (ret) {
 		snprintf(why, why_len, "cannot restore %s: malformed configuration section",
 			 r->dir);
 		snapshot_close(r);
-		return -EINVAL;
+		return ret;
 	}
 	r->await_command = cfg->await_command;
 	if (r->mode == SNAP_MEM_PRIVATE && cfg->compress != COMPRESS_OFF) {
@@ -307,11 +316,9 @@ int snapshot_restore(struct machine *m, struct snapshot_restore *r, char *why, s
 
 	snprintf(why, why_len, "malformed snapshot");
 	join_path(path, sizeof(path), r->dir, "memory");
-	ret = snap_memory_map(&vm->gm, path, r->mode, &m->mem_fd);
-	if (ret) {
-		snprintf(why, why_len, "cannot map %s: %s", path, strerror(-ret));
+	ret = snap_memory_map(&vm->gm, path, r->mode, &m->mem_fd, why, why_len);
+	if (ret)
 		return ret;
-	}
 	if (snap_section_in(&r->img, "memory", &in) || snap_memory_state_load(&vm->gm, &in)) {
 		snprintf(why, why_len, "malformed memory section");
 		return -EINVAL;

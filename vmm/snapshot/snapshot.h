@@ -25,8 +25,8 @@ struct machine;
 struct machine_config;
 
 struct snapshot_result {
-	uint64_t pause_ns;   /* the guest was paused this long */
-	uint64_t total_ns;   /* the whole command */
+	uint64_t pause_ns;    /* the guest was paused this long */
+	uint64_t total_ns;    /* the whole command */
 	uint64_t state_bytes; /* DIR/state */
 	struct snap_mem_stats mem;
 };
@@ -59,6 +59,13 @@ struct snapshot_restore {
  */
 int snapshot_open(const char *arg, struct snapshot_restore *r, struct machine_config *cfg,
 		  char *why, size_t why_len);
+
+/**
+ * snapshot_parse_config() - the machine configuration of the parsed image r->img into @cfg
+ * (zeroed by the caller); disk paths are owned by @r. Returns 0 or -EINVAL (malformed).
+ * Part of snapshot_open(); the fuzz target tests/fuzz/fuzz_snapshot.c calls it directly.
+ */
+int snapshot_parse_config(struct snapshot_restore *r, struct machine_config *cfg);
 
 /**
  * snapshot_restore() - after machine_create(@m, cfg from snapshot_open()): map the memory, load

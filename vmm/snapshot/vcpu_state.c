@@ -89,11 +89,11 @@ int vcpu_state_save(struct vcpu *vcpu, struct state_out *o)
 	if (!msrs)
 		goto out;
 	cpuid->nent = CPUID_MAX;
-#define GET(req, arg)                        \
-	do {                                 \
-		what = #req;                 \
+#define GET(req, arg)                              \
+	do {                                       \
+		what = #req;                       \
 		if (ioctl(vcpu->fd, req, arg) < 0) \
-			goto fail;           \
+			goto fail;                 \
 	} while (0)
 	GET(KVM_GET_CPUID2, cpuid);
 	GET(KVM_GET_MP_STATE, &mp);
@@ -144,11 +144,16 @@ out:
 /* Leaves/registers whose feature bits the guest may rely on; the host must offer them all. */
 static const struct {
 	uint32_t fn, idx;
-	int reg; /* 0 eax 1 ebx 2 ecx 3 edx */
+	int reg;       /* 0 eax 1 ebx 2 ecx 3 edx */
 	uint32_t ours; /* bits vcpu.c sets itself, not from the host */
 } feature_regs[] = {
-	{1, 0, 2, 1u << 31 | 1u << 24}, {1, 0, 3, 1u << 28}, {7, 0, 1, 0}, {7, 0, 2, 0},
-	{7, 0, 3, 0},			{0xd, 1, 0, 0},	     {0x80000001, 0, 2, 0},
+	{1, 0, 2, 1u << 31 | 1u << 24},
+	{1, 0, 3, 1u << 28},
+	{7, 0, 1, 0},
+	{7, 0, 2, 0},
+	{7, 0, 3, 0},
+	{0xd, 1, 0, 0},
+	{0x80000001, 0, 2, 0},
 	{0x80000001, 0, 3, 0},
 };
 
@@ -185,7 +190,8 @@ static int check_cpuid(struct vm *vm, const struct kvm_cpuid2 *saved, char *why,
 	a = find_leaf(saved, 0, 0);
 	b = find_leaf(host, 0, 0);
 	if (!a || !b || a->ebx != b->ebx || a->ecx != b->ecx || a->edx != b->edx) {
-		snprintf(why, why_len, "incompatible CPU: the snapshot was taken on another vendor");
+		snprintf(why, why_len,
+			 "incompatible CPU: the snapshot was taken on another vendor");
 		ret = -EINVAL;
 		goto out;
 	}
@@ -197,12 +203,13 @@ static int check_cpuid(struct vm *vm, const struct kvm_cpuid2 *saved, char *why,
 		want = a ? reg_of(a, feature_regs[i].reg) & ~feature_regs[i].ours : 0;
 		have = b ? reg_of(b, feature_regs[i].reg) : 0;
 		if (want & ~have) {
-			snprintf(why, why_len,
-				 "incompatible CPU: this host lacks CPUID leaf 0x%x.%u %s bits 0x%x "
-				 "the snapshot's guest uses",
-				 feature_regs[i].fn, feature_regs[i].idx,
-				 (const char *[]){"eax", "ebx", "ecx", "edx"}[feature_regs[i].reg],
-				 want & ~have);
+			snprintf(
+				why, why_len,
+				"incompatible CPU: this host lacks CPUID leaf 0x%x.%u %s bits 0x%x "
+				"the snapshot's guest uses",
+				feature_regs[i].fn, feature_regs[i].idx,
+				(const char *[]){"eax", "ebx", "ecx", "edx"}[feature_regs[i].reg],
+				want & ~have);
 			ret = -EINVAL;
 			goto out;
 		}
@@ -279,7 +286,9 @@ int vcpu_state_load(struct vcpu *vcpu, struct state_in *in, uint64_t tsc_advance
 	SET(KVM_SET_REGS, &regs);
 	SET(KVM_SET_SREGS, &sregs);
 	SET(KVM_SET_XSAVE, xsave);
-	SET(KVM_SET_XCRS, &xcrs);
+	/* A host CPU without XSAVE reads 0 XCRs and refuses to set any. */
+	if (xcrs.nr_xcrs)
+		SET(KVM_SET_XCRS, &xcrs);
 	SET(KVM_SET_DEBUGREGS, &dregs);
 	SET(KVM_SET_LAPIC, &lapic);
 	for (uint32_t i = 0; i < n; i++) {
