@@ -94,7 +94,13 @@ int snap_memory_save(struct guest_mem *gm, int backing_fd, const char *path,
 			const uint8_t *hva = gm->base + idx * PG;
 			bool data;
 
-			if (states[i] == GM_PAGE_BALLOONED || states[i] == GM_PAGE_REPORTED) {
+			/*
+			 * Only a ballooned page is surely empty: the guest may not touch it until
+			 * deflate. A reported page went back to the guest's free lists, and the
+			 * guest reuses it without telling the host, so its state says nothing
+			 * about its content: it is looked at like any other page.
+			 */
+			if (states[i] == GM_PAGE_BALLOONED) {
 				s.discarded_pages++;
 				data = false;
 			} else if (states[i] == GM_PAGE_COMPRESSED) {
@@ -159,7 +165,8 @@ void snap_memory_state_save(struct guest_mem *gm, struct state_out *o)
 		uint8_t s = gm->state[i];
 		uint64_t j = i + 1;
 
-		if (s != GM_PAGE_BALLOONED && s != GM_PAGE_REPORTED) {
+		/* Reported pages are not kept (see snap_memory_save): resident after a restore. */
+		if (s != GM_PAGE_BALLOONED) {
 			i++;
 			continue;
 		}
@@ -197,8 +204,8 @@ int snap_memory_state_load(struct guest_mem *gm, struct state_in *in)
 		uint64_t idx = state_get_u64(in), n = state_get_u64(in);
 		uint8_t s = state_get_u8(in);
 
-		if (in->err || (s != GM_PAGE_BALLOONED && s != GM_PAGE_REPORTED) || n == 0 ||
-		    idx >= gm->nr_pages || n > gm->nr_pages - idx) {
+		if (in->err || s != GM_PAGE_BALLOONED || n == 0 || idx >= gm->nr_pages ||
+		    n > gm->nr_pages - idx) {
 			state_fail(in, "state range");
 			break;
 		}

@@ -1,9 +1,11 @@
 /*
  * Guest RAM in a snapshot (issue 14; docs/snapshot.md): DIR/memory, one sparse file of the
  * guest's pages in state-map order (page i at byte i * 4 KiB: region 0 from GPA 0, then region 1
- * from 4 GiB). Ballooned, reported and zero pages (and pages never touched) are holes; pages the
- * compressed tier holds are written decompressed (read through the tier). The page state map
- * (which pages are ballooned or reported) is a section of the state file.
+ * from 4 GiB). Ballooned and zero pages (and pages never touched or given back by free page
+ * reporting and not reused since) are holes; pages the compressed tier holds are written
+ * decompressed (read through the tier). The page state map (which pages are ballooned) is a
+ * section of the state file; reported pages are resident after a restore (the guest reuses
+ * them without telling the host, so that state says nothing about their content).
  *
  * Restore maps the file MAP_PRIVATE over guest RAM (SNAP_MEM_PRIVATE, the default): clones of one
  * snapshot share its page cache copy-on-write, and KSM still merges the private copies. Or it
