@@ -12,8 +12,10 @@
  *   - virtio-blk on PCI, one per --disk, in order (vda, vdb, ...: PCI slot order)
  *                                                         devices/virtio_blk.h
  *   - virtio-console on PCI, with --vconsole on: ports     devices/virtio_console.h
- *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin);
- *     the UART then takes no input (stdin belongs to the port)
+ *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin),
+ *     3 "vmm.cmd" (<- cfg.cmd_in_fd: the command a guest booted with --await-command waits
+ *     for, sent after a restore; docs/snapshot.md); the UART then takes no input (stdin
+ *     belongs to the port)
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
@@ -98,7 +100,9 @@ struct machine_config {
 	struct rng_config rng;
 	unsigned int nr_disks; /* --disk, in order; nr_queues is set by machine_create */
 	struct blk_config disks[MACHINE_MAX_DISKS];
-	bool vconsole; /* virtio-console carrying the job's stdin/stdout/stderr */
+	bool vconsole;	    /* virtio-console carrying the job's stdin/stdout/stderr */
+	bool await_command; /* --await-command: the guest's init waits for its command on vmm.cmd */
+	int cmd_in_fd;	    /* host side of port vmm.cmd (not owned), or -1 */
 	/*
 	 * --debug corrupt-store=GPA (tests/kvm/memtier_corrupt.sh): the compressed tier damages the
 	 * stored copy of the first page it compresses at or above this GPA, once, so the integrity
@@ -127,7 +131,8 @@ struct machine {
 	struct memtier *memtier; /* NULL with --compress off */
 	struct control *control; /* NULL without --control */
 	struct policy policy;	 /* the autopilot's state (loop thread only) */
-	int policy_timer;	 /* its loop timer, or 0 when off */
+	int mem_fd;	  /* the snapshot memory file guest RAM is mapped from (a restore), or -1 */
+	int policy_timer; /* its loop timer, or 0 when off */
 };
 
 /**
@@ -145,6 +150,36 @@ int machine_create(struct machine *m, const struct machine_config *cfg);
  * printed; -ENOEXEC/-E2BIG/-ENOENT/-EACCES from the loaders, see boot/boot.h).
  */
 int machine_start(struct machine *m);
+
+/**
+ * machine_run_vcpus() - the end of step 6 (machine_start() and a snapshot restore): the VM's
+ * state becomes running and every vCPU thread starts from the registers it has. Returns 0 or
+ * -errno (the VM is then stopped).
+ */
+int machine_run_vcpus(struct machine *m);
+
+struct snap_writer;
+struct snap_image;
+
+/**
+ * machine_devices_quiesce() - with the VM paused, finish every device's work in flight (disk
+ * requests completed to their used rings, the balloon's event thread idle), so the device state
+ * saved next is complete. Loop thread. Returns 0 or -errno.
+ */
+int machine_devices_quiesce(struct machine *m);
+
+/**
+ * machine_devices_save() - one snapshot section per device of @m into @w ("dev.*").
+ * Returns 0 or -errno.
+ */
+int machine_devices_save(struct machine *m, struct snap_writer *w);
+
+/**
+ * machine_devices_load() - load every device of @m (created from the snapshot's configuration)
+ * from its section of @img, before the vCPUs start. Returns 0, or -EINVAL when a section is
+ * missing or malformed (one line naming it printed).
+ */
+int machine_devices_load(struct machine *m, const struct snap_image *img);
 
 /**
  * machine_request_guest_shutdown() - ask the guest to shut down by itself: serial BREAK + SysRq
