@@ -379,6 +379,20 @@ int volume_prepare(struct volume *v, char *err, size_t cap)
 			(unsigned long long)(((uint64_t)sv.f_bavail * sv.f_frsize) >> 20));
 		return -ENOSPC;
 	}
+	{
+		char real[PATH_MAX];
+		size_t hl = strlen(v->host);
+
+		/* mke2fs -d would copy the image it is writing into itself. */
+		if (realpath(tmpdir, real) && !strncmp(real, v->host, hl) &&
+		    (real[hl] == '/' || !real[hl] || hl == 1)) {
+			snprintf(err, cap,
+				 "--volume %s: the image directory %s is inside it: set TMPDIR "
+				 "elsewhere",
+				 v->host_arg, tmpdir);
+			return -EINVAL;
+		}
+	}
 	fd = mkostemp(img, O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, cap, "--volume %s: cannot create its image in %s: %s", v->host_arg,

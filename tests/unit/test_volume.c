@@ -228,6 +228,14 @@ Test(volume, prepare_errors)
 	cr_assert_eq(volume_parse(arg, &v, err, sizeof(err)), 0);
 	cr_assert_eq(volume_prepare(&v, err, sizeof(err)), -EINVAL, "a FIFO cannot come back");
 	cr_assert(strstr(err, "is a FIFO"), "%s", err);
+	cr_assert_eq(volume_parse(arg, &v, err, sizeof(err)), 0);
+	v.ro = true; /* a read-only volume takes the FIFO */
+	setenv("TMPDIR", host, 1);
+	cr_assert_eq(volume_prepare(&v, err, sizeof(err)), -EINVAL, "the image inside HOSTDIR");
+	cr_assert(strstr(err, "set TMPDIR elsewhere"), "%s", err);
+	setenv("TMPDIR", base, 1);
+	cr_assert_eq(volume_prepare(&v, err, sizeof(err)), 0, "%s", err);
+	volume_release(&v);
 	teardown_tree();
 }
 
