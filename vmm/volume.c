@@ -195,11 +195,25 @@ static int confine_writes(const char *dir)
 	return 0;
 }
 
-int volume_run_confined(char *const argv[], const char *cwd, int keep_fd, int out_fd,
-			const char *write_dir, uint64_t max_file_bytes)
+static uint64_t free_bytes(const char *dir)
 {
+	struct statvfs sv;
+
+	return statvfs(dir, &sv) == 0 ? (uint64_t)sv.f_bavail * sv.f_frsize : UINT64_MAX;
+}
+
+int volume_run_confined(char *const argv[], const char *cwd, int keep_fd, int out_fd,
+			const struct volume_confine *c)
+{
+	const char *write_dir = c ? c->write_dir : NULL;
+	uint64_t max_file_bytes = c ? c->max_file_bytes : 0, free0 = 0;
+	bool watch = write_dir && (c->max_total_bytes || c->min_free_bytes);
 	int status;
-	pid_t pid = fork();
+	pid_t pid;
+
+	if (watch)
+		free0 = free_bytes(write_dir);
+	pid = fork();
 
 	if (pid < 0)
 		return -errno;
@@ -237,15 +251,34 @@ int volume_run_confined(char *const argv[], const char *cwd, int keep_fd, int ou
 		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
+	for (;;) {
+		pid_t r = waitpid(pid, &status, watch ? WNOHANG : 0);
+		uint64_t now;
+
+		if (r == pid)
+			break;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
 			return -errno;
+		}
+		/* Still running: what it wrote so far, as the file system's lost free space. */
+		now = free_bytes(write_dir);
+		if ((c->max_total_bytes && free0 > now && free0 - now > c->max_total_bytes) ||
+		    now < c->min_free_bytes) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return -EFBIG;
+		}
+		usleep(20 * 1000);
+	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
 }
 
 int volume_run(char *const argv[], const char *cwd, int keep_fd, int out_fd)
 {
-	return volume_run_confined(argv, cwd, keep_fd, out_fd, NULL, 0);
+	return volume_run_confined(argv, cwd, keep_fd, out_fd, NULL);
 }
 
 int volume_read_super(int fd, uint16_t *mnt_count, uint16_t *state)

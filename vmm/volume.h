@@ -33,6 +33,7 @@
 
 /* Bytes of GUESTDIR (it travels base64 on the kernel command line). */
 #define VOLUME_GUEST_MAX 255
+#define VOLUME_MIN_FREE	 (32ULL << 20) /* bytes a write-back leaves free on HOSTDIR's fs */
 #define VOLUME_SLACK	 (64ULL << 20) /* free space on an automatically sized image, bytes */
 
 struct volume {
@@ -98,14 +99,24 @@ int volume_find_tool(const char *name, const char *env, char *out, size_t cap);
  */
 int volume_run(char *const argv[], const char *cwd, int keep_fd, int out_fd);
 
+/* What a tool that reads a guest-written image may write (volume_run_confined()). */
+struct volume_confine {
+	const char *write_dir;	  /* the only writable place; NULL: no confinement */
+	uint64_t max_file_bytes;  /* RLIMIT_FSIZE (only lowered), 0: none */
+	uint64_t max_total_bytes; /* at most this much of write_dir's free space used, 0: any */
+	uint64_t min_free_bytes;  /* and at least this much left free */
+};
+
 /**
  * volume_run_confined() - volume_run() for a tool reading a guest-written image: in the child,
- * every mount read-only except @write_dir (a private mount namespace, plus a user namespace
+ * every mount read-only except @c->write_dir (a private mount namespace, plus a user namespace
  * mapping only the caller's ids when not root; where the kernel refuses, a warning line and no
- * confinement), and RLIMIT_FSIZE @max_file_bytes (0: none). Same returns as volume_run().
+ * confinement) and RLIMIT_FSIZE; the parent polls write_dir's free space every 20 ms and kills
+ * the tool when it used more than @c->max_total_bytes or left less than @c->min_free_bytes
+ * (-EFBIG). @c NULL: as volume_run(). Same returns as volume_run(), or -EFBIG.
  */
 int volume_run_confined(char *const argv[], const char *cwd, int keep_fd, int out_fd,
-			const char *write_dir, uint64_t max_file_bytes);
+			const struct volume_confine *c);
 
 /**
  * volume_read_super() - the ext2/3/4 superblock fields the write-back looks at, read from image
@@ -128,7 +139,8 @@ int volume_cmdline_arg(const struct volume *v, char letter, char *dst, size_t ca
  * directly). The superblock must say the guest unmounted it (else -EBUSY); an image never mounted
  * is left alone (returns 1). The image is the guest's, so hostile: it must pass `e2fsck -fn`
  * (duplicate or '/' names, shared blocks, loops: -EINVAL otherwise), and debugfs runs confined
- * (volume_run_confined(): writes only inside the stage, no file larger than the image). The tree
+ * (volume_run_confined(): writes only inside the stage, no file larger than the image, at most
+ * twice the image's size in all, VOLUME_MIN_FREE left free: -EFBIG). The tree
  * is extracted with `debugfs -R "rdump / STAGE"` into a directory next to HOSTDIR, synced, then
  * swapped with HOSTDIR in one renameat2(RENAME_EXCHANGE) (two renames where the file system lacks
  * it) and the old tree removed; any failure before the swap removes the stage and leaves HOSTDIR as

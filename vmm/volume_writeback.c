@@ -239,11 +239,23 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 	{
 		char *argv[] = {debugfs, "-R", request, img, NULL};
 
-		rc = out < 0 ? -errno
-			     : volume_run_confined(argv, parent, v->fd, out, stage, v->image_bytes);
+		/* A file holds at most the image; all of them at most twice that (holes of sparse
+		 * files come back as zeros). */
+		const struct volume_confine c = {.write_dir = stage,
+						 .max_file_bytes = v->image_bytes,
+						 .max_total_bytes = 2 * v->image_bytes,
+						 .min_free_bytes = VOLUME_MIN_FREE};
+
+		rc = out < 0 ? -errno : volume_run_confined(argv, parent, v->fd, out, &c);
 	}
 	if (rc != 0 || debugfs_failed(out, msg, sizeof(msg))) {
-		if (rc < 0)
+		if (rc == -EFBIG)
+			snprintf(msg, sizeof(msg),
+				 "the files would take more than twice the image (%llu MiB) or "
+				 "leave less than %llu MiB free",
+				 (unsigned long long)(v->image_bytes >> 19),
+				 (unsigned long long)(VOLUME_MIN_FREE >> 20));
+		else if (rc < 0)
 			snprintf(msg, sizeof(msg), "%s", strerror(-rc));
 		else if (rc == 256 + SIGXFSZ)
 			snprintf(msg, sizeof(msg), "a file is larger than the image (%llu MiB)",
@@ -258,7 +270,7 @@ int volume_write_back(struct volume *v, char *err, size_t cap)
 		snprintf(err, cap,
 			 "--volume %s: reading the files back failed: %s: %s left unchanged",
 			 v->host_arg, msg, v->host_arg);
-		return strstr(msg, "space") ? -ENOSPC : -EIO;
+		return rc == -EFBIG ? -EFBIG : strstr(msg, "space") ? -ENOSPC : -EIO;
 	}
 	close(out);
 	if (!v->had_lost_found) { /* mke2fs's, not the user's (kept if e2fsck put files there) */

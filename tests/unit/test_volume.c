@@ -506,3 +506,43 @@ Test(volume, hostile_image_confined_without_e2fsck)
 {
 	hostile_write_back(false);
 }
+
+/* Sparse files: each just under the image's size (so RLIMIT_FSIZE lets it through), three of
+ * them; rdump writes their holes as zeros: three times the image, the total cap is twice. */
+Test(volume, hostile_sparse_files_are_capped)
+{
+	struct volume v;
+	char err[512], src[PATH_MAX + 16], req[128];
+	struct stat before, after;
+	FILE *f;
+	int r;
+
+	if (!have_e2fsprogs())
+		cr_skip_test("e2fsprogs missing");
+	setup_tree();
+	prepare(&v);
+	snprintf(src, sizeof(src), "%s/evil", base);
+	f = fopen(src, "w");
+	fputs("x", f);
+	fclose(f);
+	for (int i = 0; i < 3; i++) {
+		snprintf(req, sizeof(req), "write evil /sparse%d", i);
+		guest_does(&v, req);
+		snprintf(req, sizeof(req), "sif /sparse%d size %llu", i,
+			 (unsigned long long)(v.image_bytes - 4096));
+		guest_does(&v, req);
+	}
+	snprintf(req, sizeof(req), "ssv mnt_count %u", v.mnt_count + 1U);
+	guest_does(&v, req);
+	cr_assert_eq(stat(host, &before), 0);
+	r = volume_write_back(&v, err, sizeof(err));
+	cr_assert_eq(r, -EFBIG, "%d: %s", r, err);
+	cr_assert(strstr(err, "more than twice the image") && strstr(err, "left unchanged"), "%s",
+		  err);
+	cr_assert_eq(stat(host, &after), 0);
+	cr_assert_eq(before.st_ino, after.st_ino, "HOSTDIR not replaced");
+	cr_assert_str_eq(get(host, "sparse0"), "<missing>");
+	cr_assert_eq(count_entries(base, ".vmm-volume-"), 0, "the stage is removed");
+	volume_release(&v);
+	teardown_tree();
+}
