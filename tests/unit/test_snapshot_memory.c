@@ -46,9 +46,9 @@ Test(snap_memory, writes_every_data_page_and_only_those)
 	int fd = -1;
 	char why[256];
 
-	fill(0x1000, 8 * MiB, 1);		 /* data */
+	fill(0x1000, 8 * MiB, 1);		    /* data */
 	memset(gm_ptr(&gm, 16 * MiB, MiB), 0, MiB); /* touched, zero: a hole */
-	fill(40 * MiB, 4096, 3);		 /* one page */
+	fill(40 * MiB, 4096, 3);		    /* one page */
 	fill(48 * MiB, 2 * MiB, 4);
 	cr_assert_eq(gm_discard(&gm, (48 * MiB + MiB) >> 12, 16, GM_PAGE_BALLOONED), 0);
 	cr_assert_eq(snap_memory_save(&gm, -1, path, &st), 0);

@@ -127,7 +127,8 @@ static int config_load(struct snapshot_restore *r, struct machine_config *c, str
 	if (c->auto_balloon && (c->policy.low_pct >= c->policy.high_pct ||
 				c->policy.high_pct > 100 || c->policy.period_ms == 0))
 		return state_fail(in, "autopilot options");
-	if (c->rng.enabled && (c->rng.rate_bytes_per_s < 1 || c->rng.rate_bytes_per_s > RNG_MAX_RATE))
+	if (c->rng.enabled &&
+	    (c->rng.rate_bytes_per_s < 1 || c->rng.rate_bytes_per_s > RNG_MAX_RATE))
 		return state_fail(in, "rng rate");
 	return 0;
 }
