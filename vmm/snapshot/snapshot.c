@@ -121,8 +121,15 @@ static int config_load(struct snapshot_restore *r, struct machine_config *c, str
 		return in->err;
 	/* The rest is checked by machine_create() as for a command line. */
 	if (c->vm.mem_bytes < 64 * MiB || c->vm.mem_bytes % (2 * MiB) || c->vm.nr_vcpus < 1 ||
-	    c->vm.nr_vcpus > 64 || c->compress > COMPRESS_ZSTD)
+	    c->vm.nr_vcpus > 254 || c->compress > COMPRESS_ZSTD)
 		return state_fail(in, "machine size");
+	/* What the command line's parsers would have refused. */
+	if (c->auto_balloon && (c->policy.low_pct >= c->policy.high_pct ||
+				c->policy.high_pct > 100 || c->policy.period_ms == 0))
+		return state_fail(in, "autopilot options");
+	if (c->rng.enabled &&
+	    (c->rng.rate_bytes_per_s < 1 || c->rng.rate_bytes_per_s > RNG_MAX_RATE))
+		return state_fail(in, "rng rate");
 	return 0;
 }
 
