@@ -194,6 +194,14 @@ int snapshot_create(struct machine *m, const char *dir, bool stop, struct snapsh
 		snprintf(why, why_len, "directory path too long");
 		return -ENAMETOOLONG;
 	}
+	/* A --volume image is unlinked and lives only in this process (vmm/volume.h). */
+	for (unsigned int i = 0; i < m->cfg.nr_disks; i++) {
+		if (!strncmp(m->cfg.disks[i].path, "/proc/self/fd/", 14)) {
+			snprintf(why, why_len, "a guest with --volume cannot be snapshotted (its "
+					       "image exists only in this process)");
+			return -ENOTSUP;
+		}
+	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		snprintf(why, why_len, "cannot create %s: %s", dir, strerror(errno));
