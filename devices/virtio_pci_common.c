@@ -21,7 +21,7 @@ static uint16_t vp_vector_ok(struct virtio_pci *vp, uint16_t v)
 }
 
 /* Caller holds dev->lock. The fixed reset path, then the transport's own registers. */
-static void vp_reset(struct virtio_pci *vp)
+void vp_reset(struct virtio_pci *vp)
 {
 	struct virtio_dev *dev = vp->dev;
 
