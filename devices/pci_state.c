@@ -109,7 +109,8 @@ static void fn_apply(const struct fn_state *f)
 		pci_bar_reg_write(d, i, rd32(f->cfg + BARS_LO + 4 * i));
 	for (unsigned int o = 0; o < PCI_CFG_SPACE_SIZE; o++)
 		if (o < BARS_LO || o >= BARS_END)
-			d->cfg[o] = (uint8_t)((d->cfg[o] & ~d->wmask[o]) | (f->cfg[o] & d->wmask[o]));
+			d->cfg[o] =
+				(uint8_t)((d->cfg[o] & ~d->wmask[o]) | (f->cfg[o] & d->wmask[o]));
 	pthread_mutex_lock(&d->irq_lock);
 	for (unsigned int n = 0; n < d->msix_nr; n++) {
 		struct msix_vec *v = &d->vec[n];
@@ -121,8 +122,8 @@ static void fn_apply(const struct fn_state *f)
 			continue;
 		ret = pci_msix_route(d, v, f->vec[n].r_addr, f->vec[n].r_data);
 		if (ret)
-			pr_warn("pci: %02x.0: restoring the route of MSI-X vector %u: %s", d->slot, n,
-				strerror(-ret));
+			pr_warn("pci: %02x.0: restoring the route of MSI-X vector %u: %s", d->slot,
+				n, strerror(-ret));
 	}
 	pthread_mutex_unlock(&d->irq_lock);
 	pci_update_decode(d);

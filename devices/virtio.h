@@ -186,4 +186,12 @@ int virtio_dev_save(struct virtio_dev *dev, struct state_out *o);
  */
 int virtio_dev_load(struct virtio_dev *dev, struct state_in *in);
 
+/**
+ * virtio_repop() - for a load hook: the device held chain @head of queue @qidx (popped last, not
+ * completed) when it was saved; walk it again from the loaded rings into *@c (validated by
+ * vq_pop, as any chain). Returns 0, or -EINVAL when the queue is not ready or the avail ring
+ * slot before last_avail does not hold a valid chain @head.
+ */
+int virtio_repop(struct virtio_dev *dev, uint16_t qidx, uint16_t head, struct vq_chain *c);
+
 #endif

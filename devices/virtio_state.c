@@ -143,3 +143,20 @@ int virtio_dev_load(struct virtio_dev *dev, struct state_in *in)
 	}
 	return 0;
 }
+
+int virtio_repop(struct virtio_dev *dev, uint16_t qidx, uint16_t head, struct vq_chain *c)
+{
+	struct virtqueue *vq = qidx < VIRTIO_MAX_QUEUES ? &dev->vqs[qidx] : NULL;
+	uint16_t last;
+
+	if (!vq || !vq->ready)
+		return -EINVAL;
+	last = vq->last_avail;
+	vq->last_avail = (uint16_t)(last - 1);
+	if (vq_pop(vq, c) != 1 || c->head != head) {
+		vq->last_avail = last;
+		return -EINVAL;
+	}
+	vq->popped--; /* popped once already, before the snapshot */
+	return 0;
+}
