@@ -130,8 +130,8 @@ static int load_work(struct balloon *b, unsigned int i, struct state_in *in)
 		return state_fail(in, "balloon: held inflate/deflate buffer not on a ready queue");
 	for (unsigned int k = 0; k < w->k; k++) {
 		w->pfns[k] = state_get_u64(in);
-		if (!state_in_error(in) && (!pfn_ok(b->vdev.gm, w->pfns[k], 1) ||
-					    (k && w->pfns[k] < w->pfns[k - 1])))
+		if (!state_in_error(in) &&
+		    (!pfn_ok(b->vdev.gm, w->pfns[k], 1) || (k && w->pfns[k] < w->pfns[k - 1])))
 			return state_fail(in, "balloon: held PFN outside RAM or unsorted");
 	}
 	return state_in_error(in);
@@ -180,8 +180,7 @@ int balloon_load(struct virtio_dev *dev, struct state_in *in)
 		return state_in_error(in);
 	if (dev->gm && num_pages > dev->gm->nr_pages)
 		return state_fail(in, "balloon: num_pages above guest RAM");
-	if (b->stats_held &&
-	    !head_ok(dev, balloon_queue_index(dev, BQ_STATS), b->stats_head))
+	if (b->stats_held && !head_ok(dev, balloon_queue_index(dev, BQ_STATS), b->stats_head))
 		return state_fail(in, "balloon: held stats buffer not on a ready stats queue");
 	b->num_pages = num_pages;
 	b->actual = actual;

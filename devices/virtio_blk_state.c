@@ -52,8 +52,8 @@ int blk_load(struct virtio_dev *dev, struct state_in *in)
 
 	if (state_in_error(in))
 		return state_in_error(in);
-	if (capacity != b->capacity || blk_size != b->blk_size ||
-	    nr_queues != b->cfg.nr_queues || ro != b->cfg.ro) {
+	if (capacity != b->capacity || blk_size != b->blk_size || nr_queues != b->cfg.nr_queues ||
+	    ro != b->cfg.ro) {
 		pr_err("virtio-blk %s: the disk differs from the snapshot's (%llu sectors of %u "
 		       "bytes, %u queues%s; snapshot %llu, %u, %u%s)",
 		       b->cfg.path, (unsigned long long)b->capacity, b->blk_size, b->cfg.nr_queues,

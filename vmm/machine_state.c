@@ -64,8 +64,8 @@ static int virtio_load_fn(void *obj, struct state_in *in)
 
 static void add_virtio(struct dev_entry *e, unsigned int *n, const char *tag, struct virtio_dev *d)
 {
-	e[*n] = (struct dev_entry){.save = virtio_save_fn, .load = virtio_load_fn, .obj = d,
-				   .vdev = d};
+	e[*n] = (struct dev_entry){
+		.save = virtio_save_fn, .load = virtio_load_fn, .obj = d, .vdev = d};
 	snprintf(e[*n].tag, sizeof(e[*n].tag), "%s", tag);
 	(*n)++;
 }
@@ -76,8 +76,8 @@ static unsigned int dev_table(struct machine *m, struct dev_entry *e)
 	unsigned int n = 0;
 
 	if (m->console)
-		e[n++] = (struct dev_entry){"dev.serial", serial_save_fn, serial_load_fn, m->console,
-					    NULL};
+		e[n++] = (struct dev_entry){"dev.serial", serial_save_fn, serial_load_fn,
+					    m->console, NULL};
 	if (m->pci)
 		e[n++] = (struct dev_entry){"dev.pci", pci_save_fn, pci_load_fn, m->pci, NULL};
 	if (m->balloon)
