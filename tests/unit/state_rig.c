@@ -180,7 +180,8 @@ void rig_driver_up(struct rig *r, unsigned int slot, uint64_t features, unsigned
 	rig_wr(r, slot, CC(guest_feature_select), 1, 4);
 	rig_wr(r, slot, CC(guest_feature), (uint32_t)(f >> 32), 4);
 	rig_wr(r, slot, CC(device_status),
-	       VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK, 1);
+	       VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
+	       1);
 	for (unsigned int q = 0; q < nq; q++) {
 		struct fake_vq *v = &fq[q];
 

@@ -27,7 +27,7 @@
 struct rig_fake {
 	int line[24];
 	int next_gsi;
-	int efd[64];	    /* irqfd eventfd per GSI */
+	int efd[64];	     /* irqfd eventfd per GSI */
 	uint64_t r_addr[64]; /* MSI route per GSI (0: none) */
 	uint32_t r_data[64];
 	struct {

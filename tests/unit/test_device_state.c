@@ -28,7 +28,7 @@
 #define RINGS	 0x100000ULL
 #define BRINGS	 0x200000ULL
 #define BUFS	 0x400000ULL
-#define RNG_GSI0 RIG_GSI_BASE	  /* rng: vectors 0 (queue) and 1 (config) */
+#define RNG_GSI0 RIG_GSI_BASE	    /* rng: vectors 0 (queue) and 1 (config) */
 #define BAL_GSI0 (RIG_GSI_BASE + 2) /* balloon: 6 vectors after the rng's 2 */
 
 static struct rig a, b;
@@ -161,8 +161,8 @@ Test(device_state, moved_bar_decodes_with_ioeventfds_after_restore)
 
 static void bal_cfg_wr_actual(struct rig *r, uint32_t pages)
 {
-	rig_wr(r, RIG_BALLOON, VIRTIO_PCI_DEVICE_OFF + offsetof(struct virtio_balloon_config, actual),
-	       pages, 4);
+	rig_wr(r, RIG_BALLOON,
+	       VIRTIO_PCI_DEVICE_OFF + offsetof(struct virtio_balloon_config, actual), pages, 4);
 }
 
 Test(device_state, balloon_target_actual_stats_and_pages_survive)
