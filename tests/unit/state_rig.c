@@ -18,6 +18,7 @@
 #define CC(f) offsetof(struct virtio_pci_common_cfg, f)
 
 struct guest_mem rig_gm;
+uint64_t rig_rng_rate = RNG_MAX_RATE;
 
 static int f_line(void *o, uint32_t gsi, int level)
 {
@@ -78,7 +79,7 @@ void rig_up(struct rig *r, struct loop *loop)
 		.irqfd = f_irqfd,
 		.ioeventfd = f_ioeventfd,
 	};
-	struct rng_config rc = {.enabled = true, .rate_bytes_per_s = RNG_MAX_RATE};
+	struct rng_config rc = {.enabled = true, .rate_bytes_per_s = rig_rng_rate};
 	struct balloon_config bc = {.enabled = true, .stats = true};
 
 	memset(r, 0, sizeof(*r));

@@ -47,6 +47,7 @@ struct rig {
 };
 
 extern struct guest_mem rig_gm;
+extern uint64_t rig_rng_rate; /* the rng's rate limit, bytes/s (bucket: one second) */
 
 /** rig_up() - the bus and both devices (@loop may be NULL: synchronous notifications). */
 void rig_up(struct rig *r, struct loop *loop);

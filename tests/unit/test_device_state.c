@@ -15,6 +15,7 @@
 #include <linux/virtio_ring.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../devices/pci.h"
 #include "../../devices/serial.h"
@@ -115,6 +116,38 @@ Test(device_state, rng_queue_and_msix_keep_working_after_restore)
 	cr_assert_eq(fake_used_idx(q), 2, "used->idx continues from the snapshot");
 	cr_assert_neq(memcmp(gm_ptr(&rig_gm, BUFS + 64, 64), zero, 64), 0);
 	cr_assert_eq(rig_fired(&b, RNG_GSI0), 1, "the loaded MSI-X vector fired");
+	rig_down(&b);
+}
+
+/* A request waiting for the rate limiter is walked again from the ring and served later. */
+Test(device_state, rng_request_waiting_for_tokens_is_served_after_restore, .timeout = 20)
+{
+	struct fake_vq q[1];
+	uint16_t waiting;
+	uint32_t id, len;
+
+	rig_rng_rate = 64; /* 64 bytes a second, a 64-byte bucket */
+	rig_up(&a, NULL);
+	rig_driver_up(&a, RIG_RNG, 0, 1, q, RINGS);
+	expect_used(q, rng_request(&a, q, BUFS), 64); /* empties the bucket */
+	waiting = rng_request(&a, q, BUFS + 64);
+	cr_assert_not(fake_get_used(q, &id, &len), "the second request waits");
+	rig_save(&a, &spci, sdev);
+	rig_down(&a);
+
+	rig_up(&b, NULL);
+	cr_assert_eq(rig_load_pci(&b, &spci), 0);
+	cr_assert_eq(rig_load_dev(&b, RIG_RNG, &sdev[0]), 0);
+	cr_assert_eq(rig_load_dev(&b, RIG_BALLOON, &sdev[1]), 0);
+	driver_follows(q, rig_vdev(&b, RIG_RNG), 0);
+	virtio_pci_restart_queues(rig_vdev(&b, RIG_RNG));
+	for (int i = 0; i < 30 && !fake_get_used(q, &id, &len); i++) {
+		usleep(100 * 1000); /* no loop here: the next notification retries */
+		rig_kick(&b, RIG_RNG, 0);
+	}
+	cr_assert_eq(id, waiting, "the request that waited in the snapshot is served");
+	cr_assert_eq(len, 64);
+	cr_assert_eq(fake_used_idx(q), 2);
 	rig_down(&b);
 }
 

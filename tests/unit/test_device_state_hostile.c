@@ -31,7 +31,7 @@
 #define D_RNG	(C_RNG + 54 + 32)  /* rng device part */
 #define T_BAL	(20 + 28 * 5 + 13)
 #define D_BAL	(T_BAL + 20 + 54 * 5 + 32)
-#define PCI_FN1 (4 + 1 + 1 + 256 + 2) /* slot 1: its slot byte */
+#define PCI_FN1 (4 + 1 + 1 + 256 + 2)	/* slot 1: its slot byte */
 #define PCI_V0	(PCI_FN1 + 1 + 256 + 2) /* slot 1: MSI-X vector 0 */
 
 static struct rig a, b;
@@ -267,7 +267,7 @@ Test(device_state_hostile, foreign_pci_functions_and_msix_entries_are_rejected)
 	cr_assert_eq(rig_load_pci(&b, &c), -EINVAL, "vector control reserved bit");
 	patch(&c, PCI_V0 + 12 + 1, &b1, &zero, 1);
 	patch(&c, PCI_V0 + 16, &zero, &zero, 1); /* vector 0: not pending */
-	patch(&c, PCI_V0 + 17, &b1, &b1, 1);	  /* routed (it fired) */
+	patch(&c, PCI_V0 + 17, &b1, &b1, 1);	 /* routed (it fired) */
 	patch(&c, PCI_V0 + 18, &route, &bad, 4);
 	cr_assert_eq(rig_load_pci(&b, &c), -EINVAL, "route to a non-MSI address");
 	patch(&c, PCI_V0 + 18, &bad, &route, 4);
