@@ -122,6 +122,13 @@ static inline bool virtio_has_feature(const struct virtio_dev *dev, unsigned int
  */
 void virtio_dev_reset(struct virtio_dev *dev);
 
+/**
+ * virtio_dev_reset_common() - the common half of virtio_dev_reset(): features, status and queues
+ * cleared, the device's reset hook NOT called (a state load must not undo what the memory layer
+ * restored, e.g. the balloon's hook marks every ballooned page resident). Caller holds dev->lock.
+ */
+void virtio_dev_reset_common(struct virtio_dev *dev);
+
 /*
  * virtio_needs_reset() - the device met a driver error it cannot recover from without a reset
  * (virtio 1.2 §2.1.2): set DEVICE_NEEDS_RESET and raise a configuration-change notification, once.
@@ -181,8 +188,10 @@ int virtio_dev_save(struct virtio_dev *dev, struct state_out *o);
  * accepted ones be offered once FEATURES_OK is set, DRIVER_OK needs FEATURES_OK (or
  * NEEDS_RESET), and every ready queue is re-enabled through vq_enable() (size a power of two,
  * at most ops->max_queue_size, rings aligned and inside guest RAM) with its negotiated ring
- * features as saved. Indices are free-running u16: any value. On error the device is reset
- * (virtio_dev_reset()). Caller holds dev->lock. Returns 0 or -EINVAL.
+ * features as saved. Indices are free-running u16: any value. On error the common part is reset
+ * (virtio_dev_reset_common(): the device's own reset hook is not run, so guest memory state is
+ * left alone) and whatever device fields were loaded hold validated values only. Caller holds
+ * dev->lock. Returns 0 or -EINVAL.
  */
 int virtio_dev_load(struct virtio_dev *dev, struct state_in *in);
 

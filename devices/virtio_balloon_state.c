@@ -1,8 +1,9 @@
 /*
  * virtio-balloon snapshot state (virtio_dev_ops.save/load): the config (num_pages, actual), the
  * latest stats set and the held stats buffer, inflate/deflate buffers the kick budget stopped
- * half-way, the counters, and the per-page state of ballooned and reported pages as runs of
- * PFNs (re-applied with gm_discard on load, so the memory layer's map and counters agree).
+ * half-way, and the counters. The per-page state (which pages are ballooned) is the memory
+ * layer's, saved and restored with the memory file (vmm/snapshot/memory.c: its state map, loaded
+ * before the devices); reported pages are not kept there, the guest reuses them unannounced.
  */
 #include <errno.h>
 
@@ -13,55 +14,6 @@
 #include "../vmm/state.h"
 #include "../vmm/util.h"
 #include "virtio_balloon_priv.h"
-
-#define MAX_RUNS (1u << 24) /* bounds a hostile run count before it is checked page by page */
-
-static void put_run(struct state_out *o, uint64_t pfn, uint64_t n, uint8_t st, uint32_t *runs)
-{
-	state_put_u64(o, pfn);
-	state_put_u64(o, n);
-	state_put_u8(o, st);
-	(*runs)++;
-}
-
-/* Runs of BALLOONED / REPORTED pages, region by region (PFN = GPA >> 12). */
-static void save_pages(struct guest_mem *gm, struct state_out *o)
-{
-	size_t at;
-	uint32_t runs = 0;
-
-	state_put_u32(o, 0); /* patched below */
-	at = o->len - 4;
-	if (!gm || !gm->state)
-		return;
-	pthread_mutex_lock(&gm->lock);
-	for (unsigned int i = 0; i < gm->nr_regions; i++) {
-		const struct gm_region *r = &gm->regions[i];
-		uint64_t lo = MAX(r->first_pg, gm->balloon_lo);
-		uint64_t end = MIN(r->first_pg + r->size / GM_PAGE_SIZE, gm->balloon_hi);
-		uint64_t base = r->gpa / GM_PAGE_SIZE - r->first_pg, start = 0;
-		uint8_t cur = GM_PAGE_RESIDENT;
-
-		for (uint64_t idx = lo; idx < end; idx++) {
-			uint8_t st = gm->state[idx];
-
-			if (st != GM_PAGE_BALLOONED && st != GM_PAGE_REPORTED)
-				st = GM_PAGE_RESIDENT;
-			if (st == cur)
-				continue;
-			if (cur != GM_PAGE_RESIDENT)
-				put_run(o, base + start, idx - start, cur, &runs);
-			cur = st;
-			start = idx;
-		}
-		if (cur != GM_PAGE_RESIDENT && end > start)
-			put_run(o, base + start, end - start, cur, &runs);
-	}
-	pthread_mutex_unlock(&gm->lock);
-	if (!state_out_error(o))
-		for (int k = 0; k < 4; k++)
-			o->data[at + k] = (uint8_t)(runs >> (8 * k));
-}
 
 int balloon_save(struct virtio_dev *dev, struct state_out *o)
 {
@@ -94,7 +46,6 @@ int balloon_save(struct virtio_dev *dev, struct state_out *o)
 	state_put_u64(o, b->deflated_pages);
 	state_put_u64(o, b->reported_bytes);
 	state_put_u64(o, b->discard_ranges);
-	save_pages(dev->gm, o);
 	return state_out_error(o);
 }
 
@@ -137,30 +88,6 @@ static int load_work(struct balloon *b, unsigned int i, struct state_in *in)
 	return state_in_error(in);
 }
 
-static int load_pages(struct balloon *b, struct state_in *in)
-{
-	struct guest_mem *gm = b->vdev.gm;
-	uint32_t runs = state_get_u32(in);
-	uint64_t end = 0;
-
-	if (runs > MAX_RUNS || (runs && !gm))
-		return state_fail(in, "balloon: too many page runs");
-	for (uint32_t i = 0; i < runs && !state_in_error(in); i++) {
-		uint64_t pfn = state_get_u64(in), n = state_get_u64(in);
-		uint8_t st = state_get_u8(in);
-
-		if (state_in_error(in))
-			break;
-		if ((st != GM_PAGE_BALLOONED && st != GM_PAGE_REPORTED) || !pfn_ok(gm, pfn, n) ||
-		    pfn < end)
-			return state_fail(in, "balloon: bad page run");
-		end = pfn + n;
-		if (gm_discard(gm, pfn, n, st))
-			return state_fail(in, "balloon: page run not discarded");
-	}
-	return state_in_error(in);
-}
-
 int balloon_load(struct virtio_dev *dev, struct state_in *in)
 {
 	struct balloon *b = to_balloon(dev);
@@ -191,7 +118,5 @@ int balloon_load(struct virtio_dev *dev, struct state_in *in)
 	b->deflated_pages = state_get_u64(in);
 	b->reported_bytes = state_get_u64(in);
 	b->discard_ranges = state_get_u64(in);
-	if (state_in_error(in))
-		return state_in_error(in);
-	return load_pages(b, in);
+	return state_in_error(in);
 }

@@ -88,8 +88,9 @@ int virtio_pci_save(struct virtio_dev *dev, struct state_out *o);
  * sizes powers of two up to ops->max_queue_size, every vector inside the MSI-X table or
  * NO_VECTOR, ISR bits 0-1 only, early kicks of existing queues, activation only with DRIVER_OK;
  * then virtio_dev_load(). The INTx line follows the loaded ISR (pci_set_irq). On error the
- * transport and device are reset. Call with the vCPUs and the loop not running.
- * Returns 0, -ENODEV (not attached) or -EINVAL.
+ * transport registers and the device's common part are reset (not the device's own state: its
+ * reset hook is not run, see virtio_dev_reset_common()). Call with the vCPUs and the loop not
+ * running. Returns 0, -ENODEV (not attached) or -EINVAL.
  */
 int virtio_pci_load(struct virtio_dev *dev, struct state_in *in);
 

@@ -116,6 +116,10 @@ uint32_t vp_common_write(struct virtio_pci *vp, uint32_t off, const void *data, 
  * dev->lock. */
 void vp_reset(struct virtio_pci *vp);
 
+/* vp_reset_regs() - the transport's half of vp_reset(): offered features recomputed, every
+ * register to its reset value, ISR and INTx cleared; the device is not touched. dev->lock. */
+void vp_reset_regs(struct virtio_pci *vp);
+
 /* vp_is_transport() - is @dev attached to this transport (dev->transport is ours)? */
 bool vp_is_transport(const struct virtio_dev *dev);
 

@@ -129,7 +129,9 @@ int virtio_pci_load(struct virtio_dev *dev, struct state_in *in)
 	if (!vp_is_transport(dev))
 		return -ENODEV;
 	pthread_mutex_lock(&dev->lock);
-	vp_reset(vp);
+	/* Fresh already; no device reset hook (the balloon's would undo the restored page map). */
+	virtio_dev_reset_common(dev);
+	vp_reset_regs(vp);
 	ret = regs_load(vp, &t, in);
 	if (!ret)
 		ret = virtio_dev_load(dev, in);
@@ -139,7 +141,8 @@ int virtio_pci_load(struct virtio_dev *dev, struct state_in *in)
 		ret = state_in_end(in);
 	if (ret) {
 		pr_debug("%s: transport state rejected", dev->ops->name);
-		vp_reset(vp);
+		virtio_dev_reset_common(dev);
+		vp_reset_regs(vp);
 	}
 	pthread_mutex_unlock(&dev->lock);
 	return ret ? -EINVAL : 0;

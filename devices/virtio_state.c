@@ -138,7 +138,7 @@ int virtio_dev_load(struct virtio_dev *dev, struct state_in *in)
 		if (!state_in_error(in))
 			state_fail(in, "device state rejected");
 		pr_debug("%s: state rejected", dev->ops->name);
-		virtio_dev_reset(dev);
+		virtio_dev_reset_common(dev);
 		return -EINVAL;
 	}
 	return 0;
