@@ -82,7 +82,7 @@ struct virtio_budget {
 	uint64_t deadline_ns; /* now_ns() value at which it ends */
 };
 
-#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_MAX_QUEUES 10 /* virtio-console: 4 ports + control = 10 queues */
 
 struct virtio_dev {
 	const struct virtio_dev_ops *ops;

@@ -199,10 +199,13 @@ static int create_disks(struct machine *m)
 static int create_vconsole(struct machine *m)
 {
 	const struct vconsole_config cfg = {
-		.nr_ports = 3,
+		.nr_ports = 4,
 		.ports = {{.name = "vmm.stdout", .out_fd = STDOUT_FILENO, .in_fd = -1},
 			  {.name = "vmm.stderr", .out_fd = STDERR_FILENO, .in_fd = -1},
-			  {.name = "vmm.stdin", .out_fd = -1, .in_fd = STDIN_FILENO}},
+			  {.name = "vmm.stdin", .out_fd = -1, .in_fd = STDIN_FILENO},
+			  {.name = "vmm.cmd",
+			   .out_fd = -1,
+			   .in_fd = m->cfg.await_command ? m->cfg.cmd_in_fd : -1}},
 	};
 	int ret;
 
@@ -296,6 +299,7 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	m->cfg = *cfg;
 	m->console_fd = -1;
 	m->stats_timer = -1;
+	m->mem_fd = -1;
 	ret = vm_create(&m->vm, &cfg->vm);
 	if (ret)
 		return ret;	 /* vm_create() released what it made */
@@ -369,6 +373,14 @@ int machine_start(struct machine *m)
 		pr_err("setting boot registers: %s", strerror(-ret));
 		return ret;
 	}
+	return machine_run_vcpus(m);
+}
+
+int machine_run_vcpus(struct machine *m)
+{
+	struct vm *vm = &m->vm;
+	int ret;
+
 	pthread_mutex_lock(&vm->lock);
 	vm->state = VM_RUNNING;
 	vm->start_ns = now_ns();
@@ -432,4 +444,7 @@ void machine_destroy(struct machine *m)
 	m->console_fd = -1;
 	/* 7. */
 	vm_destroy(vm);
+	if (m->mem_fd >= 0)
+		close(m->mem_fd);
+	m->mem_fd = -1;
 }

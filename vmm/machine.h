@@ -12,8 +12,10 @@
  *   - virtio-blk on PCI, one per --disk, in order (vda, vdb, ...: PCI slot order)
  *                                                         devices/virtio_blk.h
  *   - virtio-console on PCI, with --vconsole on: ports     devices/virtio_console.h
- *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin);
- *     the UART then takes no input (stdin belongs to the port)
+ *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin),
+ *     3 "vmm.cmd" (<- cfg.cmd_in_fd: the command a guest booted with --await-command waits
+ *     for, sent after a restore; docs/snapshot.md); the UART then takes no input (stdin
+ *     belongs to the port)
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
@@ -100,7 +102,9 @@ struct machine_config {
 	struct rng_config rng;
 	unsigned int nr_disks; /* --disk, in order; nr_queues is set by machine_create */
 	struct blk_config disks[MACHINE_MAX_DISKS];
-	bool vconsole; /* virtio-console carrying the job's stdin/stdout/stderr */
+	bool vconsole;	    /* virtio-console carrying the job's stdin/stdout/stderr */
+	bool await_command; /* --await-command: the guest's init waits for its command on vmm.cmd */
+	int cmd_in_fd;	    /* host side of port vmm.cmd (not owned), or -1 */
 	/*
 	 * --debug corrupt-store=GPA (tests/kvm/memtier_corrupt.sh): the compressed tier damages the
 	 * stored copy of the first page it compresses at or above this GPA, once, so the integrity
@@ -125,7 +129,8 @@ struct machine {
 	struct memtier *memtier; /* NULL with --compress off */
 	struct control *control; /* NULL without --control */
 	struct policy policy;	 /* the autopilot's state (loop thread only) */
-	int policy_timer;	 /* its loop timer, or 0 when off */
+	int mem_fd;	  /* the snapshot memory file guest RAM is mapped from (a restore), or -1 */
+	int policy_timer; /* its loop timer, or 0 when off */
 };
 
 /**
@@ -143,6 +148,13 @@ int machine_create(struct machine *m, const struct machine_config *cfg);
  * printed; -ENOEXEC/-E2BIG/-ENOENT/-EACCES from the loaders, see boot/boot.h).
  */
 int machine_start(struct machine *m);
+
+/**
+ * machine_run_vcpus() - the end of step 6 (machine_start() and a snapshot restore): the VM's
+ * state becomes running and every vCPU thread starts from the registers it has. Returns 0 or
+ * -errno (the VM is then stopped).
+ */
+int machine_run_vcpus(struct machine *m);
 
 /**
  * machine_request_guest_shutdown() - ask the guest to shut down by itself: serial BREAK + SysRq
@@ -184,11 +196,13 @@ int machine_devices_save(struct machine *m, struct snap_writer *w);
  * into @m, created by machine_create() from the snapshot's configuration and not started (guest
  * RAM already holds the snapshot's memory, vCPUs and loop not running). Loads the UART, the PCI
  * bus (BARs decoded again, ioeventfds, MSI routes), then each virtio function, then notifies
- * every ready queue once (the work is done when the loop runs). Load the in-kernel irqchip
- * after this, so its saved pin state is what the guest sees (the UART and INTx lines are driven
- * to their loaded levels here). Every value is validated: a missing, malformed or foreign
- * section (or a "dev." section this machine has no device for) gives one pr_err line naming
- * it and -EINVAL; the machine must then be destroyed, not started.
+ * every ready queue once (the work is done when the loop runs). The UART's and the INTx lines
+ * are driven to their loaded levels (KVM_IRQ_LINE), so the kernel's line state matches the
+ * devices; with the irqchip loaded before (snapshot.c), an asserted edge-triggered line (the
+ * UART's IRQ 4) may give the guest one spurious interrupt, which its driver ignores. Every value is
+ * validated: a missing, malformed or foreign section (or a "dev." section this machine has no
+ * device for) gives one pr_err line naming it and -EINVAL; the machine must then be destroyed, not
+ * started.
  */
 int machine_devices_load(struct machine *m, const struct snap_image *img);
 

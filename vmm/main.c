@@ -22,6 +22,7 @@
 #include "control/server.h"
 #include "loop.h"
 #include "machine.h"
+#include "run_snapshot.h"
 #include "sandbox.h"
 #include "util.h"
 #include "vm.h"
@@ -99,6 +100,15 @@ static void usage(FILE *f)
 		"                       debug: damage the stored copy of the first page the\n"
 		"                       compressed tier compresses at or above GPA; its fault-in\n"
 		"                       must stop the VM (exit status 1; tests)\n"
+		"  --await-command      boot the default guest, then wait for its COMMAND on the\n"
+		"                       virtio-console port vmm.cmd: the idle guest to snapshot\n"
+		"                       for 'vmm run --restore DIR -- COMMAND'\n"
+		"  --restore DIR[,memory=private|copy]\n"
+		"                       continue the guest of a snapshot ('vmm ctl snapshot\n"
+		"                       create'); private (default) maps its memory file\n"
+		"                       copy-on-write (clones share it), copy reads it into\n"
+		"                       anonymous memory (the compressed tier then works); only\n"
+		"                       --control, --console, --seccomp and -v go with it\n"
 		"  -v, --verbose        more messages (repeat for debug)\n"
 		"\n"
 		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
@@ -189,6 +199,8 @@ static int cmd_run(int argc, char **argv)
 		{"auto-balloon", required_argument, NULL, 'A'},
 		{"seccomp-test", required_argument, NULL, 'T'},
 		{"debug", required_argument, NULL, 'D'},
+		{"restore", required_argument, NULL, 'X'},
+		{"await-command", no_argument, NULL, 'W'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -204,7 +216,9 @@ static int cmd_run(int argc, char **argv)
 			    .stats_period_s = 0},
 		.rng = {.enabled = true, .rate_bytes_per_s = RNG_DEFAULT_RATE},
 	};
-	char rng_err[160];
+	char rng_err[160], why[512];
+	const char *restore = NULL, *machine_opt = NULL;
+	static struct snapshot_restore snap;
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL, *root = NULL;
 	char root_arg[64] = "";
@@ -217,6 +231,10 @@ static int cmd_run(int argc, char **argv)
 
 	opterr = 0; /* our own messages: getopt's would name the program "run" */
 	while ((c = getopt_long(argc, argv, "+:vh", opts, NULL)) != -1) {
+		/* What --restore takes from the snapshot may not be given with it. */
+		for (const struct option *op = opts; op->name && !strchr("sCSTvhX:?", c); op++)
+			if (op->val == c && !machine_opt)
+				machine_opt = op->name;
 		switch (c) {
 		case 'k':
 			snprintf(kernel, sizeof(kernel), "%s", optarg);
@@ -338,6 +356,12 @@ static int cmd_run(int argc, char **argv)
 		case 'D':
 			cli_parse_debug(optarg, &cfg);
 			break;
+		case 'X':
+			restore = optarg;
+			break;
+		case 'W':
+			cfg.await_command = true;
+			break;
 		case 'v':
 			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
 			break;
@@ -351,6 +375,19 @@ static int cmd_run(int argc, char **argv)
 				die("unknown option '-%c' (see 'vmm run --help')", optopt);
 			die("unknown option '%s' (see 'vmm run --help')", argv[optind - 1]);
 		}
+	}
+	if (restore) {
+		if (machine_opt)
+			die("--%s comes from the snapshot: not allowed with --restore",
+			    machine_opt);
+		shcmd[0] = '\0';
+		for (size_t len = 0; optind < argc; optind++)
+			if (cli_append_quoted(shcmd, RUN_CMD_MAX, &len, argv[optind]) < 0)
+				die("the guest command is longer than %d bytes", RUN_CMD_MAX);
+		run_restore_config(restore, &cfg, shcmd, &snap);
+		interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) &&
+			      cfg.console == CONSOLE_STDIO;
+		goto setup_done;
 	}
 	if (cfg.vm.mem_bytes < MIN_MEM)
 		die("--mem %llu MiB is below the minimum of 64 MiB",
@@ -390,6 +427,15 @@ static int cmd_run(int argc, char **argv)
 	if (!vconsole_set)
 		cfg.vconsole =
 			shcmd[0] && !interactive && !cfg.firmware && cfg.console == CONSOLE_STDIO;
+	if (cfg.await_command) {
+		if (shcmd[0] || cfg.firmware)
+			die("--await-command boots the default guest without a COMMAND (it comes "
+			    "with 'vmm run --restore DIR -- COMMAND')");
+		if (vconsole_set && !cfg.vconsole)
+			die("--await-command needs --vconsole on (the command comes on its port)");
+		cfg.vconsole = true;
+		cfg.cmd_in_fd = run_cmd_pipe(NULL);
+	}
 
 	if (!cfg.firmware) {
 		char dk[PATH_MAX], di[PATH_MAX];
@@ -405,14 +451,15 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		cli_base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s",
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s%s",
 			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
 			 /* guest init: the command's stdio on the virtio-console ports */
-			 cfg.vconsole && shcmd[0] ? " vmm.vconsole=1" : "",
+			 cfg.vconsole && (shcmd[0] || cfg.await_command) ? " vmm.vconsole=1" : "",
 			 /* guest init: free page reporting in whole host huge pages */
-			 cfg.vm.hugepages ? " vmm.report_order=9" : "");
+			 cfg.vm.hugepages ? " vmm.report_order=9" : "",
+			 cfg.await_command ? " vmm.await=1" : "");
 		cfg.kernel = kernel;
 		cfg.initrd = initrd[0] ? initrd : NULL;
 		cfg.cmdline = cmdline;
@@ -420,6 +467,7 @@ static int cmd_run(int argc, char **argv)
 		cfg.cmdline = user_cmdline; /* the firmware's argument string */
 	}
 
+setup_done:
 	/* Signals go to the event loop; vCPU threads inherit the blocked mask. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -450,9 +498,17 @@ static int cmd_run(int argc, char **argv)
 	 * the job's input (the UART, which would read the raw keys, takes no input then). */
 	if (interactive && !cfg.vconsole)
 		raw_tty();
-	ret = machine_start(m);
-	if (ret)
-		exit(2);
+	if (restore) {
+		ret = snapshot_restore(m, &snap, why, sizeof(why));
+		if (ret) {
+			pr_err("cannot restore %s: %s", snap.dir, why);
+			exit(2);
+		}
+	} else {
+		ret = machine_start(m);
+		if (ret)
+			exit(2);
+	}
 	ret = sandbox_enter(VMM_THREAD_LOOP); /* setup is over: the loop's filter from here on */
 	if (ret < 0)
 		die("seccomp: cannot load the loop thread's filter: %s", strerror(-ret));
@@ -465,6 +521,7 @@ static int cmd_run(int argc, char **argv)
 	if (ret == 130 || ret == 143)
 		fprintf(stderr, "vmm: %s\n", vm->exit_reason);
 	machine_destroy(m);
+	snapshot_close(&snap);
 	restore_tty();
 	return ret;
 }
