@@ -73,6 +73,8 @@ struct vconsole;
 struct memtier;
 struct control;
 struct blk;
+struct snap_writer;
+struct snap_image;
 
 #define MACHINE_MAX_DISKS 8
 
@@ -158,29 +160,6 @@ int machine_start(struct machine *m);
  */
 int machine_run_vcpus(struct machine *m);
 
-struct snap_writer;
-struct snap_image;
-
-/**
- * machine_devices_quiesce() - with the VM paused, finish every device's work in flight (disk
- * requests completed to their used rings, the balloon's event thread idle), so the device state
- * saved next is complete. Loop thread. Returns 0 or -errno.
- */
-int machine_devices_quiesce(struct machine *m);
-
-/**
- * machine_devices_save() - one snapshot section per device of @m into @w ("dev.*").
- * Returns 0 or -errno.
- */
-int machine_devices_save(struct machine *m, struct snap_writer *w);
-
-/**
- * machine_devices_load() - load every device of @m (created from the snapshot's configuration)
- * from its section of @img, before the vCPUs start. Returns 0, or -EINVAL when a section is
- * missing or malformed (one line naming it printed).
- */
-int machine_devices_load(struct machine *m, const struct snap_image *img);
-
 /**
  * machine_request_guest_shutdown() - ask the guest to shut down by itself: serial BREAK + SysRq
  * 'e' (SIGTERM to all tasks but init; our init then exits the VM), SysRq 'i' (SIGKILL) a second
@@ -196,6 +175,40 @@ int machine_request_guest_shutdown(struct machine *m);
  * with stats, or -errno from the loop.
  */
 int machine_policy_start(struct machine *m);
+
+/**
+ * machine_devices_quiesce() - snapshot step 1 for the devices (issue 14), with the VM paused
+ * (vm_pause: vCPUs parked), on the event-loop thread: every virtio-blk request in flight is
+ * completed into its used ring (blk_quiesce, at most 5 s per disk) and the balloon's event
+ * thread has delivered what was pending (balloon_quiesce). Returns 0, or -ETIMEDOUT when a
+ * disk still has requests in flight (do not save then; the VM may be resumed).
+ */
+int machine_devices_quiesce(struct machine *m);
+
+/**
+ * machine_devices_save() - snapshot step 2, after machine_devices_quiesce(), same thread and
+ * VM still paused: add one section per device to @w: "dev.serial" (16550), "dev.pci" (conf1
+ * latch, every function's configuration space and MSI-X table), then per virtio function its
+ * transport, common and device state: "dev.balloon", "dev.rng", "dev.blk.N" (N: --disk index),
+ * "dev.vconsole". The i8042 and exit port have no state. Returns 0 or -errno (one pr_err line
+ * naming the section; -EBUSY: a disk was not quiesced, -ENOMEM).
+ */
+int machine_devices_save(struct machine *m, struct snap_writer *w);
+
+/**
+ * machine_devices_load() - restore: load the device sections of @img (parsed and checksummed)
+ * into @m, created by machine_create() from the snapshot's configuration and not started (guest
+ * RAM already holds the snapshot's memory, vCPUs and loop not running). Loads the UART, the PCI
+ * bus (BARs decoded again, ioeventfds, MSI routes), then each virtio function, then notifies
+ * every ready queue once (the work is done when the loop runs). The UART's and the INTx lines
+ * are driven to their loaded levels (KVM_IRQ_LINE), so the kernel's line state matches the
+ * devices; with the irqchip loaded before (snapshot.c), an asserted edge-triggered line (the
+ * UART's IRQ 4) may give the guest one spurious interrupt, which its driver ignores. Every value is
+ * validated: a missing, malformed or foreign section (or a "dev." section this machine has no
+ * device for) gives one pr_err line naming it and -EINVAL; the machine must then be destroyed, not
+ * started.
+ */
+int machine_devices_load(struct machine *m, const struct snap_image *img);
 
 /**
  * machine_destroy() - the stop order above: stop the VM if needed, join every thread, free the
