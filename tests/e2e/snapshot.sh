@@ -4,7 +4,7 @@
 # its clock is right and `balloon set` works; three clones of one snapshot run at once; an
 # --await-command guest restored with a COMMAND runs it and exits with its status; a corrupt,
 # truncated or foreign snapshot and a machine option given with --restore are one line, status 2.
-# cost: 150
+# cost: 80
 # timeout: 600
 . "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
