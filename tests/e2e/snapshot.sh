@@ -98,27 +98,16 @@ sed 's/^/stderr: /' "$SCRATCH/e.j"
 assert_eq 7 "$rc" "exit status of the command run after a restore"
 assert_line "$SCRATCH/o.j" "job says 42" "the command's output"
 
-# expect WHAT SUBSTRING CMD...: status 2 and one stderr line containing SUBSTRING.
-expect() {
-	_what=$1 _want=$2
-	shift 2
-	run_with_timeout 60 "$@" </dev/null >"$SCRATCH/out" 2>"$SCRATCH/err"
-	_rc=$?
-	sed 's/^/stderr: /' "$SCRATCH/err"
-	assert_eq 2 "$_rc" "$_what: exit status"
-	assert_eq 1 "$(wc -l <"$SCRATCH/err")" "$_what: stderr lines"
-	grep -qF -e "$_want" "$SCRATCH/err" || fail "$_what: stderr lacks '$_want'"
-}
-expect "a machine option with --restore" "--mem comes from the snapshot" \
+expect_setup_error "a machine option with --restore" "--mem comes from the snapshot" \
 	"$VMM" run --restore "$snap" --mem 512M
-expect "a command for a guest that waits for none" "was not waiting for one" \
+expect_setup_error "a command for a guest that waits for none" "was not waiting for one" \
 	"$VMM" run --restore "$snap" -- true
-expect "no snapshot" "No such file" "$VMM" run --restore "$SCRATCH/none"
+expect_setup_error "no snapshot" "No such file" "$VMM" run --restore "$SCRATCH/none"
 cp -r "$snap" "$SCRATCH/bad"
 printf 'X' | dd of="$SCRATCH/bad/state" bs=1 seek=200 conv=notrunc 2>/dev/null
-expect "a corrupt state file" "bad checksum" "$VMM" run --restore "$SCRATCH/bad"
+expect_setup_error "a corrupt state file" "bad checksum" "$VMM" run --restore "$SCRATCH/bad"
 head -c 1000 "$snap/state" >"$SCRATCH/bad/state"
-expect "a truncated state file" "truncated" "$VMM" run --restore "$SCRATCH/bad"
+expect_setup_error "a truncated state file" "truncated" "$VMM" run --restore "$SCRATCH/bad"
 cp "$snap/state" "$SCRATCH/bad/state"
 truncate -s 1M "$SCRATCH/bad/memory"
-expect "a memory file of the wrong size" "not a memory file" "$VMM" run --restore "$SCRATCH/bad"
+expect_setup_error "a memory file of the wrong size" "not a memory file" "$VMM" run --restore "$SCRATCH/bad"
