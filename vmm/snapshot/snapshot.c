@@ -197,8 +197,9 @@ int snapshot_create(struct machine *m, const char *dir, bool stop, struct snapsh
 	/* A --volume image is unlinked and lives only in this process (vmm/volume.h). */
 	for (unsigned int i = 0; i < m->cfg.nr_disks; i++) {
 		if (!strncmp(m->cfg.disks[i].path, "/proc/self/fd/", 14)) {
-			snprintf(why, why_len, "a guest with --volume cannot be snapshotted (its "
-					       "image exists only in this process)");
+			snprintf(why, why_len,
+				 "a guest with --volume cannot be snapshotted (its "
+				 "image exists only in this process)");
 			return -ENOTSUP;
 		}
 	}
