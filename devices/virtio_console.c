@@ -431,6 +431,7 @@ void vconsole_get_stats(struct vconsole *vc, struct vconsole_stats *out)
 	pthread_mutex_lock(&vc->vdev.lock);
 	out->err_count = vc->vdev.err_count;
 	out->features = vc->vdev.driver_features;
+	out->nr_ports = vc->nr_ports;
 	for (unsigned int i = 0; i < vc->nr_ports; i++) {
 		const struct vc_port *p = &vc->ports[i];
 		struct vconsole_port_stats *ps = &out->ports[i];
@@ -448,6 +449,7 @@ void vconsole_get_stats(struct vconsole *vc, struct vconsole_stats *out)
 			.dropped = os.dropped,
 			.buffered = os.buffered,
 		};
+		memcpy(ps->name, p->name, sizeof(ps->name));
 	}
 	pthread_mutex_unlock(&vc->vdev.lock);
 }

@@ -69,11 +69,13 @@ struct vconsole_port_stats {
 	uint64_t written;  /* of tx_bytes, written to out_fd */
 	uint64_t dropped;  /* of tx_bytes, lost: out_fd failed (EPIPE) or drain gave up */
 	uint64_t buffered; /* of tx_bytes, held in the output buffer now */
+	char name[VCONSOLE_NAME_MAX + 1]; /* PORT_NAME; "" when unnamed */
 };
 
 struct vconsole_stats {
-	uint64_t err_count; /* guest-caused errors */
-	uint64_t features;  /* negotiated */
+	uint64_t err_count;    /* guest-caused errors */
+	uint64_t features;     /* negotiated */
+	unsigned int nr_ports; /* ports[0..nr_ports) are meaningful */
 	struct vconsole_port_stats ports[VCONSOLE_MAX_PORTS];
 };
 

@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <linux/virtio_console.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,5 +473,69 @@ Test(control_proto, info_lists_disks_with_counters)
 	cr_assert(json_object_get_boolean(v));
 	cr_assert(json_object_object_get_ex(d, "io_errors", &v));
 	cr_assert_eq(json_object_get_uint64(v), 1);
+	json_object_put(o);
+}
+
+/* vm.info: the "virtio-rng" entry carries its rate limit and counters, "virtio-console" its
+ * guest errors and one object per port (name, state, byte counters), in port order. */
+Test(control_proto, info_lists_rng_and_console_counters)
+{
+	struct ctl_vm_info info = {
+		.state = "running",
+		.nr_devices = 3,
+		.devices = {"pci-host", "virtio-rng", "virtio-console"},
+		.has_rng = true,
+		.rng_cfg = {.enabled = true, .rate_bytes_per_s = 1000},
+		.rng = {.bytes = 300,
+			.requests = 4,
+			.throttled = 2,
+			.timer_wakeups = 1,
+			.err_count = 3},
+		.has_vconsole = true,
+		.vconsole = {.err_count = 5,
+			     .features = 1ULL << VIRTIO_CONSOLE_F_MULTIPORT,
+			     .nr_ports = 2,
+			     .ports = {{.name = "vmm.stdout",
+					.added = true,
+					.guest_open = true,
+					.tx_bytes = 10,
+					.written = 6,
+					.dropped = 1,
+					.buffered = 3},
+				       {.name = "vmm.stdin", .added = true, .rx_bytes = 9}}},
+	};
+	struct json_object *o = ctl_info_json(&info, NULL), *devs, *d, *ports, *p;
+
+	cr_assert_not_null(o);
+	cr_assert(json_object_object_get_ex(o, "devices", &devs));
+	cr_assert_eq(json_object_array_length(devs), 3);
+	cr_assert_not(json_object_object_get_ex(json_object_array_get_idx(devs, 0), "bytes", NULL));
+	d = json_object_array_get_idx(devs, 1);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "rate_bytes_per_s")), 1000);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "burst_bytes")), 1000,
+		     "burst 0 means one second's worth");
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "bytes")), 300);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "requests")), 4);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "throttled")), 2);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "timer_wakeups")), 1);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "guest_errors")), 3);
+	d = json_object_array_get_idx(devs, 2);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(d, "guest_errors")), 5);
+	cr_assert(json_object_get_boolean(json_object_object_get(d, "multiport")));
+	cr_assert(json_object_object_get_ex(d, "ports", &ports));
+	cr_assert_eq(json_object_array_length(ports), 2);
+	p = json_object_array_get_idx(ports, 0);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(p, "id")), 0);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(p, "name")), "vmm.stdout");
+	cr_assert(json_object_get_boolean(json_object_object_get(p, "guest_open")));
+	cr_assert_not(json_object_get_boolean(json_object_object_get(p, "host_open")));
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(p, "tx_bytes")), 10);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(p, "written")), 6);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(p, "dropped")), 1);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(p, "buffered")), 3);
+	p = json_object_array_get_idx(ports, 1);
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(p, "id")), 1);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(p, "name")), "vmm.stdin");
+	cr_assert_eq(json_object_get_uint64(json_object_object_get(p, "rx_bytes")), 9);
 	json_object_put(o);
 }

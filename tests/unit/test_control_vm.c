@@ -10,6 +10,7 @@
 
 #include "../../vmm/machine.h"
 #include "../../vmm/vm.h"
+#include "console_driver.h"
 #include "test_control_helpers.h"
 
 struct tvm {
@@ -199,5 +200,91 @@ Test(control_vm, stopped_vm_refuses_lifecycle_commands)
 	cr_assert_str_eq(test_code(r), "vm-not-running");
 	json_object_put(r);
 	close(fd);
+	tvm_fini(&t);
+}
+
+/* The "name" entry of vm.info's devices, or NULL. */
+static struct json_object *device(struct json_object *ok, const char *name)
+{
+	struct json_object *devs = json_object_object_get(ok, "devices");
+
+	for (size_t i = 0; i < json_object_array_length(devs); i++) {
+		struct json_object *d = json_object_array_get_idx(devs, i);
+
+		if (!strcmp(json_object_get_string(json_object_object_get(d, "name")), name))
+			return d;
+	}
+	return NULL;
+}
+
+/* vm.info carries the entropy device's rate and counters and the console's per-port counters,
+ * read from the devices themselves: 5 bytes the fake driver wrote on vmm.stdout show up as
+ * tx_bytes and written of that port, not of another. */
+Test(control_vm, info_has_rng_and_console_counters)
+{
+	struct rng_config rcfg = {.enabled = true, .rate_bytes_per_s = 4096, .burst_bytes = 512};
+	struct json_object *r, *ok, *d, *ports, *p;
+	uint8_t got[8];
+	struct tvm t;
+	int fd;
+
+	tvm_init(&t);
+	t.m.cfg.rng = rcfg;
+	t.m.rng = rng_create(&t.m.vm.gm, &rcfg, NULL);
+	cr_assert_not_null(t.m.rng);
+	setup_dev(F_MP, -1, false); /* console_driver.h: ports vmm.stdout, vmm.stderr, vmm.stdin */
+	handshake();
+	guest_write(0, "hello", 5);
+	cr_assert_eq(read_pipe(out_pipe[0], got, sizeof(got)), 5);
+	t.m.vconsole = vc;
+	fd = test_connect(t.path);
+	cr_assert_geq(fd, 0);
+
+	r = test_call(fd, "{\"id\":1,\"cmd\":\"vm.info\"}\n");
+	ok = test_ok(r);
+	d = device(ok, "virtio-rng");
+	cr_assert_not_null(d, "%s", json_object_to_json_string(ok));
+	cr_assert_eq(test_i64(d, "rate_bytes_per_s"), 4096);
+	cr_assert_eq(test_i64(d, "burst_bytes"), 512);
+	cr_assert_eq(test_i64(d, "bytes"), 0);
+	cr_assert_eq(test_i64(d, "requests"), 0);
+	cr_assert_eq(test_i64(d, "throttled"), 0);
+	cr_assert_eq(test_i64(d, "guest_errors"), 0);
+	d = device(ok, "virtio-console");
+	cr_assert_not_null(d, "%s", json_object_to_json_string(ok));
+	cr_assert_eq(test_i64(d, "guest_errors"), 0);
+	cr_assert(json_object_get_boolean(json_object_object_get(d, "multiport")));
+	ports = json_object_object_get(d, "ports");
+	cr_assert_eq(json_object_array_length(ports), 3, "%s", json_object_to_json_string(d));
+	p = json_object_array_get_idx(ports, 0);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(p, "name")), "vmm.stdout");
+	cr_assert(json_object_get_boolean(json_object_object_get(p, "added")));
+	cr_assert_eq(test_i64(p, "tx_bytes"), 5);
+	cr_assert_eq(test_i64(p, "written"), 5);
+	cr_assert_eq(test_i64(p, "dropped"), 0);
+	cr_assert_eq(test_i64(p, "buffered"), 0);
+	p = json_object_array_get_idx(ports, 1);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(p, "name")), "vmm.stderr");
+	cr_assert_eq(test_i64(p, "tx_bytes"), 0);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(
+				 json_object_array_get_idx(ports, 2), "name")),
+			 "vmm.stdin");
+	json_object_put(r);
+
+	/* A malformed control message counts as one guest error, seen in vm.info. */
+	send_ctrl_raw("bad", 3);
+	r = test_call(fd, "{\"id\":2,\"cmd\":\"vm.info\"}\n");
+	cr_assert_eq(test_i64(device(test_ok(r), "virtio-console"), "guest_errors"), 1);
+	json_object_put(r);
+	close(fd);
+	if (t.running) { /* stop the loop before the devices go */
+		loop_stop(t.m.vm.loop);
+		pthread_join(t.thread, NULL);
+		t.running = false;
+	}
+	t.m.vconsole = NULL;
+	teardown();
+	rng_destroy(t.m.rng);
+	t.m.rng = NULL;
 	tvm_fini(&t);
 }

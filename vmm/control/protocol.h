@@ -15,6 +15,8 @@
 
 #include "../../devices/virtio_balloon.h"
 #include "../../devices/virtio_blk.h"
+#include "../../devices/virtio_console.h"
+#include "../../devices/virtio_rng.h"
 #include "../mem/host_stats.h"
 #include "../mem/memtier.h"
 #include "../mem/policy.h"
@@ -125,6 +127,11 @@ struct ctl_vm_info {
 	uint64_t balloon_features; /* negotiated VIRTIO_BALLOON_F_* bits */
 	unsigned int nr_disks;
 	struct ctl_disk_info disks[CTL_MAX_DISKS];
+	bool has_rng; /* the "virtio-rng" entry carries these */
+	struct rng_config rng_cfg;
+	struct rng_counters rng;
+	bool has_vconsole; /* the "virtio-console" entry carries these, one object per port */
+	struct vconsole_stats vconsole;
 	bool stopped; /* exit_status/exit_reason are meaningful */
 	int exit_status;
 	char exit_reason[256];

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/virtio_balloon.h>
+#include <linux/virtio_console.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,54 @@ static void disk_json(struct json_object *d, const struct ctl_disk_info *k)
 	add_u64(d, "inflight", k->c.inflight);
 }
 
+/* The entropy device's entry: its rate limit and counters. */
+static void rng_json(struct json_object *d, const struct ctl_vm_info *info)
+{
+	const struct rng_counters *c = &info->rng;
+
+	add_u64(d, "rate_bytes_per_s", info->rng_cfg.rate_bytes_per_s);
+	add_u64(d, "burst_bytes",
+		info->rng_cfg.burst_bytes ? info->rng_cfg.burst_bytes
+					  : info->rng_cfg.rate_bytes_per_s);
+	add_u64(d, "bytes", c->bytes);
+	add_u64(d, "requests", c->requests);
+	add_u64(d, "throttled", c->throttled);
+	add_u64(d, "timer_wakeups", c->timer_wakeups);
+	add_u64(d, "guest_errors", c->err_count);
+}
+
+/* The console's entry: guest errors, then one object per port with its byte counters. */
+static void vconsole_json(struct json_object *d, const struct vconsole_stats *s)
+{
+	struct json_object *ports = json_object_new_array();
+
+	add_u64(d, "guest_errors", s->err_count);
+	json_object_object_add(
+		d, "multiport",
+		json_object_new_boolean(s->features & (1ULL << VIRTIO_CONSOLE_F_MULTIPORT)));
+	if (!ports)
+		return;
+	for (unsigned int i = 0; i < s->nr_ports && i < VCONSOLE_MAX_PORTS; i++) {
+		const struct vconsole_port_stats *p = &s->ports[i];
+		struct json_object *o = json_object_new_object();
+
+		if (!o)
+			continue;
+		add_u64(o, "id", i);
+		json_object_object_add(o, "name", json_object_new_string(p->name));
+		json_object_object_add(o, "added", json_object_new_boolean(p->added));
+		json_object_object_add(o, "guest_open", json_object_new_boolean(p->guest_open));
+		json_object_object_add(o, "host_open", json_object_new_boolean(p->host_open));
+		add_u64(o, "tx_bytes", p->tx_bytes);
+		add_u64(o, "rx_bytes", p->rx_bytes);
+		add_u64(o, "written", p->written);
+		add_u64(o, "dropped", p->dropped);
+		add_u64(o, "buffered", p->buffered);
+		json_object_array_add(ports, o);
+	}
+	json_object_object_add(d, "ports", ports);
+}
+
 struct json_object *ctl_info_json(const struct ctl_vm_info *info,
 				  const struct ctl_server_stats *srv)
 {
@@ -175,6 +224,10 @@ struct json_object *ctl_info_json(const struct ctl_vm_info *info,
 		if (!strcmp(info->devices[i], "virtio-blk") && k < info->nr_disks &&
 		    k < CTL_MAX_DISKS)
 			disk_json(d, &info->disks[k++]);
+		if (info->has_rng && !strcmp(info->devices[i], "virtio-rng"))
+			rng_json(d, info);
+		if (info->has_vconsole && !strcmp(info->devices[i], "virtio-console"))
+			vconsole_json(d, &info->vconsole);
 		json_object_array_add(devs, d);
 	}
 	json_object_object_add(o, "devices", devs);

@@ -70,6 +70,17 @@ static int cvm_info(void *opaque, struct ctl_vm_info *out)
 		out->nr_disks++;
 		out->devices[out->nr_devices++] = "virtio-blk";
 	}
+	if (cv->m->rng && out->nr_devices < CTL_MAX_DEVICES) {
+		out->has_rng = true;
+		out->rng_cfg = cv->m->cfg.rng;
+		rng_get_counters(cv->m->rng, &out->rng);
+		out->devices[out->nr_devices++] = "virtio-rng";
+	}
+	if (cv->m->vconsole && out->nr_devices < CTL_MAX_DEVICES) {
+		out->has_vconsole = true;
+		vconsole_get_stats(cv->m->vconsole, &out->vconsole);
+		out->devices[out->nr_devices++] = "virtio-console";
+	}
 	return 0;
 }
 
