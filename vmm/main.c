@@ -99,6 +99,9 @@ static void usage(FILE *f)
 		"                       debug: damage the stored copy of the first page the\n"
 		"                       compressed tier compresses at or above GPA; its fault-in\n"
 		"                       must stop the VM (exit status 1; tests)\n"
+		"  --debug exit-stats   debug: as each vCPU ends, print its exits (by reason, "
+		"port\n"
+		"                       and MMIO address) and KVM's counters to stderr\n"
 		"  -v, --verbose        more messages (repeat for debug)\n"
 		"\n"
 		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",

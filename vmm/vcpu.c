@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "exit_stats.h"
 #include "util.h"
 #include "vcpu_exit.h"
 #include "vm.h"
@@ -148,6 +149,7 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 	vcpu->vm = vm;
 	vcpu->id = id;
 	vcpu->host_is_pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
+	vcpu->stats_fd = -1;
 	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
 	if (vcpu->fd < 0) {
 		ret = -errno;
@@ -160,6 +162,13 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 		vcpu->run = NULL;
 		pr_err("mapping vCPU %u's kvm_run: %s", id, strerror(-ret));
 		return ret;
+	}
+	if (vm->cfg.exit_stats) {
+		vcpu->stats = calloc(1, sizeof(*vcpu->stats));
+		if (!vcpu->stats)
+			return -ENOMEM;
+		/* Opened here: the vCPU thread's filter has no KVM_GET_STATS_FD (-1: none). */
+		vcpu->stats_fd = ioctl(vcpu->fd, KVM_GET_STATS_FD, NULL);
 	}
 	ret = setup_cpuid(vm, vcpu);
 	if (!ret)
@@ -292,6 +301,7 @@ static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 		.run_size = (size_t)vm->vcpu_mmap_size,
 		.host_is_pvm = vcpu->host_is_pvm,
 		.opaque = vcpu,
+		.stats = vcpu->stats,
 		.stop = ctx_stop,
 		.get_regs = ctx_get_regs,
 		.translate = ctx_translate,
@@ -332,6 +342,8 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	while (park_if_paused(vm)) {
+		uint64_t t0;
+
 		vcpu->nr_runs++;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
@@ -344,9 +356,14 @@ static void *vcpu_thread(void *arg)
 			vm_stop(vm, 1, "KVM_RUN failed");
 			break;
 		}
+		t0 = vcpu->stats ? now_ns() : 0;
 		if (vcpu_handle_exit(&ctx, vcpu->run) == VCPU_STOP)
 			break;
+		if (vcpu->stats)
+			vcpu->stats->handling_ns += now_ns() - t0;
 	}
+	if (vcpu->stats)
+		exit_stats_print(vcpu->stats, vcpu->stats_fd, vcpu->id, 16, stderr);
 	if (log_level >= LOG_DEBUG) {
 		pr_debug("vCPU %u: %llu KVM_RUN calls, last exit reason %u; final registers:",
 			 vcpu->id, (unsigned long long)vcpu->nr_runs, vcpu->run->exit_reason);
@@ -384,4 +401,9 @@ void vcpu_destroy(struct vcpu *vcpu)
 	if (vcpu->fd >= 0)
 		close(vcpu->fd);
 	vcpu->fd = -1;
+	if (vcpu->stats_fd >= 0)
+		close(vcpu->stats_fd);
+	vcpu->stats_fd = -1;
+	free(vcpu->stats);
+	vcpu->stats = NULL;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../devices/bus.h"
+#include "exit_stats.h"
 #include "mem/guest_mem.h"
 #include "util.h"
 
@@ -174,6 +175,8 @@ enum vcpu_action vcpu_handle_exit(const struct vcpu_exit_ctx *ctx, struct kvm_ru
 {
 	char msg[200];
 
+	if (ctx->stats)
+		exit_stats_count(ctx->stats, run);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		return handle_io(ctx, run);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 struct bus;
+struct exit_stats;
 struct guest_mem;
 
 struct vcpu_exit_ctx {
@@ -27,6 +28,7 @@ struct vcpu_exit_ctx {
 	size_t run_size;  /* bytes mapped at the kvm_run (KVM_GET_VCPU_MMAP_SIZE): I/O data bound */
 	bool host_is_pvm; /* /dev/kvm is PVM (/sys/module/kvm_pvm): messages name it */
 	void *opaque;	  /* passed to every hook */
+	struct exit_stats *stats; /* every exit counted here (exit_stats.h); NULL: not counted */
 	/* Stop the VM: the process exits with @status; @reason is logged. Required. */
 	void (*stop)(void *opaque, int status, const char *reason);
 	/* The vCPU's registers (KVM_GET_REGS/SREGS): 0 or -errno. NULL: none (no diagnosis/dump).

@@ -176,7 +176,7 @@ static int create_vcpus(struct vm *vm, unsigned int nr)
 	/* Every vCPU's CPUID names the count; vcpu_destroy() is a no-op on one never created. */
 	vm->nr_vcpus = nr;
 	for (unsigned int i = 0; i < nr; i++)
-		vm->vcpus[i].fd = -1;
+		vm->vcpus[i].fd = vm->vcpus[i].stats_fd = -1;
 	for (unsigned int i = 0; i < nr; i++) {
 		ret = vcpu_create(vm, &vm->vcpus[i], i);
 		if (ret)

@@ -21,8 +21,9 @@ enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 struct vm_config {
 	uint64_t mem_bytes; /* guest RAM, bytes */
 	unsigned int nr_vcpus;
-	bool merge;	/* MADV_MERGEABLE */
-	bool hugepages; /* MADV_HUGEPAGE on guest RAM (else MADV_NOHUGEPAGE) */
+	bool merge;	 /* MADV_MERGEABLE */
+	bool hugepages;	 /* MADV_HUGEPAGE on guest RAM (else MADV_NOHUGEPAGE) */
+	bool exit_stats; /* --debug exit-stats: count exits, print them as each vCPU ends */
 };
 
 #define VM_MAX_GSI 256
