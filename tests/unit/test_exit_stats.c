@@ -3,10 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../devices/bus.h"
 #include "../../vmm/exit_stats.h"
+#include "../../vmm/sandbox.h"
+#include "../../vmm/util.h"
 #include "../../vmm/vcpu_exit.h"
 
 static struct kvm_run *io_exit(void *page, uint16_t port, uint8_t dir)
@@ -166,5 +169,75 @@ Test(exit_stats, truncated_kvm_stats_fd_refused)
 	cr_assert_null(strstr(out, "kvm exits"), "%s", out);
 	free(out);
 	close(fd);
+	free(s);
+}
+
+/* MMIO addresses are reported busiest first; ties by address. */
+Test(exit_stats, mmio_report_is_ordered)
+{
+	struct exit_stats *s = calloc(1, sizeof(*s));
+	struct kvm_run run = {.exit_reason = KVM_EXIT_MMIO};
+	static const uint64_t addrs[] = {0x3000, 0x1000, 0x2000, 0x1000, 0x2000, 0x1000, 0x4000};
+	char *out;
+
+	for (unsigned int i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		run.mmio.phys_addr = addrs[i];
+		exit_stats_count(s, &run);
+	}
+	out = report(s, -1, 3);
+	cr_assert(strstr(out, "mmio 0x1000 read 3 write 0\nexit-stats: vcpu 3 mmio 0x2000 read 2 "
+			      "write 0\nexit-stats: vcpu 3 mmio 0x3000 read 1 write 0\n"),
+		  "%s", out);
+	cr_assert_null(strstr(out, "0x4000"), "%s", out);
+	free(out);
+	free(s);
+}
+
+/* The report runs on the vCPU thread as it ends, under the vCPU role's seccomp filter. */
+struct vcpu_print {
+	struct exit_stats *s;
+	FILE *f;    /* opened before the filter and unbuffered, as stderr is */
+	int kvm_fd; /* opened before the filter, as vcpu_create() opens it */
+};
+
+static void *print_on_vcpu(void *arg)
+{
+	struct vcpu_print *p = arg;
+
+	exit_stats_print(p->s, p->kvm_fd, 0, 16, p->f);
+	fflush(p->f);
+	return p;
+}
+
+Test(exit_stats, report_runs_under_the_vcpu_filter)
+{
+	struct exit_stats *s = calloc(1, sizeof(*s));
+	struct kvm_run run = {.exit_reason = KVM_EXIT_MMIO};
+	int st;
+	pid_t pid;
+
+	for (unsigned int i = 0; i < EXIT_STATS_MMIO; i++) {
+		run.mmio.phys_addr = 0xe0000000 + i * 4;
+		exit_stats_count(s, &run);
+	}
+	for (unsigned int p = 0; p < 65536; p += 7)
+		s->port_in[p] = p % 13 + 1;
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct vcpu_print p = {
+			.s = s, .f = fopen("/dev/null", "w"), .kvm_fd = fake_stats_fd(false)};
+		pthread_t t;
+		void *ret = NULL;
+
+		if (!p.f || setvbuf(p.f, NULL, _IONBF, 0) || sandbox_init(SANDBOX_ON) ||
+		    vmm_thread_create_role(&t, VMM_THREAD_VCPU, print_on_vcpu, &p))
+			_exit(10);
+		pthread_join(t, &ret);
+		_exit(ret ? 0 : 11);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "the report under the vCPU filter: status 0x%x (159: a forbidden call)", st);
 	free(s);
 }
