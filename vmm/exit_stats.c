@@ -66,46 +66,47 @@ static uint64_t port_total(const struct exit_stats *s, unsigned int port)
 	return (uint64_t)s->port_in[port] + s->port_out[port];
 }
 
-struct port_count {
-	unsigned int port;
-	uint64_t n;
-};
+/*
+ * The reports run on the vCPU thread under its seccomp filter: no qsort() (glibc's may call
+ * sysinfo(2) for a large array), only selections over the counters.
+ */
 
-static int by_count_desc(const void *a, const void *b)
+/* Does (n, key) come before (bn, bkey) in (count descending, key ascending) order? */
+static bool before(uint64_t n, uint64_t key, uint64_t bn, uint64_t bkey)
 {
-	const struct port_count *x = a, *y = b;
-
-	if (x->n != y->n)
-		return x->n < y->n ? 1 : -1;
-	return x->port < y->port ? -1 : x->port > y->port;
+	return n > bn || (n == bn && key < bkey);
 }
 
-/* The @top busiest ports, most accesses first. */
+/* The @top busiest ports, most accesses first: @top passes over the 65536 counters. */
 static void print_ports(const struct exit_stats *s, unsigned int vcpu, unsigned int top, FILE *f)
 {
-	struct port_count *pc = malloc(65536 * sizeof(*pc));
-	unsigned int nr = 0;
+	uint64_t last_n = UINT64_MAX, last_port = 0;
 
-	if (!pc)
-		return;
-	for (unsigned int p = 0; p < 65536; p++)
-		if (port_total(s, p))
-			pc[nr++] = (struct port_count){.port = p, .n = port_total(s, p)};
-	qsort(pc, nr, sizeof(*pc), by_count_desc);
-	for (unsigned int i = 0; i < nr && i < top; i++)
-		fprintf(f, "exit-stats: vcpu %u port 0x%x in %u out %u\n", vcpu, pc[i].port,
-			s->port_in[pc[i].port], s->port_out[pc[i].port]);
-	free(pc);
+	for (unsigned int k = 0; k < top; k++) {
+		uint64_t best_n = 0, best = 0;
+
+		for (unsigned int p = 0; p < 65536; p++) {
+			uint64_t n = port_total(s, p);
+
+			/* After the previous pick in the order, and before the best so far. */
+			if (n && before(last_n, last_port, n, p) &&
+			    (!best_n || before(n, p, best_n, best))) {
+				best_n = n;
+				best = p;
+			}
+		}
+		if (!best_n)
+			return;
+		fprintf(f, "exit-stats: vcpu %u port 0x%x in %u out %u\n", vcpu, (unsigned int)best,
+			s->port_in[best], s->port_out[best]);
+		last_n = best_n;
+		last_port = best;
+	}
 }
 
-static int by_accesses_desc(const void *a, const void *b)
+static uint64_t mmio_total(const struct exit_stats_mmio *m)
 {
-	const struct exit_stats_mmio *x = a, *y = b;
-	uint64_t nx = (uint64_t)x->reads + x->writes, ny = (uint64_t)y->reads + y->writes;
-
-	if (nx != ny)
-		return nx < ny ? 1 : -1;
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
+	return (uint64_t)m->reads + m->writes;
 }
 
 static void print_mmio(const struct exit_stats *s, unsigned int vcpu, unsigned int top, FILE *f)
@@ -113,8 +114,17 @@ static void print_mmio(const struct exit_stats *s, unsigned int vcpu, unsigned i
 	struct exit_stats_mmio m[EXIT_STATS_MMIO];
 	unsigned int nr = MIN(s->nr_mmio, (unsigned int)EXIT_STATS_MMIO);
 
-	memcpy(m, s->mmio, nr * sizeof(m[0]));
-	qsort(m, nr, sizeof(m[0]), by_accesses_desc);
+	/* Insertion sort of at most EXIT_STATS_MMIO entries. */
+	for (unsigned int i = 0; i < nr; i++) {
+		unsigned int j = i;
+
+		while (j > 0 && before(mmio_total(&s->mmio[i]), s->mmio[i].addr,
+				       mmio_total(&m[j - 1]), m[j - 1].addr)) {
+			m[j] = m[j - 1];
+			j--;
+		}
+		m[j] = s->mmio[i];
+	}
 	for (unsigned int i = 0; i < nr && i < top; i++)
 		fprintf(f, "exit-stats: vcpu %u mmio 0x%" PRIx64 " read %u write %u\n", vcpu,
 			m[i].addr, m[i].reads, m[i].writes);
