@@ -76,8 +76,9 @@ static void usage(FILE *f)
 		"                       on with a COMMAND and --console stdio, unless stdin and\n"
 		"                       stdout are a terminal\n"
 		"  --merge on|off       KSM merging of guest RAM (default on)\n"
-		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
-		"                       fewer TLB misses, slower memory return (default off)\n"
+		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot, fewer\n"
+		"                       nested page faults; a 4 KiB discard in one only splits\n"
+		"                       it (default on, off with --mem-limit)\n"
 		"  --compress ALGO      compressed tier for cold guest pages: lz4 (default), "
 		"zstd,\n"
 		"                       zstd:LEVEL, or off\n"
@@ -212,6 +213,7 @@ static int cmd_run(int argc, char **argv)
 	const char *user_cmdline = NULL, *root = NULL;
 	char root_arg[64] = "";
 	bool user_kernel = false, user_initrd = false, interactive, vconsole_set = false;
+	bool hugepages_set = false;
 	struct machine *m;
 	struct vm *vm;
 	enum sandbox_mode seccomp = SANDBOX_ON;
@@ -325,6 +327,7 @@ static int cmd_run(int argc, char **argv)
 		case 'H':
 			if (!cli_parse_onoff(optarg, &cfg.vm.hugepages))
 				die("--hugepages '%s': expected on or off", optarg);
+			hugepages_set = true;
 			break;
 		case 'Z':
 			cli_parse_compress(optarg, &cfg);
@@ -365,6 +368,16 @@ static int cmd_run(int argc, char **argv)
 	cfg.vm.mem_bytes = ALIGN_DOWN(cfg.vm.mem_bytes, 2 * MiB);
 	if (cfg.mem_limit_bytes && cfg.compress == COMPRESS_OFF)
 		die("--mem-limit needs the compressed tier (--compress lz4 or zstd)");
+	/*
+	 * Huge pages by default: every 4 KiB nested page fault is an exit, and a boot on 4 KiB host
+	 * pages took 9044 of them against 33 (test host: launch to /init 1990 -> 1540 ms, a guest
+	 * filling 200 MiB 47.4 -> 3.2 s, a 256 MiB balloon inflate back to the host in 0.64 s
+	 * instead of 1.12 s, bench/boot). Not with --mem-limit: the compressed tier then keeps
+	 * discarding single 4 KiB pages, and one inside a huge page only splits it (the host gets
+	 * the memory back when the kernel gets round to the split).
+	 */
+	if (!hugepages_set)
+		cfg.vm.hugepages = !cfg.mem_limit_bytes;
 	if (cfg.debug_corrupt_store && cfg.compress == COMPRESS_OFF)
 		die("--debug corrupt-store needs the compressed tier (--compress lz4 or zstd)");
 
