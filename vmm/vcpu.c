@@ -293,6 +293,7 @@ static int ctx_translate(void *opaque, uint64_t gva, uint64_t *gpa)
 static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 {
 	struct vm *vm = vcpu->vm;
+	long page = sysconf(_SC_PAGESIZE);
 
 	*ctx = (struct vcpu_exit_ctx){
 		.pio = &vm->pio,
@@ -302,10 +303,18 @@ static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 		.host_is_pvm = vcpu->host_is_pvm,
 		.opaque = vcpu,
 		.stats = vcpu->stats,
+		.ring_lock = &vm->coalesced_lock,
 		.stop = ctx_stop,
 		.get_regs = ctx_get_regs,
 		.translate = ctx_translate,
 	};
+	if (vm->coalesced_page) {
+		/* vm_coalesce_pio() checked that the page lies inside the mapping. */
+		ctx->ring = (struct kvm_coalesced_mmio_ring *)((uint8_t *)vcpu->run +
+							       (size_t)vm->coalesced_page * page);
+		ctx->ring_max =
+			(uint32_t)((page - sizeof(*ctx->ring)) / sizeof(struct kvm_coalesced_mmio));
+	}
 }
 
 /* Park while the VM is paused; returns false once the VM stopped. */
@@ -347,6 +356,9 @@ static void *vcpu_thread(void *arg)
 		vcpu->nr_runs++;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
+				/* Queued writes are done before the vCPU parks (a pause, a
+				 * snapshot). */
+				vcpu_drain_coalesced(&ctx);
 				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				continue;
 			}
