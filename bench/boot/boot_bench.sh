@@ -8,10 +8,12 @@
 # just before the launch to the console line "vmm-guest: init" (the guest /init's first line,
 # vmm.verbose=1), read off /proc/uptime by the process reading the console (10 ms resolution).
 # The guest then prints its own clock (/proc/uptime: the guest's clock at its command, just after
-# /init) and stops the VM (vmm: exit port; QEMU: isa-debug-exit on the same port).
+# /init) and stops the VM (vmm: exit port; QEMU: isa-debug-exit on the same port); launch to the
+# VMM process's exit is timed too.
 # Exit counts: one more launch of each of vmm, vmm-4k and qemu-microvm, counted by KVM itself
 # (the vCPU's binary stats: vmm --debug exit-stats; QEMU: QMP query-stats at the same point),
-# and for vmm the exits to userspace by reason and port (exit-stats lines). Overhead: one more launch per configuration that stays up; once the guest has run its
+# and for vmm the exits to userspace by reason and port (exit-stats lines).
+# Overhead: one more launch per configuration that stays up; once the guest has run its
 # command, the process's Rss minus the Rss of its guest RAM mapping, from /proc/PID/smaps (the
 # mapping of the guest's size), so what is left is the VMM's own code, heap, stacks and devices.
 # needs: qemu
@@ -89,11 +91,12 @@ LKVM=$(command -v lkvm || command -v kvmtool || true)
 # shellcheck disable=SC2016 # expanded by the guest's shell
 guest_clock_cmd='echo guest-clock $(cut -d" " -f1 /proc/uptime)'
 
-# boot_once CONFIG: print the ms from launch to the /init marker and the guest's clock at its
-# command in ms ("fail" when the marker never came, "-" for a clock not seen).
+# boot_once CONFIG: print the ms from launch to the /init marker, the guest's clock at its
+# command in ms and the ms from launch to the VMM's exit ("fail" when the marker never came, "-"
+# for a clock not seen).
 boot_once() {
 	_t0=$(now_ms)
-	launch "$1" "$guest_clock_cmd" </dev/null 2>"$SCRATCH/$1.err" |
+	_r=$(launch "$1" "$guest_clock_cmd" </dev/null 2>"$SCRATCH/$1.err" |
 		timeout 120 awk -v t0="$_t0" -v copy="$SCRATCH/$1.console" '
 			!done && /vmm-guest: init/ {
 				getline u < "/proc/uptime"; close("/proc/uptime")
@@ -101,7 +104,8 @@ boot_once() {
 			}
 			/^guest-clock [0-9.]+/ { clock = int($2 * 1000) }
 			{ print >>copy }
-			END { if (!done) print "fail"; else print init, (clock == "" ? "-" : clock) }'
+			END { if (!done) print "fail"; else print init, (clock == "" ? "-" : clock) }')
+	[ "$_r" = fail ] && echo fail || echo "$_r $(($(now_ms) - _t0))"
 }
 
 median() { # numbers on stdin
@@ -113,9 +117,12 @@ i=1
 while [ $i -le "$runs" ]; do
 	for c in $configs; do
 		t=$(boot_once "$c")
-		echo "${t%% *}" >>"$SCRATCH/$c.times"
-		case $t in *" "[0-9]*) echo "${t##* }" >>"$SCRATCH/$c.clock" ;; esac
-		log "run $i $c: ${t%% *} ms to /init, guest clock ${t##* } ms"
+		# shellcheck disable=SC2086 # three figures, split on purpose
+		set -- $t
+		echo "$1" >>"$SCRATCH/$c.times"
+		case ${2:--} in [0-9]*) echo "$2" >>"$SCRATCH/$c.clock" ;; esac
+		[ -z "${3:-}" ] || echo "$3" >>"$SCRATCH/$c.exit"
+		log "run $i $c: $1 ms to /init, guest clock ${2:--} ms, ${3:--} ms to exit"
 		if [ "$t" = fail ]; then
 			log "$c did not reach the /init marker; its console and stderr:"
 			tail -n 15 "$SCRATCH/$c.console" 2>/dev/null
@@ -196,16 +203,19 @@ echo
 echo "boot: launch to the guest's /init marker and the guest's own clock at its command (just after"
 echo "  /init), medians of $runs runs ($TEST_MODE; the same kernel, initramfs and command line"
 echo "  \"$base\"; ${mem_mib} MiB, 1 vCPU); outside = launch to /init minus the guest's clock:"
-echo "  the VMM's start, firmware, kernel load and decompression"
+echo "  the VMM's start, firmware, kernel load and decompression; to exit: launch to the VMM's exit"
 med() { grep -v fail "$SCRATCH/$1.times" 2>/dev/null | median; } # CONFIG: ms to /init
 clk() { median <"$SCRATCH/$1.clock" 2>/dev/null || echo -; }      # CONFIG: guest clock ms
-printf '  %-18s %9s %9s %9s   %s\n' configuration "to /init" "guest" "outside" "runs (ms to /init)"
+ext() { median <"$SCRATCH/$1.exit" 2>/dev/null || echo -; }       # CONFIG: ms to exit
+printf '  %-18s %9s %9s %9s %9s   %s\n' configuration "to /init" "guest" "outside" "to exit" \
+	"runs (ms to /init)"
 for c in $configs; do
 	_t=$(med "$c")
 	_g=$(clk "$c")
 	_o=-
 	[ "$_t" = - ] || [ "$_g" = - ] || _o=$((_t - _g))
-	printf '  %-18s %9s %9s %9s   %s\n' "$c" "$_t" "$_g" "$_o" "$(tr '\n' ' ' <"$SCRATCH/$c.times")"
+	printf '  %-18s %9s %9s %9s %9s   %s\n' "$c" "$_t" "$_g" "$_o" "$(ext "$c")" \
+		"$(tr '\n' ' ' <"$SCRATCH/$c.times")"
 done
 ratio() { # A B: A/B with two decimals
 	awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'
@@ -216,7 +226,8 @@ for q in qemu-microvm qemu-pc kvmtool; do
 	[ -f "$SCRATCH/$q.times" ] || continue
 	qt=$(med "$q")
 	qg=$(clk "$q")
-	echo "  ratio vmm / $q: $(ratio "$vm" "$qt")x to /init, $(ratio "$g_vmm" "$qg")x guest clock;" \
+	echo "  ratio vmm / $q: $(ratio "$vm" "$qt")x to /init, $(ratio "$g_vmm" "$qg")x guest clock," \
+		"$(ratio "$(ext vmm)" "$(ext "$q")")x to exit;" \
 		"vmm-4k / $q: $(ratio "$(med vmm-4k)" "$qt")x"
 done
 [ ! -f "$SCRATCH/qemu-microvm-pvh.times" ] ||
@@ -231,7 +242,7 @@ for n in exits io_exits mmio_exits halt_exits irq_exits irq_window_exits insn_em
 	pf_fixed host_state_reload; do
 	printf '  %-22s' "$n"
 	for c in $exit_configs; do
-		printf ' %12s' "$(awk -v n="$n" '$2 == n { v = $3 } END { print v == "" ? "-" : v }' \
+		printf ' %12s' "$(awk -v n="$n" '$2 == n { v = $3 } END { print v != "" ? v : NR ? 0 : "-" }' \
 			"$SCRATCH/$c.kvm" 2>/dev/null)"
 	done
 	echo
