@@ -31,7 +31,7 @@
 
 struct opts {
 	const char *socket;
-	bool json, wait, guest;
+	bool json, wait, guest, stop;
 	bool has_timeout;
 	uint64_t timeout_ms;
 	bool watch, has_interval;
@@ -125,6 +125,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return usage_err("bad --timeout '%s' (e.g. 30, 30s, 500ms, 2m)",
 						 v ? v : "");
 			o->has_timeout = true;
+		} else if (!strcmp(a, "--stop")) {
+			o->stop = true;
 		} else if (!strcmp(a, "--watch")) {
 			o->watch = true;
 		} else if (!strcmp(a, "--interval") || !strncmp(a, "--interval=", 11)) {
@@ -534,6 +536,36 @@ static int cmd_watch(struct conn *c, struct opts *o)
 			 &interrupted);
 }
 
+/* snapshot create DIR [--stop]: the directory made absolute here (the VMM has its own cwd). */
+static int cmd_snapshot(struct conn *c, struct opts *o)
+{
+	struct json_object *args = json_object_new_object(), *reply, *ok;
+	char path[4096], cwd[4096];
+	int ret;
+
+	if (o->words[2][0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		return usage_err("cannot resolve '%s': no current directory", o->words[2]);
+	if ((size_t)snprintf(path, sizeof(path), "%s%s%s", o->words[2][0] == '/' ? "" : cwd,
+			     o->words[2][0] == '/' ? "" : "/", o->words[2]) >= sizeof(path))
+		return usage_err("snapshot directory path too long: %s", o->words[2]);
+	json_object_object_add(args, "path", json_object_new_string(path));
+	if (o->stop)
+		json_object_object_add(args, "stop", json_object_new_boolean(true));
+	ret = conn_call_until(c, "snapshot.create", args, &reply, now_ns() + 3600 * 1000000000ULL);
+	if (ret)
+		return ret;
+	ok = ok_of(reply);
+	if (!o->json)
+		printf("snapshot %s: paused %" PRIu64 " ms, total %" PRIu64 " ms; state %" PRIu64
+		       " bytes, memory %.1f MiB (%.1f MiB allocated)%s\n",
+		       path, get_u64(ok, "pause_ms"), get_u64(ok, "total_ms"),
+		       get_u64(ok, "state_bytes"), get_u64(ok, "memory_bytes") / 1048576.0,
+		       get_u64(ok, "memory_allocated_bytes") / 1048576.0,
+		       o->stop ? "; VM stopped" : "");
+	json_object_put(reply);
+	return 0;
+}
+
 static bool is(const struct opts *o, const char *w0, const char *w1, int n)
 {
 	return o->nwords >= n && !strcmp(o->words[0], w0) && (!w1 || !strcmp(o->words[1], w1));
@@ -546,7 +578,8 @@ static int check(struct opts *o)
 	const char *w0 = o->words[0];
 	bool bal = !strcmp(w0, "balloon"), set = is(o, "balloon", "set", 2);
 	bool reclaim = is(o, "memory", "reclaim", 2);
-	bool known = bal || !strcmp(w0, "events");
+	bool snap = !strcmp(w0, "snapshot");
+	bool known = bal || snap || !strcmp(w0, "events");
 
 	for (size_t i = 0; i < ARRAY_SIZE(plain); i++)
 		known |= !strcmp(w0, plain[i]);
@@ -560,7 +593,11 @@ static int check(struct opts *o)
 	if (reclaim && parse_mib(o->words[2], &o->mib) < 0)
 		return usage_err("bad SIZE '%s' (MiB, or a whole number of MiB with K/M/G/T)",
 				 o->words[2]);
-	if (!bal && !reclaim && strcmp(w0, "events") && o->nwords > 1)
+	if (snap && (o->nwords != 3 || strcmp(o->words[1], "create")))
+		return usage_err("usage: snapshot create DIR [--stop]%s", "");
+	if (o->stop && !snap)
+		return usage_err("--stop goes with 'snapshot create'%s", "");
+	if (!bal && !reclaim && !snap && strcmp(w0, "events") && o->nwords > 1)
 		return usage_err("'%s' takes no arguments", w0);
 	if (bal && !set && o->nwords > 2)
 		return usage_err("'balloon %s' takes no arguments", o->words[1]);
@@ -601,6 +638,8 @@ static int run(struct conn *c, struct opts *o)
 		return cmd_simple(c, o, "memory.stats", print_memory);
 	if (is(o, "events", NULL, 1))
 		return cmd_events(c, o);
+	if (is(o, "snapshot", "create", 2))
+		return cmd_snapshot(c, o);
 	if (is(o, "balloon", "set", 2))
 		return cmd_balloon_set(c, o);
 	if (is(o, "balloon", "get", 2))
