@@ -12,8 +12,9 @@
 #include "../../vmm/util.h"
 #include "../../vmm/vcpu_exit.h"
 
-#define PAGE	  4096
-#define RING_MAX  ((PAGE - sizeof(struct kvm_coalesced_mmio_ring)) / sizeof(struct kvm_coalesced_mmio))
+#define PAGE 4096
+#define RING_MAX \
+	((PAGE - sizeof(struct kvm_coalesced_mmio_ring)) / sizeof(struct kvm_coalesced_mmio))
 #define ADDR_PORT 0xcf8
 
 static struct {
@@ -21,9 +22,9 @@ static struct {
 	struct kvm_coalesced_mmio_ring *ring;
 	pthread_mutex_t lock;
 	struct vcpu_exit_ctx ctx;
-	uint32_t latch;	      /* the last dword written to ADDR_PORT */
-	unsigned int writes;  /* writes seen by the device */
-	uint32_t read_latch;  /* the latch when the data port was read */
+	uint32_t latch;	     /* the last dword written to ADDR_PORT */
+	unsigned int writes; /* writes seen by the device */
+	uint32_t read_latch; /* the latch when the data port was read */
 	uint8_t run[3 * PAGE] __attribute__((aligned(8)));
 } t;
 
@@ -86,9 +87,11 @@ static uint32_t read_data_port(void)
 	uint32_t v;
 
 	run->exit_reason = KVM_EXIT_IO;
-	run->io = (typeof(run->io)){
-		.direction = KVM_EXIT_IO_IN, .size = 4, .port = ADDR_PORT + 4, .count = 1,
-		.data_offset = PAGE};
+	run->io = (typeof(run->io)){.direction = KVM_EXIT_IO_IN,
+				    .size = 4,
+				    .port = ADDR_PORT + 4,
+				    .count = 1,
+				    .data_offset = PAGE};
 	cr_assert_eq(vcpu_handle_exit(&t.ctx, run), VCPU_CONTINUE);
 	memcpy(&v, t.run + PAGE, 4);
 	return v;
