@@ -7,8 +7,8 @@
 # Boot time: BOOT_BENCH_RUNS (default 5) launches per configuration, interleaved, each timed from
 # just before the launch to the console line "vmm-guest: init" (the guest /init's first line,
 # vmm.verbose=1), read off /proc/uptime by the process reading the console (10 ms resolution).
-# The guest then prints its own clock (/proc/uptime: the guest's clock at its command, just after
-# /init) and stops the VM (vmm: exit port; QEMU: isa-debug-exit on the same port); launch to the
+# The guest's init prints its own clock ("vmm-guest: clock S", /proc/uptime at /init); the guest
+# then prints it once more from its command and stops the VM (vmm: exit port; QEMU: isa-debug-exit on the same port); launch to the
 # VMM process's exit is timed too.
 # Exit counts: one more launch of each of vmm, vmm-4k and qemu-microvm, counted by KVM itself
 # (the vCPU's binary stats: vmm --debug exit-stats; QEMU: QMP query-stats at the same point),
@@ -86,6 +86,8 @@ configs="vmm vmm-4k vmm-pvh"
 }
 LKVM=$(command -v lkvm || command -v kvmtool || true)
 [ -z "$LKVM" ] || configs="$configs kvmtool"
+# BOOT_BENCH_CONFIGS: only these configurations (e.g. "vmm vmm-4k qemu-microvm" for more runs).
+[ -z "${BOOT_BENCH_CONFIGS:-}" ] || configs=$BOOT_BENCH_CONFIGS
 
 # What the guest runs: its own clock (seconds since its kernel's clock started) as one line.
 # shellcheck disable=SC2016 # expanded by the guest's shell
@@ -102,7 +104,7 @@ boot_once() {
 				getline u < "/proc/uptime"; close("/proc/uptime")
 				split(u, f, " "); init = int(f[1] * 1000 - t0); done = 1
 			}
-			/^guest-clock [0-9.]+/ { clock = int($2 * 1000) }
+			/vmm-guest: clock [0-9.]+/ { sub(/.*vmm-guest: clock /, ""); clock = int($1 * 1000) }
 			{ print >>copy }
 			END { if (!done) print "fail"; else print init, (clock == "" ? "-" : clock) }')
 	[ "$_r" = fail ] && echo fail || echo "$_r $(($(now_ms) - _t0))"
@@ -200,8 +202,8 @@ for c in $configs; do
 done
 
 echo
-echo "boot: launch to the guest's /init marker and the guest's own clock at its command (just after"
-echo "  /init), medians of $runs runs ($TEST_MODE; the same kernel, initramfs and command line"
+echo "boot: launch to the guest's /init marker and the guest's own clock at /init (its kernel's"
+echo "  boot), medians of $runs runs ($TEST_MODE; the same kernel, initramfs and command line"
 echo "  \"$base\"; ${mem_mib} MiB, 1 vCPU); outside = launch to /init minus the guest's clock:"
 echo "  the VMM's start, firmware, kernel load and decompression; to exit: launch to the VMM's exit"
 med() { grep -v fail "$SCRATCH/$1.times" 2>/dev/null | median; } # CONFIG: ms to /init
