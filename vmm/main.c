@@ -28,103 +28,14 @@
 #include "vm.h"
 #include "volume.h"
 
-#define MIN_MEM	     (64 * MiB)
-#define DEFAULT_MEM  (256 * MiB)
-#define MAX_VCPUS    254 /* APIC IDs 0..253, the IOAPIC takes the next (boot/mptable.c) */
-#define BASE_CMDLINE "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
+#define MIN_MEM	    (64 * MiB)
+#define DEFAULT_MEM (256 * MiB)
+#define MAX_VCPUS   254 /* APIC IDs 0..253, the IOAPIC takes the next (boot/mptable.c) */
 
 int ctl_main(int argc, char **argv); /* vmm/control/ctl.c */
 
 static struct termios saved_tio;
 static bool tio_saved;
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: vmm run [options] [-- COMMAND [ARGS...]]\n"
-		"       vmm ctl -s SOCKET COMMAND...   (see 'vmm ctl --help')\n"
-		"\n"
-		"run options:\n"
-		"  --kernel PATH        bzImage or ELF vmlinux (PVH); default: the embedded guest\n"
-		"  --initrd PATH        initramfs; default: the embedded guest's\n"
-		"  --cmdline STR        kernel command line (default: \"%s\");\n"
-		"                       with --firmware: the firmware's arguments\n"
-		"  --mem SIZE           guest RAM, K/M/G suffixes (default 256M, at least 64M)\n"
-		"  --cpus N             vCPUs (default 1)\n"
-		"  --console MODE       stdio (default), none, or file:PATH (created mode 0600)\n"
-		"  --balloon [OPTS]     virtio-balloon (bare: on): on|off or comma list of "
-		"deflate-on-oom=on|off,\n"
-		"                       "
-		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
-		"  --rng on|off[,rate=BYTES]\n"
-		"                       virtio-rng entropy from getrandom(2), at most BYTES per\n"
-		"                       second, K/M/G suffixes (default on, rate=1M)\n"
-		"  --disk PATH[,ro=on][,cache=none|writeback][,serial=ID]\n"
-		"                       virtio-blk disk on a raw image, repeatable: vda, vdb, ...\n"
-		"                       in order; ro=on: read-only; cache=none: O_DIRECT\n"
-		"                       (default writeback: the host page cache); serial: GET_ID\n"
-		"                       (at most 20 bytes)\n"
-		"  --volume HOSTDIR:GUESTDIR[,ro][,size=SIZE]\n"
-		"                       HOSTDIR's files at GUESTDIR in the guest (an ext4 image\n"
-		"                       built with mke2fs -d on an extra disk after the --disk\n"
-		"                       ones), repeatable; writable volumes are written back\n"
-		"                       into HOSTDIR after a clean exit only (README \"Folders in\n"
-		"                       and out\"); size: the image (default 2x the tree + 64M)\n"
-		"  --root /dev/vdX      run on that --disk's file system: the default guest's "
-		"init\n"
-		"                       mounts it and runs COMMAND (or a shell) chrooted there;\n"
-		"                       with --kernel and no --initrd the kernel mounts it "
-		"(root=)\n"
-		"  --control PATH[,idle-timeout=SECONDS]\n"
-		"                       control socket (JSON lines, mode 0600); clients silent "
-		"for\n"
-		"                       SECONDS (default 60, 0: never) are closed\n"
-		"  --vconsole on|off    the COMMAND's stdin/stdout/stderr on virtio-console ports\n"
-		"                       (fast, byte-exact) instead of the serial console; default\n"
-		"                       on with a COMMAND and --console stdio, unless stdin and\n"
-		"                       stdout are a terminal\n"
-		"  --merge on|off       KSM merging of guest RAM (default on)\n"
-		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot, fewer\n"
-		"                       nested page faults; a 4 KiB discard in one only splits\n"
-		"                       it (default on, off with --mem-limit)\n"
-		"  --compress ALGO      compressed tier for cold guest pages: lz4 (default), "
-		"zstd,\n"
-		"                       zstd:LEVEL, or off\n"
-		"  --mem-limit SIZE     keep guest RAM resident in host memory at or below SIZE\n"
-		"                       (compresses cold pages; needs the compressed tier)\n"
-		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of "
-		"Linux\n"
-		"  --auto-balloon OPTS  memory autopilot: on|off[,low=PCT,high=PCT,step=SIZE,\n"
-		"                       floor=SIZE,period=MS,hold=S] keeps the guest's available\n"
-		"                       memory in the low-high band by moving the balloon\n"
-		"                       (default off; README \"Memory autopilot\")\n"
-		"  --seccomp MODE       on (default): each VMM thread runs under a seccomp filter\n"
-		"                       for its role, a forbidden call stops the VMM (status "
-		"159);\n"
-		"                       log: allow and log such calls; off: no filters\n"
-		"  --seccomp-test ROLE  debug: the first ROLE thread (loop, vcpu, userfaultfd,\n"
-		"                       reclaim, events) makes a forbidden call (tests)\n"
-		"  --debug corrupt-store=GPA\n"
-		"                       debug: damage the stored copy of the first page the\n"
-		"                       compressed tier compresses at or above GPA; its fault-in\n"
-		"                       must stop the VM (exit status 1; tests)\n"
-		"  --debug exit-stats   debug: as each vCPU ends, print its exits (by reason, "
-		"port\n"
-		"                       and MMIO address) and KVM's counters to stderr\n"
-		"  --await-command      boot the default guest, then wait for its COMMAND on the\n"
-		"                       virtio-console port vmm.cmd: the idle guest to snapshot\n"
-		"                       for 'vmm run --restore DIR -- COMMAND'\n"
-		"  --restore DIR[,memory=private|copy]\n"
-		"                       continue the guest of a snapshot ('vmm ctl snapshot\n"
-		"                       create'); private (default) maps its memory file\n"
-		"                       copy-on-write (clones share it), copy reads it into\n"
-		"                       anonymous memory (the compressed tier then works); only\n"
-		"                       --control, --console, --seccomp and -v go with it\n"
-		"  -v, --verbose        more messages (repeat for debug)\n"
-		"\n"
-		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
-		BASE_CMDLINE);
-}
 
 static void restore_tty(void)
 {
@@ -395,7 +306,7 @@ static int cmd_run(int argc, char **argv)
 			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
 			break;
 		case 'h':
-			usage(stdout);
+			cli_usage(stdout);
 			return 0;
 		case ':':
 			die("option '%s' needs a value (see 'vmm run --help')", argv[optind - 1]);
@@ -504,7 +415,7 @@ static int cmd_run(int argc, char **argv)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		cli_base64((const uint8_t *)shcmd, strlen(shcmd), b64);
 		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s%s%s",
-			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg, vol_args,
+			 user_cmdline ? user_cmdline : CLI_BASE_CMDLINE, root_arg, vol_args,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
 			 /* guest init: the command's stdio on the virtio-console ports */
@@ -637,7 +548,7 @@ int main(int argc, char **argv)
 	if (getenv("VMM_DEBUG"))
 		log_level = LOG_DEBUG;
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		usage(argc < 2 ? stderr : stdout);
+		cli_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "run"))
@@ -646,6 +557,6 @@ int main(int argc, char **argv)
 		return ctl_main(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "vmm: unknown command '%s'\n", argv[1]);
-	usage(stderr);
+	cli_usage(stderr);
 	return 2;
 }
