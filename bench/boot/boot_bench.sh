@@ -287,7 +287,8 @@ if [ $have_qemu = 1 ] && [ -f "$SCRATCH/qemu-microvm.times" ]; then
 	if [ "$qm" != - ] && [ "$vm" != - ] && [ "$g_vmm" != - ] && [ "$g_qemu_microvm" != - ] &&
 		[ "$((2 * vm))" -gt "$qm" ]; then
 		echo "  held back by the guest's own boot: its clock reads $g_vmm ms under vmm and" \
-			"$g_qemu_microvm ms under microvm (the same kernel work); vmm spends $((vm - g_vmm)) ms" \
+			"$g_qemu_microvm ms under microvm (the same kernel; under vmm it also probes the PCI bus and" \
+			"its virtio devices, microvm has none); vmm spends $((vm - g_vmm)) ms" \
 			"outside it, microvm $((qm - g_qemu_microvm)) ms. 0.5x needs /init by $((qm / 2)) ms," \
 			"a guest boot of $((qm / 2 - (vm - g_vmm))) ms: $(ratio "$((qm / 2 - (vm - g_vmm)))" "$g_vmm")x" \
 			"of what the kernel takes now"
