@@ -40,6 +40,8 @@ qemu() { # ARGS...: QEMU microvm with the job's kernel, initramfs and command li
 		-bios "$microvm_bios" -kernel "$k" -initrd "$rd" -append "$qemu_cmdline" "$@"
 }
 
+qemu_sh() { qemu "$@"; } # a command name for time_first_tick (qemu execs)
+
 # first_tick T0 COPY: read the console on stdin, print ms from T0 (now_ms) to the first line
 # starting with "tick" (or "fail" at EOF / after 120 s), copy it all to COPY.
 first_tick() {
@@ -50,6 +52,21 @@ first_tick() {
 		}
 		{ print >>copy }
 		END { if (!done) print "fail" }'
+}
+
+# time_first_tick COPY CMD...: launch CMD (its output through a fifo), print the ms to its first
+# "tick" line (first_tick), then kill it: the job ticks forever.
+time_first_tick() {
+	_copy=$1
+	shift
+	rm -f "$SCRATCH/tick.fifo"
+	mkfifo "$SCRATCH/tick.fifo"
+	_t0=$(now_ms)
+	"$@" </dev/null >"$SCRATCH/tick.fifo" 2>>"$SCRATCH/launch.err" &
+	_p=$!
+	first_tick "$_t0" "$_copy" <"$SCRATCH/tick.fifo"
+	kill -KILL "$_p" 2>/dev/null
+	wait "$_p" 2>/dev/null
 }
 
 median() {
@@ -103,16 +120,13 @@ wait "$idle"
 # --- timings, interleaved ---------------------------------------------------------------------
 i=1
 while [ "$i" -le "$runs" ]; do
-	t0=$(now_ms)
-	"$VMM" run --mem "${mem_mib}M" --vconsole off --cmdline "$base" -- sh -c "$job" </dev/null \
-		2>>"$SCRATCH/cold.err" | first_tick "$t0" "$SCRATCH/cold.con" >>"$SCRATCH/cold.times"
-	t0=$(now_ms)
-	"$VMM" run --restore "$SCRATCH/snap" </dev/null 2>>"$SCRATCH/restore.err" |
-		first_tick "$t0" "$SCRATCH/restore.con" >>"$SCRATCH/restore.times"
+	time_first_tick "$SCRATCH/cold.con" "$VMM" run --mem "${mem_mib}M" --vconsole off \
+		--cmdline "$base" -- sh -c "$job" >>"$SCRATCH/cold.times"
+	time_first_tick "$SCRATCH/restore.con" "$VMM" run --restore "$SCRATCH/snap" \
+		>>"$SCRATCH/restore.times"
 	if [ $have_qemu = 1 ]; then
-		t0=$(now_ms)
-		(qemu -serial stdio -incoming "exec:cat $SCRATCH/q.mig") </dev/null 2>>"$SCRATCH/qi.err" |
-			first_tick "$t0" "$SCRATCH/qi.con" >>"$SCRATCH/qemu.times"
+		time_first_tick "$SCRATCH/qi.con" qemu_sh -serial stdio -incoming "exec:cat $SCRATCH/q.mig" \
+			>>"$SCRATCH/qemu.times"
 	fi
 	t0=$(now_ms)
 	"$VMM" run --mem "${mem_mib}M" --cmdline "$base" -- true </dev/null >/dev/null 2>&1
