@@ -1,12 +1,13 @@
 #!/bin/sh
 # bench/console startup: what the virtio-console ports cost a job that prints nothing.
-# STARTUP_BENCH_RUNS rounds (default 5), each running `vmm run -- true` with --vconsole on and
-# --vconsole off (launch to exit, ms), then the same with vmm.verbose=1, whose markers give the
-# guest's uptime at the init's steps: "init" (the kernel's boot), "command" -> the job's first
-# instruction (the port probe and vmm-console's opens). Prints the medians per configuration.
-# Run it: tests/e2e/run.sh bench/console/startup_bench.sh (or directly where /dev/kvm boots Linux).
-# A second binary named vmm-before next to vmm (two builds compared in one boot) is measured
-# the same way, interleaved with it.
+# First one run of the boot, not counted (--vconsole off: the first vmm run of a test host boot
+# was slower whatever its configuration). Then STARTUP_BENCH_RUNS rounds (default 5), each
+# running `vmm run -- true` with --vconsole on and off (launch to exit, ms), then the same with
+# vmm.verbose=1 vmm.stamp=1, whose markers give the guest's uptime at the init's steps: "init"
+# (the kernel's boot), "command" -> the job's first instruction (the port probe and vmm-console's
+# opens of the ports). Prints the medians per configuration. A second binary named vmm-before
+# next to vmm (two builds compared in one boot) is measured the same way, interleaved.
+# Run: tests/e2e/run.sh bench/console/startup_bench.sh (directly where /dev/kvm boots Linux).
 # timeout: 1200
 . "${TESTLIB:-$(dirname "$0")/../../tests/lib/scenario.sh}"
 need_vmm
@@ -22,9 +23,6 @@ median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)
 # come before the init turns off the console's CR/LF translation).
 up_ms() { tr -d '\r' <"$1" | sed -n "s/^vmm-guest: \[\([0-9.]*\)\] $2\$/\1/p" | awk '{ printf "%d\n", $1 * 1000 }'; }
 
-# The first vmm run of a boot is slower than the next ones whatever its configuration (4.3-5 s
-# against 2-2.6 s in the test host): it is run once with --vconsole off, reported, and not
-# counted, so that no configuration pays for it.
 t0=$(now_ms)
 run_with_timeout 120 "$VMM" run --mem 256M --vconsole off -- true </dev/null >/dev/null 2>&1
 log "first run of this boot (--vconsole off, not counted): status $?, $(($(now_ms) - t0)) ms"
@@ -40,7 +38,7 @@ while [ $i -lt "$runs" ]; do
 			t=$(($(now_ms) - t0))
 			[ $rc = 0 ] || { cat "$SCRATCH/err"; fail "$b run --vconsole $v -- true: status $rc"; }
 			echo "$t" >>"$SCRATCH/$b.$v.ms"
-			run_with_timeout 120 "$dir/$b" run --mem 256M --vconsole $v --cmdline "$base vmm.verbose=1" \
+			run_with_timeout 120 "$dir/$b" run --mem 256M --vconsole $v --cmdline "$base vmm.verbose=1 vmm.stamp=1" \
 				-- sh -c 'read -r up _ </proc/uptime; echo "vmm-guest: [$up] job start"' \
 				</dev/null >"$SCRATCH/trace" 2>&1
 			init=$(up_ms "$SCRATCH/trace" init)
