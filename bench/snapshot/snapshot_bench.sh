@@ -51,7 +51,8 @@ first_tick() {
 			split(u, f, " "); printf "%d\n", f[1] * 1000 - t0; done = 1; exit
 		}
 		{ print >>copy }
-		END { if (!done) print "fail" }'
+		END { if (!done) print "fail" }')
+	echo "${_ft:-fail}"
 }
 
 # time_first_tick COPY CMD...: launch CMD (its output through a fifo), print the ms to its first
