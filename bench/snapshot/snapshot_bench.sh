@@ -2,7 +2,7 @@
 # bench/snapshot scenario (issue 14), in one run on one host: ours and QEMU (-M microvm,
 # -enable-kvm, the same kernel, initramfs and command line), each running the same job, a loop
 # printing "tick N" on the serial console every 0.2 s.
-#   - snapshot: ours `vmm ctl snapshot create DIR --stop`, QEMU QMP stop + migrate to a file
+#   - snapshot: ours `vmm ctl snapshot create DIR --stop`, QEMU QMP migrate to a file (it pauses the guest at the end)
 #     (qmp_migrate); the time, and the file's apparent and allocated size.
 #   - restore to first guest output: launch to the first "tick" line of the restored guest
 #     (ours `vmm run --restore DIR`, QEMU `-incoming "exec:cat FILE"`), against our own cold boot
@@ -45,13 +45,14 @@ qemu_sh() { qemu "$@"; } # a command name for time_first_tick (qemu execs)
 # first_tick T0 COPY: read the console on stdin, print ms from T0 (now_ms) to the first line
 # starting with "tick" (or "fail" at EOF / after 120 s), copy it all to COPY.
 first_tick() {
-	timeout 120 awk -v t0="$1" -v copy="$2" '
+	_ft=$(timeout 120 awk -v t0="$1" -v copy="$2" '
 		!done && /^tick/ {
 			getline u < "/proc/uptime"; close("/proc/uptime")
 			split(u, f, " "); printf "%d\n", f[1] * 1000 - t0; done = 1; exit
 		}
 		{ print >>copy }
-		END { if (!done) print "fail" }'
+		END { if (!done) print "fail" }')
+	echo "${_ft:-fail}"
 }
 
 # time_first_tick COPY CMD...: launch CMD (its output through a fifo), print the ms to its first
@@ -167,7 +168,7 @@ echo "snapshot ($TEST_MODE, ${mem_mib} MiB guest, 1 vCPU, a job printing a tick 
 printf '  %-26s %10s %12s %12s\n' "" "time ms" "file MiB" "allocated"
 printf '  %-26s %10s %12s %12s   (guest paused %s ms; state file %s bytes)\n' "vmm snapshot create" \
 	"$snap_ms" "$(mib "$vmm_app")" "$(mib "$vmm_alloc")" "$pause_ms" "$state_bytes"
-[ $have_qemu = 0 ] || printf '  %-26s %10s %12s %12s\n' "qemu stop + migrate to file" "$q_snap_ms" \
+[ $have_qemu = 0 ] || printf '  %-26s %10s %12s %12s\n' "qemu migrate to file" "$q_snap_ms" \
 	"$(mib "$q_app")" "$(mib "$q_alloc")"
 echo
 echo "launch to the first guest output (median of $runs):"
