@@ -384,10 +384,6 @@ struct vconsole *vconsole_create(struct guest_mem *gm, struct loop *loop,
 		return NULL;
 	}
 	virtio_dev_init(&vc->vdev, &vc_ops, gm);
-	/* Linux spins after each control message until it is used (__send_control_msg()): 11 of
-	 * them before a job's first byte (DEVICE_READY, 4 PORT_READY, PORT_OPEN at each open of a
-	 * port). Taken on the notifying vCPU, none waits for the loop thread to be scheduled. */
-	vc->vdev.inline_notify = 1u << CTRL_TXQ;
 	vc->loop = loop;
 	vc->nr_ports = cfg->nr_ports;
 	for (unsigned int i = 0; i < vc->nr_ports && !ret; i++)

@@ -426,8 +426,7 @@ static int vp_setup_notify(struct virtio_pci *vp)
 		struct vp_notify *n = &vp->notify[q];
 		int fd, ret;
 
-		/* No eventfd: the kick is an MMIO exit and runs on the vCPU (vp_notify_write). */
-		if (!vp->loop || (vp->dev->inline_notify & (1u << q)))
+		if (!vp->loop)
 			continue;
 		fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (fd < 0)

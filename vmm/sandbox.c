@@ -112,9 +112,6 @@ static const int vcpu_calls[] = {
 	SCMP_SYS(timerfd_create),
 	SCMP_SYS(timerfd_settime),
 	SCMP_SYS(timerfd_gettime),
-	/* virtio-console's control transmitq runs on the vCPU (devices/virtio.h inline_notify): the
-	 * guest's PORT_OPEN of vmm.stdin starts input, read from the host's stdin with readv. */
-	SCMP_SYS(readv),
 };
 
 /* The userfaultfd thread: wait, read fault messages, resolve them. */
