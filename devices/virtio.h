@@ -101,15 +101,6 @@ struct virtio_dev {
 		used_signals; /* used-buffer notifications raised (counted without transport too) */
 	struct virtio_kick_budget budget; /* VIRTIO_KICK_BUDGET_* after virtio_dev_init() */
 	uint64_t budget_yields;		  /* notifications that ended at the budget */
-	/*
-	 * Bit q set (by the device, before it is attached): queue q's notifications run on the
-	 * thread that wrote the notify register (a vCPU's MMIO exit), never through an ioeventfd
-	 * and the loop. For a queue whose driver busy-waits for the used buffer after each kick
-	 * (Linux virtio_console's control transmitq, __send_control_msg()): on a busy or
-	 * single-CPU host the vCPU would spin until the loop thread gets the CPU. queue_notify
-	 * must then be safe on any thread and quick.
-	 */
-	uint32_t inline_notify;
 };
 
 /**

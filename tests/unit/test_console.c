@@ -276,12 +276,3 @@ Test(console, stdin_from_a_regular_file_fills_buffers_as_they_come)
 }
 
 /* --- without MULTIPORT: port 0 alone, a plain console -------------------------------------- */
-
-/* Linux busy-waits for each control message it sends (__send_control_msg() spins until the
- * buffer is used): the control transmitq is serviced on the notifying vCPU's thread, not through
- * an ioeventfd and the loop (devices/virtio.h inline_notify), and no other queue is. */
-Test(console, control_transmitq_is_serviced_inline)
-{
-	setup_dev(F_MP, -1, false);
-	cr_assert_eq(dev->inline_notify, 1u << 3);
-}

@@ -237,12 +237,9 @@ static unsigned int find_vcap(uint8_t type)
 	return 0;
 }
 
-static uint32_t inline_mask; /* dev->inline_notify at the next attach() */
-
 static void attach(struct loop *loop)
 {
 	virtio_dev_init(dev, &d_ops, &gm);
-	dev->inline_notify = inline_mask;
 	cr_assert_eq(virtio_pci_attach(pci, dev, loop), 0);
 	slot = pci_dev_slot(virtio_pci_dev(dev));
 	bar = ((uint64_t)cfg_rd(PCI_BASE_ADDRESS_1, 4) << 32) |
@@ -777,34 +774,4 @@ Test(virtio_pci_loop, notify_again_is_delivered_on_later_loop_turns)
 	usleep(20000);
 	cr_assert_eq(dm.notifies[1], 4, "no more than the device asked for");
 	cr_assert_eq(dm.notifies[0], 0);
-}
-
-/* A queue the device marks inline_notify has no ioeventfd: its kick is an MMIO exit, and the
- * device has run it before the notify write returns, on the writing (vCPU) thread, although a
- * loop runs; the other queue still goes through its ioeventfd and the loop. */
-static void setup_inline(void)
-{
-	inline_mask = 1u << 1;
-	setup_loop();
-	inline_mask = 0;
-}
-
-Test(virtio_pci_loop, inline_notify_queue_runs_on_the_writing_thread, .init = setup_inline)
-{
-	cr_assert_eq(ioev_count(), 1, "an ioeventfd for queue 0 only");
-	cr_assert(ioev_at(bar + VIRTIO_PCI_NOTIFY_OFF));
-	cr_assert_not(ioev_at(bar + VIRTIO_PCI_NOTIFY_OFF + 4));
-	negotiate(V1);
-	setup_queue(0, 64, RINGS);
-	setup_queue(1, 64, RINGS + 0x10000);
-	set_status(ALL_OK);
-	wr(VIRTIO_PCI_NOTIFY_OFF + 4, 1, 2);
-	cr_assert_eq(__atomic_load_n(&dm.notifies[1], __ATOMIC_SEQ_CST), 1,
-		     "queue 1 ran before the notify write returned");
-	/* Its budget's notify_again is replayed right there too. */
-	dm.again[1] = 2;
-	wr(VIRTIO_PCI_NOTIFY_OFF + 4, 1, 2);
-	cr_assert_eq(__atomic_load_n(&dm.notifies[1], __ATOMIC_SEQ_CST), 4);
-	wr(VIRTIO_PCI_NOTIFY_OFF, 0, 2);
-	cr_assert(wait_notifies(0, 1), "queue 0 through the loop");
 }
