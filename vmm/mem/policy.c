@@ -208,6 +208,15 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			d.why = "above band, statistics predate the last target";
 			return p->last = d;
 		}
+		/* After a deflate: only once the guest stopped consuming (it is quiet). */
+		if (p->settling &&
+		    (in->now_ms <
+			     p->last_deflate_ms + (uint64_t)POLICY_SETTLE_PERIODS * c->period_ms ||
+		     p_last_avail > in->avail + ram / 100)) {
+			d.why = "above band, settling after a deflate";
+			return p->last = d;
+		}
+		p->settling = false;
 		want = MIN(in->avail - mid, c->step_bytes);
 		if (in->target >= max_target) {
 			d.why = "above band, at the floor";
@@ -232,8 +241,11 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 		if (d.action == POLICY_INFLATE) {
 			p->inflates++;
 			p->last_inflate_ms = in->now_ms;
-		} else
+		} else {
 			p->deflates++;
+			p->last_deflate_ms = in->now_ms;
+			p->settling = true;
+		}
 	}
 	return p->last = d;
 }
