@@ -178,6 +178,8 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	mid = low + (high - low) / 2;
 	max_target = ram > c->floor_bytes ? ram - c->floor_bytes : 0;
 
+	if (!(in->avail > high) || d.guest_pressure)
+		p->have_base = false; /* the next inflate step starts a new series */
 	if (d.guest_pressure || in->avail < low) {
 		/*
 		 * To the band's top, plus what the guest consumed in the last period: a guest that
@@ -217,6 +219,18 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			return p->last = d;
 		}
 		p->settling = false;
+		/* Since the last step: what available memory lost beyond what the balloon took. */
+		if (p->have_base &&
+		    (int64_t)(p->base_avail - in->avail) - (int64_t)(in->actual - p->base_actual) >
+			    (int64_t)(ram / 100)) {
+			p->base_avail = in->avail;
+			p->base_actual = in->actual;
+			d.why = "above band, guest allocating";
+			return p->last = d;
+		}
+		p->have_base = true;
+		p->base_avail = in->avail;
+		p->base_actual = in->actual;
 		want = MIN(in->avail - mid, c->step_bytes);
 		if (in->target >= max_target) {
 			d.why = "above band, at the floor";

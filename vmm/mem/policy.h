@@ -24,7 +24,9 @@
  *     passed and a statistics set shows A no longer falling (by more than 1% of RAM since the
  *     last set). A guest that is still allocating keeps what it was given, instead of giving it
  *     back on the next set and asking for it again (bench/slowdown measured 8-11% slower runs
- *     from that churn).
+ *     from that churn);
+ *   - between two inflate steps, available memory that fell by more than the balloon took (and
+ *     1% of RAM) is the guest's own use: no further step until a set shows it quiet again.
  */
 #ifndef VMM_MEM_POLICY_H
 #define VMM_MEM_POLICY_H
@@ -98,6 +100,8 @@ struct policy {
 	uint64_t last_inflate_ms; /* when the policy last inflated (0: never) */
 	uint64_t last_deflate_ms; /* when the policy last deflated (0: never) */
 	bool settling;		  /* deflated; no inflate until the guest is quiet again */
+	bool have_base;		  /* base_*: the set the last inflate step decided on */
+	uint64_t base_avail, base_actual;
 	uint64_t last_majflt;
 	uint64_t last_swap_in;
 	uint64_t last_set_target; /* what this policy last set (UINT64_MAX: nothing yet) */
