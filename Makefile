@@ -37,7 +37,10 @@ $(B)/obj/%.o: %.c
 
 # The build a snapshot names in its header (vmm/snapshot/format.c): a snapshot restores only on
 # the build that wrote it.
+# build/build-id changes (and format.o is rebuilt) only when the id does.
 VMM_BUILD_ID := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+_ := $(shell mkdir -p $(B) && (echo '$(VMM_BUILD_ID)' | cmp -s - $(B)/build-id || echo '$(VMM_BUILD_ID)' >$(B)/build-id))
+$(B)/obj/vmm/snapshot/format.o $(B)/fuzz/obj/vmm/snapshot/format.o: $(B)/build-id
 $(B)/obj/vmm/snapshot/format.o $(B)/fuzz/obj/vmm/snapshot/format.o: CFLAGS += -DVMM_BUILD_ID='"$(VMM_BUILD_ID)"'
 
 $(B)/libvmm.a: $(LIB_OBJS)
@@ -92,7 +95,7 @@ $(B)/libvmm-fuzz.a: $(FUZZ_OBJS)
 
 FUZZ_FAKE_OBJS := $(FAKE_SRCS:%.c=$(B)/fuzz/obj/%.o)
 $(B)/fuzz/%: $(B)/fuzz/obj/tests/fuzz/%.o $(FUZZ_FAKE_OBJS) $(B)/libvmm-fuzz.a
-	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c -lseccomp
+	clang $(FUZZ_CFLAGS) -o $@ $^ -luring -llz4 -lzstd -ljson-c -lseccomp -lz
 
 fuzz-smoke: $(FUZZ_BINS)
 	@tests/tier.sh fuzz tests/fuzz/smoke.sh $(FUZZ_BINS)

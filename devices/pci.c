@@ -33,7 +33,7 @@ void pci_bar_access(struct pci_dev *pdev, unsigned int bar, uint64_t off, void *
 }
 
 /* Caller holds the bus lock: recompute where each BAR decodes and tell the device. */
-static void update_decode(struct pci_dev *d)
+void pci_update_decode(struct pci_dev *d)
 {
 	bool mem = rd16(d->cfg + PCI_COMMAND) & PCI_COMMAND_MEMORY;
 
@@ -64,7 +64,7 @@ static void update_decode(struct pci_dev *d)
 }
 
 /* Size probing works because only the address bits above the size are writable. */
-static void bar_reg_write(struct pci_dev *d, unsigned int i, uint32_t v)
+void pci_bar_reg_write(struct pci_dev *d, unsigned int i, uint32_t v)
 {
 	const struct pci_bar *b = &d->bars[i];
 	uint8_t *reg = d->cfg + PCI_BASE_ADDRESS_0 + 4 * i;
@@ -169,14 +169,14 @@ static void cfg_write(struct pci_dev *d, uint32_t off, const uint8_t *data, uint
 			uint32_t v = rd32(d->cfg + bars_lo + 4 * r);
 
 			v = (v & ~(0xFFu << shift)) | (uint32_t)data[i] << shift;
-			bar_reg_write(d, r, v);
+			pci_bar_reg_write(d, r, v);
 			continue;
 		}
 		d->cfg[o] = (uint8_t)((d->cfg[o] & ~d->wmask[o]) | (data[i] & d->wmask[o]));
 	}
 	cmd = rd16(d->cfg + PCI_COMMAND);
 	if (cmd != old_cmd || overlaps(off, len, bars_lo, bars_len))
-		update_decode(d);
+		pci_update_decode(d);
 	if (((cmd ^ old_cmd) & PCI_COMMAND_INTX_DISABLE) || msix_ctrl) {
 		uint16_t ctrl = d->msix_cap ? rd16(d->cfg + d->msix_cap + PCI_MSIX_FLAGS) : 0;
 		bool en = ctrl & PCI_MSIX_FLAGS_ENABLE, fmask = ctrl & PCI_MSIX_FLAGS_MASKALL;
@@ -420,9 +420,9 @@ int pci_bar_add(struct pci_dev *pdev, unsigned int bar, uint64_t size, unsigned 
 	};
 	if (is64)
 		pdev->bars[bar + 1].upper = true;
-	bar_reg_write(pdev, bar, (uint32_t)addr);
+	pci_bar_reg_write(pdev, bar, (uint32_t)addr);
 	if (is64)
-		bar_reg_write(pdev, bar + 1, (uint32_t)(addr >> 32));
+		pci_bar_reg_write(pdev, bar + 1, (uint32_t)(addr >> 32));
 out:
 	pthread_mutex_unlock(&pci->lock);
 	return ret;

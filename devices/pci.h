@@ -21,6 +21,8 @@
 struct bus;
 struct pci_bus;
 struct pci_dev;
+struct state_in;
+struct state_out;
 
 /* The 32-bit MMIO window BARs are allocated from; it must equal the e820 hole
  * (BOOT_PCI_MMIO_BASE/SIZE, vmm/boot/boot.h). */
@@ -229,5 +231,28 @@ int pci_ioeventfd(struct pci_dev *pdev, uint64_t addr, uint32_t len, int efd, bo
 
 /** pci_dev_err_count() - guest-caused errors counted on this device (bad MSI-X messages, ...). */
 uint64_t pci_dev_err_count(struct pci_dev *pdev);
+
+/**
+ * pci_bus_save() - append the bus's snapshot state to @o (issue 14): the conf1 address latch,
+ * then for every function (host bridge included, slot order) its slot, its 256-byte
+ * configuration space (COMMAND, BAR addresses, MSI-X Message Control, capability windows, ...)
+ * and its MSI-X table (address, data, vector control), PBA bits and the message each vector's
+ * GSI is routed to. Takes the bus lock and each device's interrupt lock. Returns 0 or -ENOMEM.
+ */
+int pci_bus_save(struct pci_bus *pci, struct state_out *o);
+
+/**
+ * pci_bus_load() - load what pci_bus_save() wrote into @pci, freshly created with the same
+ * devices in the same slots (vCPUs not running). @in must hold exactly this state. Validates
+ * that the same functions are present, every read-only configuration byte matches (the same
+ * device: ids, class, capabilities), the MSI-X table has the same size, vector control has only
+ * the mask bit and every routed message is an x86 MSI address. Then re-creates what the guest's
+ * writes had done: BAR registers through the size masks, writable bytes through the write
+ * masks, BAR decoding on the MMIO bus with each device told (ops->bar_remap: ioeventfds),
+ * MSI routes re-pushed through the backend's set_msi_route, INTx disable and MSI-X
+ * enable/function mask applied. Returns 0 or -EINVAL (nothing applied when the layout is wrong;
+ * a backend failure while re-routing is logged and leaves that vector routed on first use).
+ */
+int pci_bus_load(struct pci_bus *pci, struct state_in *in);
 
 #endif

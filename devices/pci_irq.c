@@ -48,6 +48,22 @@ void pci_set_irq(struct pci_dev *pdev, int level)
 
 /* ---- MSI-X ------------------------------------------------------------------------------ */
 
+int pci_msix_route(struct pci_dev *d, struct msix_vec *v, uint64_t addr, uint32_t data)
+{
+	const struct pci_irq_ops *ops = &d->bus->ops;
+	int ret;
+
+	if (v->routed && v->r_addr == addr && v->r_data == data)
+		return 0;
+	ret = ops->set_msi_route(ops->opaque, (uint32_t)v->gsi, addr, data, true);
+	if (ret)
+		return ret;
+	v->routed = true;
+	v->r_addr = addr;
+	v->r_data = data;
+	return 0;
+}
+
 /* Caller holds d->irq_lock. */
 static int msix_fire(struct pci_dev *d, struct msix_vec *v)
 {
@@ -63,19 +79,9 @@ static int msix_fire(struct pci_dev *d, struct msix_vec *v)
 				   d->slot, (long)(v - d->vec), (unsigned long long)addr);
 		return -EINVAL;
 	}
-	if (v->efd >= 0) {
-		if (!v->routed || v->r_addr != addr || v->r_data != data) {
-			ret = ops->set_msi_route(ops->opaque, (uint32_t)v->gsi, addr, data, true);
-			if (ret)
-				goto fallback;
-			v->routed = true;
-			v->r_addr = addr;
-			v->r_data = data;
-		}
-		if (write(v->efd, &one, sizeof(one)) == sizeof(one))
-			return 0;
-	}
-fallback:
+	if (v->efd >= 0 && !pci_msix_route(d, v, addr, data) &&
+	    write(v->efd, &one, sizeof(one)) == sizeof(one))
+		return 0;
 	ret = ops->signal_msi ? ops->signal_msi(ops->opaque, addr, data) : -ENOSYS;
 	if (ret) {
 		pr_err_ratelimited("pci: %02x.0: MSI-X delivery failed: %s", d->slot,

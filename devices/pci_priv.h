@@ -119,4 +119,17 @@ bool pci_msix_bar_access(struct pci_dev *d, unsigned int bar, uint64_t off, void
 /* pci_msix_free() - release the MSI-X vectors' irqfds, routes and table. */
 void pci_msix_free(struct pci_dev *d);
 
+/* pci_update_decode() - recompute where each BAR of @d decodes (COMMAND.MEMORY and the BAR
+ * registers) and tell the device through ops->bar_remap. Caller holds the bus lock. */
+void pci_update_decode(struct pci_dev *d);
+
+/* pci_bar_reg_write() - BAR register @i of @d takes @v as a guest write would (only address bits
+ * above the BAR's size are writable). Caller holds the bus lock. */
+void pci_bar_reg_write(struct pci_dev *d, unsigned int i, uint32_t v);
+
+/* pci_msix_route() - point vector @v's GSI at MSI message (@addr, @data) unless it already is
+ * (vm_set_msi_route through the backend). Needs v->efd >= 0. Caller holds d->irq_lock.
+ * Returns 0 or -errno from the backend. */
+int pci_msix_route(struct pci_dev *d, struct msix_vec *v, uint64_t addr, uint32_t data);
+
 #endif

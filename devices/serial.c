@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../vmm/loop.h"
+#include "../vmm/state.h"
 #include "../vmm/util.h"
 #include "bus.h"
 #include "outbuf.h"
@@ -394,6 +395,75 @@ struct serial *serial_create(struct bus *pio, struct loop *loop, const struct se
 		}
 	}
 	return s;
+}
+
+int serial_save(struct serial *s, struct state_out *o)
+{
+	pthread_mutex_lock(&s->lock);
+	state_put_u8(o, s->ier);
+	state_put_u8(o, s->lcr);
+	state_put_u8(o, s->mcr);
+	state_put_u8(o, s->lsr);
+	state_put_u8(o, s->msr);
+	state_put_u8(o, s->scr);
+	state_put_u8(o, s->dll);
+	state_put_u8(o, s->dlm);
+	state_put_u8(o, s->fcr);
+	state_put_bool(o, s->thr_ipending);
+	state_put_bool(o, s->tx_full);
+	state_put_u16(o, (uint16_t)s->rx_count);
+	for (unsigned int i = 0; i < s->rx_count; i++)
+		state_put_u8(o, s->rx[(s->rx_head + i) % RX_FIFO_SIZE]);
+	state_put_u8(o, (uint8_t)s->line_len);
+	state_put(o, s->line, s->line_len);
+	pthread_mutex_unlock(&s->lock);
+	return state_out_error(o);
+}
+
+int serial_load(struct serial *s, struct state_in *in)
+{
+	uint8_t r[9], rx[RX_FIFO_SIZE], line[sizeof(s->line)];
+	bool thr_ipending, tx_full;
+	unsigned int rx_count, line_len;
+
+	state_get(in, r, sizeof(r));
+	thr_ipending = state_get_bool(in);
+	tx_full = state_get_bool(in);
+	rx_count = state_get_u16(in);
+	if (rx_count > RX_FIFO_SIZE)
+		return state_fail(in, "serial: receive FIFO over its size");
+	state_get(in, rx, rx_count);
+	line_len = state_get_u8(in);
+	if (line_len >= sizeof(line))
+		return state_fail(in, "serial: output line over its size");
+	state_get(in, line, line_len);
+	if (r[0] & ~0x0fu)
+		return state_fail(in, "serial: IER has reserved bits");
+	if (r[2] & ~0x1fu)
+		return state_fail(in, "serial: MCR has reserved bits");
+	if (!(r[3] & UART_LSR_DR) != !rx_count)
+		return state_fail(in, "serial: LSR.DR disagrees with the receive FIFO");
+	if (state_in_end(in))
+		return -EINVAL;
+	pthread_mutex_lock(&s->lock);
+	s->ier = r[0], s->lcr = r[1], s->mcr = r[2], s->lsr = r[3], s->msr = r[4];
+	s->scr = r[5], s->dll = r[6], s->dlm = r[7], s->fcr = r[8];
+	s->thr_ipending = thr_ipending;
+	s->tx_full = tx_full;
+	memcpy(s->rx, rx, rx_count);
+	s->rx_head = 0;
+	s->rx_count = rx_count;
+	memcpy(s->line, line, line_len);
+	s->line_len = line_len;
+	/* This output buffer is empty: a THR-empty interrupt withheld for the old one is due. */
+	if (s->tx_full && tx_ready(s)) {
+		s->tx_full = false;
+		s->thr_ipending = true;
+	}
+	rx_enable(s, s->ier & UART_IER_RDI); /* host input, after the settle time, as on a write */
+	update_irq(s);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 void serial_get_stats(struct serial *s, struct outbuf_stats *out)

@@ -14,6 +14,8 @@ struct serial;
 #define SERIAL_FLUSH_MS	 1000	     /* serial_destroy() waits this long for the reader */
 
 struct outbuf_stats;
+struct state_in;
+struct state_out;
 
 /*
  * What the UART asks of its machine. Called with the device lock held, from the thread that
@@ -75,6 +77,24 @@ struct serial *serial_create(struct bus *pio, struct loop *loop, const struct se
  * 'i': SIGKILL). Thread-safe. Returns 0.
  */
 int serial_send_sysrq(struct serial *s, char key);
+
+/**
+ * serial_save() - append the UART's snapshot state to @o (issue 14): every register (IER, LCR,
+ * MCR, LSR, MSR, SCR, the divisor latch DLL/DLM, FCR), the pending THR-empty interrupt, the
+ * received bytes the guest has not read yet, and the current output line (panic detection).
+ * Output already passed to the host is not state. Thread-safe. Returns 0 or -ENOMEM.
+ */
+int serial_save(struct serial *s, struct state_out *o);
+
+/**
+ * serial_load() - load what serial_save() wrote into a freshly created @s. @in must hold
+ * exactly this state. Validates reserved IER/MCR bits, the FIFO and line sizes and LSR.DR
+ * against the FIFO. Then: the interrupt line is driven to the loaded state (ops->set_irq), host
+ * input is taken again once IER.RDI has been on for the settle time, and a THR-empty interrupt
+ * the old output buffer withheld is raised (this one is empty). Returns 0 or -EINVAL (nothing
+ * changed).
+ */
+int serial_load(struct serial *s, struct state_in *in);
 
 /** serial_get_stats() - the output counters (devices/outbuf.h). Thread-safe. */
 void serial_get_stats(struct serial *s, struct outbuf_stats *out);

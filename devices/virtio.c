@@ -22,7 +22,7 @@ void virtio_dev_init(struct virtio_dev *dev, const struct virtio_dev_ops *ops, s
 		dev->device_features = ops->get_features(dev);
 }
 
-void virtio_dev_reset(struct virtio_dev *dev)
+void virtio_dev_reset_common(struct virtio_dev *dev)
 {
 	unsigned int i;
 
@@ -30,6 +30,11 @@ void virtio_dev_reset(struct virtio_dev *dev)
 	dev->status = 0;
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vq_reset(&dev->vqs[i]);
+}
+
+void virtio_dev_reset(struct virtio_dev *dev)
+{
+	virtio_dev_reset_common(dev);
 	if (dev->ops->reset)
 		dev->ops->reset(dev);
 }

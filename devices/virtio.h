@@ -13,6 +13,8 @@
 #include "virtqueue.h"
 
 struct guest_mem;
+struct state_in;
+struct state_out;
 struct virtio_dev;
 
 /* Device hooks; all are called with dev->lock held unless noted. */
@@ -35,6 +37,15 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_dev *dev, uint16_t qidx);
 	/* Device reset (status 0); the transport has already reset features and queues. */
 	void (*reset)(struct virtio_dev *dev);
+	/*
+	 * Snapshot (issue 14), both optional: append / read back the device-specific state that
+	 * follows the common part (virtio_dev_save/load). load runs on a freshly reset device of
+	 * the same configuration whose common part (features, status, queues) is already loaded;
+	 * it validates every value (state_fail()) and must not process queues (the caller
+	 * restarts them once every device is loaded). Return 0 or -errno (-EINVAL: rejected).
+	 */
+	int (*save)(struct virtio_dev *dev, struct state_out *o);
+	int (*load)(struct virtio_dev *dev, struct state_in *in);
 };
 
 /* Transport hooks a device calls to interrupt the driver. */
@@ -71,7 +82,7 @@ struct virtio_budget {
 	uint64_t deadline_ns; /* now_ns() value at which it ends */
 };
 
-#define VIRTIO_MAX_QUEUES 8
+#define VIRTIO_MAX_QUEUES 10 /* virtio-console: 4 ports + control = 10 queues */
 
 struct virtio_dev {
 	const struct virtio_dev_ops *ops;
@@ -110,6 +121,13 @@ static inline bool virtio_has_feature(const struct virtio_dev *dev, unsigned int
  * call the device's reset hook. Caller holds dev->lock.
  */
 void virtio_dev_reset(struct virtio_dev *dev);
+
+/**
+ * virtio_dev_reset_common() - the common half of virtio_dev_reset(): features, status and queues
+ * cleared, the device's reset hook NOT called (a state load must not undo what the memory layer
+ * restored, e.g. the balloon's hook marks every ballooned page resident). Caller holds dev->lock.
+ */
+void virtio_dev_reset_common(struct virtio_dev *dev);
 
 /*
  * virtio_needs_reset() - the device met a driver error it cannot recover from without a reset
@@ -154,5 +172,35 @@ void virtio_budget_yield(struct virtio_dev *dev, uint16_t qidx);
  * Caller holds dev->lock. Returns 0 or -errno from vq_push (ring not in guest RAM).
  */
 int virtio_complete(struct virtio_dev *dev, uint16_t qidx, uint16_t head, uint32_t len);
+
+/**
+ * virtio_dev_save() - append @dev's common state to @o (issue 14): offered and accepted
+ * features, status, config_generation, every queue the ops expose (size, ready, MSI-X vector,
+ * ring GPAs, last_avail, used_idx, event_idx bookkeeping, negotiated ring features), the
+ * counters, then ops->save(). Caller holds dev->lock; the device is quiesced (nothing in
+ * flight). Returns 0 or -errno (-ENOMEM from the writer).
+ */
+int virtio_dev_save(struct virtio_dev *dev, struct state_out *o);
+
+/**
+ * virtio_dev_load() - read what virtio_dev_save() wrote into @dev, a freshly reset device of the
+ * same configuration, then ops->load(). Hostile input: the offered features must equal @dev's,
+ * accepted ones be offered once FEATURES_OK is set, DRIVER_OK needs FEATURES_OK (or
+ * NEEDS_RESET), and every ready queue is re-enabled through vq_enable() (size a power of two,
+ * at most ops->max_queue_size, rings aligned and inside guest RAM) with its negotiated ring
+ * features as saved. Indices are free-running u16: any value. On error the common part is reset
+ * (virtio_dev_reset_common(): the device's own reset hook is not run, so guest memory state is
+ * left alone) and whatever device fields were loaded hold validated values only. Caller holds
+ * dev->lock. Returns 0 or -EINVAL.
+ */
+int virtio_dev_load(struct virtio_dev *dev, struct state_in *in);
+
+/**
+ * virtio_repop() - for a load hook: the device held chain @head of queue @qidx (popped last, not
+ * completed) when it was saved; walk it again from the loaded rings into *@c (validated by
+ * vq_pop, as any chain). Returns 0, or -EINVAL when the queue is not ready or the avail ring
+ * slot before last_avail does not hold a valid chain @head.
+ */
+int virtio_repop(struct virtio_dev *dev, uint16_t qidx, uint16_t head, struct vq_chain *c);
 
 #endif

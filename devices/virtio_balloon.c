@@ -37,6 +37,7 @@ static void *event_thread(void *arg)
 			continue;
 		}
 		ev->change = ev->stats = false;
+		ev->busy = true;
 		pthread_mutex_unlock(&ev->lock);
 		if (fn && change) {
 			snprintf(data, sizeof(data),
@@ -50,6 +51,8 @@ static void *event_thread(void *arg)
 			fn(opaque, "balloon.stats", data);
 		}
 		pthread_mutex_lock(&ev->lock);
+		ev->busy = false;
+		pthread_cond_broadcast(&ev->idle);
 	}
 	pthread_mutex_unlock(&ev->lock);
 	return NULL;
@@ -109,7 +112,7 @@ static int queue_role(const struct virtio_dev *dev, uint16_t qidx)
 	return -1;
 }
 
-static int queue_index(const struct virtio_dev *dev, enum bq role)
+int balloon_queue_index(const struct virtio_dev *dev, enum bq role)
 {
 	unsigned int q, idx = 0;
 
@@ -407,6 +410,8 @@ static const struct virtio_dev_ops balloon_ops = {
 	.activate = balloon_activate,
 	.queue_notify = balloon_queue_notify,
 	.reset = balloon_reset,
+	.save = balloon_save,
+	.load = balloon_load,
 };
 
 /* --- public API --------------------------------------------------------------------------- */
@@ -421,6 +426,7 @@ struct balloon *balloon_create(struct guest_mem *gm, const struct balloon_config
 	virtio_dev_init(&b->vdev, &balloon_ops, gm);
 	pthread_mutex_init(&b->ev.lock, NULL);
 	pthread_cond_init(&b->ev.cond, NULL);
+	pthread_cond_init(&b->ev.idle, NULL);
 	return b;
 }
 
@@ -435,6 +441,7 @@ void balloon_destroy(struct balloon *b)
 	if (b->ev.running)
 		pthread_join(b->ev.thread, NULL);
 	pthread_cond_destroy(&b->ev.cond);
+	pthread_cond_destroy(&b->ev.idle);
 	pthread_mutex_destroy(&b->ev.lock);
 	pthread_mutex_destroy(&b->vdev.lock);
 	free(b);
@@ -443,6 +450,16 @@ void balloon_destroy(struct balloon *b)
 struct virtio_dev *balloon_virtio_dev(struct balloon *b)
 {
 	return &b->vdev;
+}
+
+void balloon_quiesce(struct balloon *b)
+{
+	struct balloon_events *ev = &b->ev;
+
+	pthread_mutex_lock(&ev->lock);
+	while (ev->busy || (ev->running && !ev->stop && (ev->change || ev->stats)))
+		pthread_cond_wait(&ev->idle, &ev->lock);
+	pthread_mutex_unlock(&ev->lock);
 }
 
 void balloon_set_event_sink(struct balloon *b, balloon_event_fn fn, void *opaque)
@@ -502,7 +519,7 @@ int balloon_request_stats(struct balloon *b)
 	int ret = 0, qidx;
 
 	pthread_mutex_lock(&dev->lock);
-	qidx = queue_index(dev, BQ_STATS);
+	qidx = balloon_queue_index(dev, BQ_STATS);
 	if (qidx < 0) {
 		ret = -ENOTSUP;
 	} else if (!b->stats_held) {

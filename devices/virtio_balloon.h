@@ -66,6 +66,14 @@ void balloon_destroy(struct balloon *b);
 /** balloon_virtio_dev() - the embedded virtio device, for the transport. */
 struct virtio_dev *balloon_virtio_dev(struct balloon *b);
 
+/**
+ * balloon_quiesce() - before a snapshot is saved (issue 14): wait until the event thread has
+ * delivered every pending event and is idle, so no event is lost or half-sent across the
+ * snapshot. Call without the device lock, with nothing posting events (vCPUs paused, on the
+ * loop thread).
+ */
+void balloon_quiesce(struct balloon *b);
+
 /** balloon_set_event_sink() - where balloon.change / balloon.stats events go. */
 void balloon_set_event_sink(struct balloon *b, balloon_event_fn fn, void *opaque);
 

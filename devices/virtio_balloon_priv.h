@@ -13,6 +13,9 @@
 #include "virtio.h"
 #include "virtio_balloon.h"
 
+struct state_in;
+struct state_out;
+
 /* Logical queues in the guest's order (virtio 1.2 §5.5.2); transport indices skip absent ones. */
 enum bq { BQ_INFLATE, BQ_DEFLATE, BQ_STATS, BQ_FREE_PAGE, BQ_REPORTING, BQ_NR };
 
@@ -23,8 +26,10 @@ enum bq { BQ_INFLATE, BQ_DEFLATE, BQ_STATS, BQ_FREE_PAGE, BQ_REPORTING, BQ_NR };
 struct balloon_events {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	pthread_cond_t idle; /* broadcast when a delivery ends (balloon_quiesce) */
 	pthread_t thread;
 	bool running, stop;
+	bool busy; /* the sink is being called */
 	balloon_event_fn fn;
 	void *opaque;
 	bool change, stats; /* pending, coalesced */
@@ -78,5 +83,12 @@ bool balloon_start_pfns(struct balloon *b, const struct vq_chain *c, bool inflat
  * notification's time budget ran out between two runs (at least one is applied per call).
  */
 bool balloon_run_pfns(struct balloon *b, struct pfn_work *w, const struct virtio_budget *budget);
+
+/* balloon_queue_index() - transport index of logical queue @role, -1 when its feature is off. */
+int balloon_queue_index(const struct virtio_dev *dev, enum bq role);
+
+/* Snapshot hooks (virtio_dev_ops.save/load, virtio_balloon_state.c); dev->lock held. */
+int balloon_save(struct virtio_dev *dev, struct state_out *o);
+int balloon_load(struct virtio_dev *dev, struct state_in *in);
 
 #endif

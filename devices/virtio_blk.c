@@ -433,6 +433,43 @@ void blk_drain(struct blk_queue *q)
 	q->more = q->dirty = false;
 }
 
+/* Every request of @q in flight completed into the used ring (caller holds dev->lock). */
+static int quiesce_queue(struct blk_queue *q, uint64_t deadline)
+{
+	if (q->queued) {
+		int ret = io_uring_submit(&q->ring);
+
+		if (ret > 0)
+			q->queued -= MIN((unsigned int)ret, q->queued);
+	}
+	while (q->inflight_sqes && now_ns() < deadline) {
+		struct __kernel_timespec ts = {.tv_nsec = 100 * 1000000};
+		struct io_uring_cqe *cqe;
+
+		if (!io_uring_wait_cqe_timeout(&q->ring, &cqe, &ts))
+			reap(q);
+	}
+	reap(q);
+	signal_used(q);
+	return q->inflight_sqes || q->queued ? -ETIMEDOUT : 0;
+}
+
+int blk_quiesce(struct blk *b)
+{
+	uint64_t deadline = now_ns() + DRAIN_TIMEOUT_MS * 1000000ULL;
+	int ret = 0;
+
+	pthread_mutex_lock(&b->vdev.lock);
+	for (unsigned int i = 0; i < b->cfg.nr_queues; i++)
+		if (b->q[i] && quiesce_queue(b->q[i], deadline))
+			ret = -ETIMEDOUT;
+	pthread_mutex_unlock(&b->vdev.lock);
+	if (ret)
+		pr_err("virtio-blk %s: requests still in flight after %d ms", b->cfg.path,
+		       DRAIN_TIMEOUT_MS);
+	return ret;
+}
+
 /* --- virtio_dev_ops ------------------------------------------------------------------------ */
 
 static uint64_t blk_get_features(struct virtio_dev *dev)
@@ -533,4 +570,6 @@ const struct virtio_dev_ops blk_ops = {
 	.activate = blk_activate,
 	.queue_notify = blk_queue_notify,
 	.reset = blk_reset,
+	.save = blk_save,
+	.load = blk_load,
 };

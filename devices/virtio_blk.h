@@ -83,6 +83,16 @@ int blk_create(struct guest_mem *gm, struct loop *loop, const struct blk_config 
  */
 void blk_destroy(struct blk *b);
 
+/**
+ * blk_quiesce() - before a snapshot is saved (issue 14): submit what is prepared, wait (at most
+ * DRAIN_TIMEOUT_MS, 5 s) for every io_uring request in flight and complete each into the used
+ * ring with its status, interrupting the driver as usual, so no request is in flight when the
+ * state is written. Chains not yet popped stay in the avail ring (picked up after a restore).
+ * Call with the vCPUs paused, from the loop thread. Returns 0, or -ETIMEDOUT when requests are
+ * still in flight (the snapshot must not be taken).
+ */
+int blk_quiesce(struct blk *b);
+
 /** blk_virtio_dev() - the embedded virtio device, for the transport. */
 struct virtio_dev *blk_virtio_dev(struct blk *b);
 

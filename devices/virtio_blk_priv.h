@@ -14,6 +14,9 @@
 #include "virtio.h"
 #include "virtio_blk.h"
 
+struct state_in;
+struct state_out;
+
 #define QUEUED		 (-1) /* request handed to io_uring; its completion finishes it */
 #define HDR_SIZE	 sizeof(struct virtio_blk_outhdr)
 #define SEG_SIZE	 sizeof(struct virtio_blk_discard_write_zeroes)
@@ -72,5 +75,9 @@ void blk_on_completion(void *opaque, int fd, uint32_t events);
  * never reach the guest. Caller holds dev->lock or is the only user (teardown).
  */
 void blk_drain(struct blk_queue *q);
+
+/* Snapshot hooks (virtio_dev_ops.save/load, virtio_blk_state.c); dev->lock held. */
+int blk_save(struct virtio_dev *dev, struct state_out *o);
+int blk_load(struct virtio_dev *dev, struct state_in *in);
 
 #endif

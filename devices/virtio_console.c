@@ -39,17 +39,6 @@ static unsigned int nr_ports(const struct vconsole *vc)
 	return vc_multiport(vc) ? vc->nr_ports : 1;
 }
 
-/* §5.3.2: port 0's pair, the control pair, then the other ports' pairs. */
-static uint16_t rxq(unsigned int port)
-{
-	return (uint16_t)(port ? 2 + 2 * port : 0);
-}
-
-static uint16_t txq(unsigned int port)
-{
-	return rxq(port) + 1;
-}
-
 void vc_complete(struct vconsole *vc, uint16_t qidx, uint16_t head, uint32_t len)
 {
 	int ret;
@@ -129,7 +118,7 @@ static void input_ended(struct vc_port *p)
 void vc_port_rx(struct vc_port *p)
 {
 	struct vconsole *vc = p->vc;
-	uint16_t q = rxq(p->id);
+	uint16_t q = vc_rxq(p->id);
 	struct iovec iov[VQ_MAX_BUFS];
 	ssize_t n;
 
@@ -204,7 +193,7 @@ static bool put_chain(struct vc_port *p)
 static void port_tx(struct vc_port *p)
 {
 	struct vconsole *vc = p->vc;
-	uint16_t q = txq(p->id);
+	uint16_t q = vc_txq(p->id);
 
 	if (!vc_usable(vc))
 		return;
@@ -345,6 +334,8 @@ static const struct virtio_dev_ops vc_ops = {
 	.activate = vc_activate,
 	.queue_notify = vc_queue_notify,
 	.reset = vc_reset,
+	.save = vc_save,
+	.load = vc_load,
 };
 
 /* --- public API --------------------------------------------------------------------------- */

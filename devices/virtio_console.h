@@ -4,8 +4,8 @@
  * named in /sys/class/virtio-ports/vportNpM/name).
  *
  * Queues (§5.3.2): port 0 receiveq/transmitq (0, 1), control receiveq/transmitq (2, 3), then one
- * receiveq/transmitq pair per further port (4 + 2(p-1), 5 + 2(p-1)). VIRTIO_MAX_QUEUES (8) makes
- * VCONSOLE_MAX_PORTS 3. Without MULTIPORT only port 0 exists, always open (a plain console).
+ * receiveq/transmitq pair per further port (4 + 2(p-1), 5 + 2(p-1)). VIRTIO_MAX_QUEUES (10) makes
+ * VCONSOLE_MAX_PORTS 4. Without MULTIPORT only port 0 exists, always open (a plain console).
  *
  * Control protocol (§5.3.6.2), device side: on DEVICE_READY the device sends PORT_ADD for every
  * configured port; on a port's PORT_READY(1) it sends CONSOLE_PORT (if configured as a console),
@@ -41,7 +41,7 @@ struct loop;
 struct vconsole;
 struct virtio_dev;
 
-#define VCONSOLE_MAX_PORTS    3		   /* (3 + 1) * 2 queues = VIRTIO_MAX_QUEUES */
+#define VCONSOLE_MAX_PORTS    4		   /* (4 + 1) * 2 queues = VIRTIO_MAX_QUEUES */
 #define VCONSOLE_NAME_MAX     63	   /* bytes of a port name */
 #define VCONSOLE_OUT_BUF      (256 * 1024) /* bytes of output held per port */
 #define VCONSOLE_FLUSH_MS     1000	   /* vconsole_drain(): give up after this long idle */

@@ -15,6 +15,9 @@
 #include "virtio.h"
 #include "virtio_console.h"
 
+struct state_in;
+struct state_out;
+
 #define CTRL_RXQ 2 /* control receiveq (device -> driver messages) */
 #define CTRL_TXQ 3 /* control transmitq (driver -> device messages) */
 
@@ -77,6 +80,17 @@ static inline bool vc_host_connected(const struct vc_port *p)
 	return p->out || (p->in_fd >= 0 && !p->in_eof);
 }
 
+/* §5.3.2: port 0's pair, the control pair, then the other ports' pairs. */
+static inline uint16_t vc_rxq(unsigned int port)
+{
+	return (uint16_t)(port ? 2 + 2 * port : 0);
+}
+
+static inline uint16_t vc_txq(unsigned int port)
+{
+	return (uint16_t)(vc_rxq(port) + 1);
+}
+
 /* A guest-caused error: counted in vdev.err_count, logged rate-limited. */
 void vc_guest_err(struct vconsole *vc, const char *what, uint64_t arg);
 
@@ -95,5 +109,9 @@ void vc_flush_ctrl(struct vconsole *vc);
 
 /* Handle the driver's control messages, then send what they asked for. */
 void vc_ctrl_tx(struct vconsole *vc);
+
+/* Snapshot hooks (virtio_dev_ops.save/load, virtio_console_state.c); vdev.lock held. */
+int vc_save(struct virtio_dev *dev, struct state_out *o);
+int vc_load(struct virtio_dev *dev, struct state_in *in);
 
 #endif

@@ -506,6 +506,27 @@ void virtio_pci_detach(struct virtio_dev *dev)
 	dev->transport_priv = NULL;
 }
 
+bool vp_is_transport(const struct virtio_dev *dev)
+{
+	return dev->transport_priv && dev->transport == &vp_transport;
+}
+
+void virtio_pci_restart_queues(struct virtio_dev *dev)
+{
+	struct virtio_pci *vp = dev->transport_priv;
+	uint32_t mask = 0;
+
+	if (!vp_is_transport(dev))
+		return;
+	pthread_mutex_lock(&dev->lock);
+	if (vp->activated && !(dev->status & VIRTIO_CONFIG_S_NEEDS_RESET))
+		for (uint16_t q = 0; q < vp->nq; q++)
+			if (dev->vqs[q].ready)
+				mask |= 1u << q;
+	pthread_mutex_unlock(&dev->lock);
+	vp_replay(vp, mask);
+}
+
 struct pci_dev *virtio_pci_dev(struct virtio_dev *dev)
 {
 	struct virtio_pci *vp = dev->transport_priv;

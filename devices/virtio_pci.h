@@ -25,6 +25,8 @@
 struct loop;
 struct pci_bus;
 struct pci_dev;
+struct state_in;
+struct state_out;
 struct virtio_dev;
 
 #define VIRTIO_PCI_BAR		   0
@@ -69,5 +71,35 @@ void virtio_pci_detach(struct virtio_dev *dev);
 
 /** virtio_pci_dev() - the PCI function of an attached @dev (NULL when not attached). */
 struct pci_dev *virtio_pci_dev(struct virtio_dev *dev);
+
+/**
+ * virtio_pci_save() - append the snapshot state of attached @dev (issue 14): the transport's
+ * registers (feature selects, queue_select, msix_config, ISR, activation, deferred early kicks,
+ * each queue's size/vector/ring addresses as the driver wrote them, the PCI_CFG window), then
+ * virtio_dev_save(). Takes dev->lock. The PCI function's configuration space and MSI-X table
+ * are the bus's (pci_bus_save()). Returns 0, -ENODEV (not attached) or -ENOMEM.
+ */
+int virtio_pci_save(struct virtio_dev *dev, struct state_out *o);
+
+/**
+ * virtio_pci_load() - load what virtio_pci_save() wrote into attached @dev, freshly reset, of
+ * the same configuration (after pci_bus_load(), so BAR decoding, ioeventfds and MSI-X enable are
+ * in place). @in must hold exactly this state (leftover bytes are an error). Validates: queue
+ * sizes powers of two up to ops->max_queue_size, every vector inside the MSI-X table or
+ * NO_VECTOR, ISR bits 0-1 only, early kicks of existing queues, activation only with DRIVER_OK;
+ * then virtio_dev_load(). The INTx line follows the loaded ISR (pci_set_irq). On error the
+ * transport registers and the device's common part are reset (not the device's own state: its
+ * reset hook is not run, see virtio_dev_reset_common()). Call with the vCPUs and the loop not
+ * running. Returns 0, -ENODEV (not attached) or -EINVAL.
+ */
+int virtio_pci_load(struct virtio_dev *dev, struct state_in *in);
+
+/**
+ * virtio_pci_restart_queues() - after every device is loaded: notify each ready queue of an
+ * activated, healthy @dev once, as a guest kick would (through its eventfd on the loop, or
+ * synchronously without a loop), so buffers the snapshot left in the avail rings, half-done
+ * work and held chains are picked up. A spurious notification is harmless (virtio 1.2 §2.7.13).
+ */
+void virtio_pci_restart_queues(struct virtio_dev *dev);
 
 #endif

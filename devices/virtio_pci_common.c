@@ -21,11 +21,16 @@ static uint16_t vp_vector_ok(struct virtio_pci *vp, uint16_t v)
 }
 
 /* Caller holds dev->lock. The fixed reset path, then the transport's own registers. */
-static void vp_reset(struct virtio_pci *vp)
+void vp_reset(struct virtio_pci *vp)
+{
+	virtio_dev_reset(vp->dev);
+	vp_reset_regs(vp);
+}
+
+void vp_reset_regs(struct virtio_pci *vp)
 {
 	struct virtio_dev *dev = vp->dev;
 
-	virtio_dev_reset(dev);
 	dev->device_features = (dev->ops->get_features ? dev->ops->get_features(dev) : 0) |
 			       (1ULL << VIRTIO_F_VERSION_1);
 	vp->dfselect = vp->gfselect = 0;

@@ -112,4 +112,15 @@ void vp_common_image(struct virtio_pci *vp, uint8_t *img);
  */
 uint32_t vp_common_write(struct virtio_pci *vp, uint32_t off, const void *data, uint32_t len);
 
+/* vp_reset() - the driver's reset (status 0): device and transport registers. Caller holds
+ * dev->lock. */
+void vp_reset(struct virtio_pci *vp);
+
+/* vp_reset_regs() - the transport's half of vp_reset(): offered features recomputed, every
+ * register to its reset value, ISR and INTx cleared; the device is not touched. dev->lock. */
+void vp_reset_regs(struct virtio_pci *vp);
+
+/* vp_is_transport() - is @dev attached to this transport (dev->transport is ours)? */
+bool vp_is_transport(const struct virtio_dev *dev);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include "../vmm/loop.h"
 #include "../vmm/mem/guest_mem.h"
+#include "../vmm/state.h"
 #include "../vmm/util.h"
 #include "virtio.h"
 
@@ -231,6 +232,52 @@ static void rng_reset(struct virtio_dev *dev)
 	r->waiting = false;
 }
 
+/* The rate limiter and the request waiting for it; the timer is re-armed by the first kick. */
+static int rng_save(struct virtio_dev *dev, struct state_out *o)
+{
+	struct rng *r = to_rng(dev);
+
+	refill(r);
+	state_put_u64(o, r->rate);
+	state_put_u64(o, r->burst);
+	state_put_u64(o, r->tokens);
+	state_put_bool(o, r->waiting);
+	state_put_u16(o, r->waiting ? r->req.head : 0);
+	state_put_u64(o, r->c.bytes);
+	state_put_u64(o, r->c.requests);
+	state_put_u64(o, r->c.throttled);
+	state_put_u64(o, r->c.timer_wakeups);
+	state_put_u64(o, r->c.err_count);
+	return state_out_error(o);
+}
+
+static int rng_load(struct virtio_dev *dev, struct state_in *in)
+{
+	struct rng *r = to_rng(dev);
+	uint64_t rate = state_get_u64(in), burst = state_get_u64(in), tokens = state_get_u64(in);
+	bool waiting = state_get_bool(in);
+	uint16_t head = state_get_u16(in);
+
+	if (state_in_error(in))
+		return state_in_error(in);
+	if (rate != r->rate || burst != r->burst)
+		return state_fail(in, "rng: rate limit differs from the configuration");
+	if (tokens > burst)
+		return state_fail(in, "rng: more tokens than the bucket holds");
+	if (waiting && (virtio_repop(dev, RQ, head, &r->req) || r->req.n_out || !r->req.in_len))
+		return state_fail(in,
+				  "rng: the waiting request is not a writable chain on the ring");
+	r->tokens = tokens;
+	r->fill_ns = now_ns(); /* tokens earned while not running are not carried over */
+	r->waiting = waiting;
+	r->c.bytes = state_get_u64(in);
+	r->c.requests = state_get_u64(in);
+	r->c.throttled = state_get_u64(in);
+	r->c.timer_wakeups = state_get_u64(in);
+	r->c.err_count = state_get_u64(in);
+	return state_in_error(in);
+}
+
 static const struct virtio_dev_ops rng_ops = {
 	.name = "virtio-rng",
 	.device_id = VIRTIO_ID_RNG,
@@ -241,6 +288,8 @@ static const struct virtio_dev_ops rng_ops = {
 	.activate = rng_activate,
 	.queue_notify = rng_queue_notify,
 	.reset = rng_reset,
+	.save = rng_save,
+	.load = rng_load,
 };
 
 /* --- public API --------------------------------------------------------------------------- */

@@ -8,8 +8,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "machine.h"
+
+/* The default guest's kernel command line (vmm run --cmdline replaces it). */
+#define CLI_BASE_CMDLINE "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
+
+/** cli_usage() - print `vmm run`'s usage and option reference to @f. */
+void cli_usage(FILE *f);
 
 /**
  * cli_is_balloon_value() - is @s, the word after a bare --balloon, its value? Any word but an

@@ -33,6 +33,16 @@ static void dev_stop(void *opaque, int status, const char *reason)
 	vm_stop(opaque, status, reason);
 }
 
+/* The exit port (the init's vmm-exit): the one stop after which a writable --volume is written
+ * back (vmm/volume.h). */
+static void exit_port_stop(void *opaque, int status, const char *reason)
+{
+	struct machine *m = opaque;
+
+	if (vm_stop(&m->vm, status, reason))
+		m->guest_exited = true;
+}
+
 static bool dev_panicked(void *opaque)
 {
 	return vm_panicked(opaque);
@@ -90,9 +100,10 @@ static int create_legacy(struct machine *m)
 
 	m->legacy =
 		(struct legacy_ops){.stop = dev_stop, .panicked = dev_panicked, .opaque = &m->vm};
+	m->exit_port = (struct legacy_ops){.stop = exit_port_stop, .panicked = NULL, .opaque = m};
 	ret = i8042_create(&m->vm.pio, &m->legacy);
 	if (!ret)
-		ret = exit_port_create(&m->vm.pio, &m->legacy);
+		ret = exit_port_create(&m->vm.pio, &m->exit_port);
 	if (ret)
 		pr_err("creating platform devices: %s", strerror(-ret));
 	return ret;
@@ -199,10 +210,13 @@ static int create_disks(struct machine *m)
 static int create_vconsole(struct machine *m)
 {
 	const struct vconsole_config cfg = {
-		.nr_ports = 3,
+		.nr_ports = 4,
 		.ports = {{.name = "vmm.stdout", .out_fd = STDOUT_FILENO, .in_fd = -1},
 			  {.name = "vmm.stderr", .out_fd = STDERR_FILENO, .in_fd = -1},
-			  {.name = "vmm.stdin", .out_fd = -1, .in_fd = STDIN_FILENO}},
+			  {.name = "vmm.stdin", .out_fd = -1, .in_fd = STDIN_FILENO},
+			  {.name = "vmm.cmd",
+			   .out_fd = -1,
+			   .in_fd = m->cfg.await_command ? m->cfg.cmd_in_fd : -1}},
 	};
 	int ret;
 
@@ -296,6 +310,7 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
 	m->cfg = *cfg;
 	m->console_fd = -1;
 	m->stats_timer = -1;
+	m->mem_fd = -1;
 	ret = vm_create(&m->vm, &cfg->vm);
 	if (ret)
 		return ret;	 /* vm_create() released what it made */
@@ -369,6 +384,14 @@ int machine_start(struct machine *m)
 		pr_err("setting boot registers: %s", strerror(-ret));
 		return ret;
 	}
+	return machine_run_vcpus(m);
+}
+
+int machine_run_vcpus(struct machine *m)
+{
+	struct vm *vm = &m->vm;
+	int ret;
+
 	pthread_mutex_lock(&vm->lock);
 	vm->state = VM_RUNNING;
 	vm->start_ns = now_ns();
@@ -432,4 +455,7 @@ void machine_destroy(struct machine *m)
 	m->console_fd = -1;
 	/* 7. */
 	vm_destroy(vm);
+	if (m->mem_fd >= 0)
+		close(m->mem_fd);
+	m->mem_fd = -1;
 }

@@ -12,8 +12,10 @@
  *   - virtio-blk on PCI, one per --disk, in order (vda, vdb, ...: PCI slot order)
  *                                                         devices/virtio_blk.h
  *   - virtio-console on PCI, with --vconsole on: ports     devices/virtio_console.h
- *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin);
- *     the UART then takes no input (stdin belongs to the port)
+ *     0 "vmm.stdout" (-> stdout), 1 "vmm.stderr" (-> stderr), 2 "vmm.stdin" (<- stdin),
+ *     3 "vmm.cmd" (<- cfg.cmd_in_fd: the command a guest booted with --await-command waits
+ *     for, sent after a restore; docs/snapshot.md); the UART then takes no input (stdin
+ *     belongs to the port)
  *
  * Start order (machine_create(), then machine_start()):
  *   1. vm_create(): the KVM VM, guest RAM and its memory slots, the event loop, the vCPUs (not
@@ -71,6 +73,8 @@ struct vconsole;
 struct memtier;
 struct control;
 struct blk;
+struct snap_writer;
+struct snap_image;
 
 #define MACHINE_MAX_DISKS 8
 
@@ -98,7 +102,9 @@ struct machine_config {
 	struct rng_config rng;
 	unsigned int nr_disks; /* --disk, in order; nr_queues is set by machine_create */
 	struct blk_config disks[MACHINE_MAX_DISKS];
-	bool vconsole; /* virtio-console carrying the job's stdin/stdout/stderr */
+	bool vconsole;	    /* virtio-console carrying the job's stdin/stdout/stderr */
+	bool await_command; /* --await-command: the guest's init waits for its command on vmm.cmd */
+	int cmd_in_fd;	    /* host side of port vmm.cmd (not owned), or -1 */
 	/*
 	 * --debug corrupt-store=GPA (tests/kvm/memtier_corrupt.sh): the compressed tier damages the
 	 * stored copy of the first page it compresses at or above this GPA, once, so the integrity
@@ -111,9 +117,13 @@ struct machine_config {
 struct machine {
 	struct vm vm;
 	struct machine_config cfg;
-	struct legacy_ops legacy; /* the i8042's and exit port's callbacks (they point here) */
-	struct serial *console;	  /* the UART (present with --console none too) */
-	int console_fd;		  /* --console file:PATH, else -1 */
+	struct legacy_ops legacy;    /* the i8042's callbacks (they point here) */
+	struct legacy_ops exit_port; /* the exit port's (opaque: this machine) */
+	/* The VM was stopped by the exit port (its first stop: not a crash or a signal). Set on
+	 * a vCPU thread just after the stop: read it after machine_destroy() joined them. */
+	bool guest_exited;
+	struct serial *console; /* the UART (present with --console none too) */
+	int console_fd;		/* --console file:PATH, else -1 */
 	struct pci_bus *pci;
 	struct balloon *balloon;	      /* NULL without --balloon */
 	struct blk *disks[MACHINE_MAX_DISKS]; /* cfg.nr_disks of them */
@@ -123,7 +133,8 @@ struct machine {
 	struct memtier *memtier; /* NULL with --compress off */
 	struct control *control; /* NULL without --control */
 	struct policy policy;	 /* the autopilot's state (loop thread only) */
-	int policy_timer;	 /* its loop timer, or 0 when off */
+	int mem_fd;	  /* the snapshot memory file guest RAM is mapped from (a restore), or -1 */
+	int policy_timer; /* its loop timer, or 0 when off */
 };
 
 /**
@@ -143,6 +154,13 @@ int machine_create(struct machine *m, const struct machine_config *cfg);
 int machine_start(struct machine *m);
 
 /**
+ * machine_run_vcpus() - the end of step 6 (machine_start() and a snapshot restore): the VM's
+ * state becomes running and every vCPU thread starts from the registers it has. Returns 0 or
+ * -errno (the VM is then stopped).
+ */
+int machine_run_vcpus(struct machine *m);
+
+/**
  * machine_request_guest_shutdown() - ask the guest to shut down by itself: serial BREAK + SysRq
  * 'e' (SIGTERM to all tasks but init; our init then exits the VM), SysRq 'i' (SIGKILL) a second
  * later if the VM still runs. Does not wait. Used by the control socket's vm.shutdown, which
@@ -157,6 +175,40 @@ int machine_request_guest_shutdown(struct machine *m);
  * with stats, or -errno from the loop.
  */
 int machine_policy_start(struct machine *m);
+
+/**
+ * machine_devices_quiesce() - snapshot step 1 for the devices (issue 14), with the VM paused
+ * (vm_pause: vCPUs parked), on the event-loop thread: every virtio-blk request in flight is
+ * completed into its used ring (blk_quiesce, at most 5 s per disk) and the balloon's event
+ * thread has delivered what was pending (balloon_quiesce). Returns 0, or -ETIMEDOUT when a
+ * disk still has requests in flight (do not save then; the VM may be resumed).
+ */
+int machine_devices_quiesce(struct machine *m);
+
+/**
+ * machine_devices_save() - snapshot step 2, after machine_devices_quiesce(), same thread and
+ * VM still paused: add one section per device to @w: "dev.serial" (16550), "dev.pci" (conf1
+ * latch, every function's configuration space and MSI-X table), then per virtio function its
+ * transport, common and device state: "dev.balloon", "dev.rng", "dev.blk.N" (N: --disk index),
+ * "dev.vconsole". The i8042 and exit port have no state. Returns 0 or -errno (one pr_err line
+ * naming the section; -EBUSY: a disk was not quiesced, -ENOMEM).
+ */
+int machine_devices_save(struct machine *m, struct snap_writer *w);
+
+/**
+ * machine_devices_load() - restore: load the device sections of @img (parsed and checksummed)
+ * into @m, created by machine_create() from the snapshot's configuration and not started (guest
+ * RAM already holds the snapshot's memory, vCPUs and loop not running). Loads the UART, the PCI
+ * bus (BARs decoded again, ioeventfds, MSI routes), then each virtio function, then notifies
+ * every ready queue once (the work is done when the loop runs). The UART's and the INTx lines
+ * are driven to their loaded levels (KVM_IRQ_LINE), so the kernel's line state matches the
+ * devices; with the irqchip loaded before (snapshot.c), an asserted edge-triggered line (the
+ * UART's IRQ 4) may give the guest one spurious interrupt, which its driver ignores. Every value is
+ * validated: a missing, malformed or foreign section (or a "dev." section this machine has no
+ * device for) gives one pr_err line naming it and -EINVAL; the machine must then be destroyed, not
+ * started.
+ */
+int machine_devices_load(struct machine *m, const struct snap_image *img);
 
 /**
  * machine_destroy() - the stop order above: stop the VM if needed, join every thread, free the

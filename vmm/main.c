@@ -22,88 +22,20 @@
 #include "control/server.h"
 #include "loop.h"
 #include "machine.h"
+#include "run_snapshot.h"
 #include "sandbox.h"
 #include "util.h"
 #include "vm.h"
+#include "volume.h"
 
-#define MIN_MEM	     (64 * MiB)
-#define DEFAULT_MEM  (256 * MiB)
-#define MAX_VCPUS    254 /* APIC IDs 0..253, the IOAPIC takes the next (boot/mptable.c) */
-#define BASE_CMDLINE "console=ttyS0 reboot=k panic=-1 tsc=reliable no_timer_check"
+#define MIN_MEM	    (64 * MiB)
+#define DEFAULT_MEM (256 * MiB)
+#define MAX_VCPUS   254 /* APIC IDs 0..253, the IOAPIC takes the next (boot/mptable.c) */
 
 int ctl_main(int argc, char **argv); /* vmm/control/ctl.c */
 
 static struct termios saved_tio;
 static bool tio_saved;
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: vmm run [options] [-- COMMAND [ARGS...]]\n"
-		"       vmm ctl -s SOCKET COMMAND...   (see 'vmm ctl --help')\n"
-		"\n"
-		"run options:\n"
-		"  --kernel PATH        bzImage or ELF vmlinux (PVH); default: the embedded guest\n"
-		"  --initrd PATH        initramfs; default: the embedded guest's\n"
-		"  --cmdline STR        kernel command line (default: \"%s\");\n"
-		"                       with --firmware: the firmware's arguments\n"
-		"  --mem SIZE           guest RAM, K/M/G suffixes (default 256M, at least 64M)\n"
-		"  --cpus N             vCPUs (default 1)\n"
-		"  --console MODE       stdio (default), none, or file:PATH (created mode 0600)\n"
-		"  --balloon [OPTS]     virtio-balloon (bare: on): on|off or comma list of "
-		"deflate-on-oom=on|off,\n"
-		"                       "
-		"free-page-reporting=on|off,stats=on|off,stats-period=SECONDS\n"
-		"  --rng on|off[,rate=BYTES]\n"
-		"                       virtio-rng entropy from getrandom(2), at most BYTES per\n"
-		"                       second, K/M/G suffixes (default on, rate=1M)\n"
-		"  --disk PATH[,ro=on][,cache=none|writeback][,serial=ID]\n"
-		"                       virtio-blk disk on a raw image, repeatable: vda, vdb, ...\n"
-		"                       in order; ro=on: read-only; cache=none: O_DIRECT\n"
-		"                       (default writeback: the host page cache); serial: GET_ID\n"
-		"                       (at most 20 bytes)\n"
-		"  --root /dev/vdX      run on that --disk's file system: the default guest's "
-		"init\n"
-		"                       mounts it and runs COMMAND (or a shell) chrooted there;\n"
-		"                       with --kernel and no --initrd the kernel mounts it "
-		"(root=)\n"
-		"  --control PATH[,idle-timeout=SECONDS]\n"
-		"                       control socket (JSON lines, mode 0600); clients silent "
-		"for\n"
-		"                       SECONDS (default 60, 0: never) are closed\n"
-		"  --vconsole on|off    the COMMAND's stdin/stdout/stderr on virtio-console ports\n"
-		"                       (fast, byte-exact) instead of the serial console; default\n"
-		"                       on with a COMMAND and --console stdio, unless stdin and\n"
-		"                       stdout are a terminal\n"
-		"  --merge on|off       KSM merging of guest RAM (default on)\n"
-		"  --hugepages on|off   transparent huge pages for guest RAM: faster boot and\n"
-		"                       fewer TLB misses, slower memory return (default off)\n"
-		"  --compress ALGO      compressed tier for cold guest pages: lz4 (default), "
-		"zstd,\n"
-		"                       zstd:LEVEL, or off\n"
-		"  --mem-limit SIZE     keep guest RAM resident in host memory at or below SIZE\n"
-		"                       (compresses cold pages; needs the compressed tier)\n"
-		"  --firmware FILE.elf  run a freestanding firmware image (firmware/) instead of "
-		"Linux\n"
-		"  --auto-balloon OPTS  memory autopilot: on|off[,low=PCT,high=PCT,step=SIZE,\n"
-		"                       floor=SIZE,period=MS,hold=S] keeps the guest's available\n"
-		"                       memory in the low-high band by moving the balloon\n"
-		"                       (default off; README \"Memory autopilot\")\n"
-		"  --seccomp MODE       on (default): each VMM thread runs under a seccomp filter\n"
-		"                       for its role, a forbidden call stops the VMM (status "
-		"159);\n"
-		"                       log: allow and log such calls; off: no filters\n"
-		"  --seccomp-test ROLE  debug: the first ROLE thread (loop, vcpu, userfaultfd,\n"
-		"                       reclaim, events) makes a forbidden call (tests)\n"
-		"  --debug corrupt-store=GPA\n"
-		"                       debug: damage the stored copy of the first page the\n"
-		"                       compressed tier compresses at or above GPA; its fault-in\n"
-		"                       must stop the VM (exit status 1; tests)\n"
-		"  -v, --verbose        more messages (repeat for debug)\n"
-		"\n"
-		"With a COMMAND the default guest runs it and vmm exits with its exit status.\n",
-		BASE_CMDLINE);
-}
 
 static void restore_tty(void)
 {
@@ -179,6 +111,7 @@ static int cmd_run(int argc, char **argv)
 		{"control", required_argument, NULL, 's'},
 		{"disk", required_argument, NULL, 'd'},
 		{"root", required_argument, NULL, 'r'},
+		{"volume", required_argument, NULL, 'o'},
 		{"vconsole", required_argument, NULL, 'V'},
 		{"merge", required_argument, NULL, 'M'},
 		{"hugepages", required_argument, NULL, 'H'},
@@ -189,6 +122,8 @@ static int cmd_run(int argc, char **argv)
 		{"auto-balloon", required_argument, NULL, 'A'},
 		{"seccomp-test", required_argument, NULL, 'T'},
 		{"debug", required_argument, NULL, 'D'},
+		{"restore", required_argument, NULL, 'X'},
+		{"await-command", no_argument, NULL, 'W'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -204,10 +139,17 @@ static int cmd_run(int argc, char **argv)
 			    .stats_period_s = 0},
 		.rng = {.enabled = true, .rate_bytes_per_s = RNG_DEFAULT_RATE},
 	};
-	char rng_err[160];
+	char rng_err[160], why[512];
+	const char *restore = NULL, *machine_opt = NULL;
+	static struct snapshot_restore snap;
 	static char kernel[PATH_MAX], initrd[PATH_MAX], cmdline[8192], shcmd[3072], b64[4200];
 	const char *user_cmdline = NULL, *root = NULL;
-	char root_arg[64] = "";
+	char root_arg[64] = "", vol_args[MACHINE_MAX_DISKS * 400] = "";
+	static struct volume vols[MACHINE_MAX_DISKS];
+	struct volume_result vol_res[MACHINE_MAX_DISKS];
+	struct volume_helper helper = {.cmd_fd = -1, .result_fd = -1};
+	unsigned int nr_vols = 0, nr_rw = 0;
+	bool clean_exit;
 	bool user_kernel = false, user_initrd = false, interactive, vconsole_set = false;
 	struct machine *m;
 	struct vm *vm;
@@ -217,6 +159,10 @@ static int cmd_run(int argc, char **argv)
 
 	opterr = 0; /* our own messages: getopt's would name the program "run" */
 	while ((c = getopt_long(argc, argv, "+:vh", opts, NULL)) != -1) {
+		/* What --restore takes from the snapshot may not be given with it. */
+		for (const struct option *op = opts; op->name && !strchr("sCSTvhX:?", c); op++)
+			if (op->val == c && !machine_opt)
+				machine_opt = op->name;
 		switch (c) {
 		case 'k':
 			snprintf(kernel, sizeof(kernel), "%s", optarg);
@@ -310,6 +256,16 @@ static int cmd_run(int argc, char **argv)
 		case 'r':
 			root = optarg;
 			break;
+		case 'o': {
+			char err[PATH_MAX + 128];
+
+			if (nr_vols == MACHINE_MAX_DISKS)
+				die("--volume: at most %d", MACHINE_MAX_DISKS);
+			if (volume_parse(optarg, &vols[nr_vols], err, sizeof(err)) < 0)
+				die("%s", err);
+			nr_rw += !vols[nr_vols++].ro;
+			break;
+		}
 		case 'V':
 			if (!cli_parse_onoff(optarg, &cfg.vconsole))
 				die("--vconsole '%s': expected on or off", optarg);
@@ -338,11 +294,17 @@ static int cmd_run(int argc, char **argv)
 		case 'D':
 			cli_parse_debug(optarg, &cfg);
 			break;
+		case 'X':
+			restore = optarg;
+			break;
+		case 'W':
+			cfg.await_command = true;
+			break;
 		case 'v':
 			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
 			break;
 		case 'h':
-			usage(stdout);
+			cli_usage(stdout);
 			return 0;
 		case ':':
 			die("option '%s' needs a value (see 'vmm run --help')", argv[optind - 1]);
@@ -351,6 +313,19 @@ static int cmd_run(int argc, char **argv)
 				die("unknown option '-%c' (see 'vmm run --help')", optopt);
 			die("unknown option '%s' (see 'vmm run --help')", argv[optind - 1]);
 		}
+	}
+	if (restore) {
+		if (machine_opt)
+			die("--%s comes from the snapshot: not allowed with --restore",
+			    machine_opt);
+		shcmd[0] = '\0';
+		for (size_t len = 0; optind < argc; optind++)
+			if (cli_append_quoted(shcmd, RUN_CMD_MAX, &len, argv[optind]) < 0)
+				die("the guest command is longer than %d bytes", RUN_CMD_MAX);
+		run_restore_config(restore, &cfg, shcmd, &snap);
+		interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) &&
+			      cfg.console == CONSOLE_STDIO;
+		goto setup_done;
 	}
 	if (cfg.vm.mem_bytes < MIN_MEM)
 		die("--mem %llu MiB is below the minimum of 64 MiB",
@@ -379,6 +354,19 @@ static int cmd_run(int argc, char **argv)
 		else /* the default guest's init (guest-kernel-config/initramfs/init) */
 			snprintf(root_arg, sizeof(root_arg), " vmm.root=%s", root);
 	}
+	if (nr_vols && cfg.firmware)
+		die("--volume needs a Linux guest, not --firmware");
+	if (nr_vols && cfg.await_command) /* its image is a private, unlinked file */
+		die("--volume cannot go into a snapshot: not with --await-command");
+	if (nr_vols && user_kernel && !user_initrd)
+		die("--volume needs the default guest's init: give --initrd too, or no --kernel");
+	if (cfg.nr_disks + nr_vols > MACHINE_MAX_DISKS)
+		die("--disk and --volume: at most %d disks in all", MACHINE_MAX_DISKS);
+	/* The volumes' disks follow the --disk ones: vdX in order. */
+	for (unsigned int i = 0; i < nr_vols; i++)
+		if (volume_cmdline_arg(&vols[i], (char)('a' + cfg.nr_disks + i), vol_args,
+				       sizeof(vol_args)) < 0)
+			die("--volume: too many volumes for the kernel command line");
 	interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && cfg.console == CONSOLE_STDIO;
 	shcmd[0] = '\0';
 	for (size_t len = 0; optind < argc; optind++)
@@ -390,6 +378,15 @@ static int cmd_run(int argc, char **argv)
 	if (!vconsole_set)
 		cfg.vconsole =
 			shcmd[0] && !interactive && !cfg.firmware && cfg.console == CONSOLE_STDIO;
+	if (cfg.await_command) {
+		if (shcmd[0] || cfg.firmware)
+			die("--await-command boots the default guest without a COMMAND (it comes "
+			    "with 'vmm run --restore DIR -- COMMAND')");
+		if (vconsole_set && !cfg.vconsole)
+			die("--await-command needs --vconsole on (the command comes on its port)");
+		cfg.vconsole = true;
+		cfg.cmd_in_fd = run_cmd_pipe(NULL);
+	}
 
 	if (!cfg.firmware) {
 		char dk[PATH_MAX], di[PATH_MAX];
@@ -405,14 +402,15 @@ static int cmd_run(int argc, char **argv)
 		if (initrd[0] && access(initrd, R_OK) < 0)
 			die("cannot read initrd %s: %s", initrd, strerror(errno));
 		cli_base64((const uint8_t *)shcmd, strlen(shcmd), b64);
-		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s",
-			 user_cmdline ? user_cmdline : BASE_CMDLINE, root_arg,
+		snprintf(cmdline, sizeof(cmdline), "%s%s%s%s%s%s%s%s%s",
+			 user_cmdline ? user_cmdline : CLI_BASE_CMDLINE, root_arg, vol_args,
 			 shcmd[0] ? " quiet vmm.cmd=" : "", shcmd[0] ? b64 : "",
 			 interactive ? "" : " vmm.tty=0",
 			 /* guest init: the command's stdio on the virtio-console ports */
-			 cfg.vconsole && shcmd[0] ? " vmm.vconsole=1" : "",
+			 cfg.vconsole && (shcmd[0] || cfg.await_command) ? " vmm.vconsole=1" : "",
 			 /* guest init: free page reporting in whole host huge pages */
-			 cfg.vm.hugepages ? " vmm.report_order=9" : "");
+			 cfg.vm.hugepages ? " vmm.report_order=9" : "",
+			 cfg.await_command ? " vmm.await=1" : "");
 		cfg.kernel = kernel;
 		cfg.initrd = initrd[0] ? initrd : NULL;
 		cfg.cmdline = cmdline;
@@ -420,6 +418,29 @@ static int cmd_run(int argc, char **argv)
 		cfg.cmdline = user_cmdline; /* the firmware's argument string */
 	}
 
+	/* Before the sandbox and the first thread: mke2fs runs now, the helper is forked now. */
+	for (unsigned int i = 0; i < nr_vols; i++) {
+		struct blk_config *d = &cfg.disks[cfg.nr_disks++];
+		char err[PATH_MAX + 256];
+		uint64_t t0 = now_ns();
+
+		if (volume_prepare(&vols[i], err, sizeof(err)) < 0)
+			die("%s", err);
+		pr_info("--volume %s: %llu MiB image (%llu MiB of files) built in %llu ms",
+			vols[i].host_arg, (unsigned long long)(vols[i].image_bytes >> 20),
+			(unsigned long long)(vols[i].tree_bytes >> 20),
+			(unsigned long long)((now_ns() - t0) / 1000000));
+		*d = (struct blk_config){
+			.path = vols[i].disk_path, .ro = vols[i].ro, .cache = BLK_CACHE_WRITEBACK};
+		snprintf(d->serial, sizeof(d->serial), "vmm-volume-%u", i);
+	}
+	if (nr_rw) {
+		ret = volume_helper_start(vols, nr_vols, &helper);
+		if (ret < 0)
+			die("--volume: cannot start the write-back helper: %s", strerror(-ret));
+	}
+
+setup_done:
 	/* Signals go to the event loop; vCPU threads inherit the blocked mask. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -450,9 +471,17 @@ static int cmd_run(int argc, char **argv)
 	 * the job's input (the UART, which would read the raw keys, takes no input then). */
 	if (interactive && !cfg.vconsole)
 		raw_tty();
-	ret = machine_start(m);
-	if (ret)
-		exit(2);
+	if (restore) {
+		ret = snapshot_restore(m, &snap, why, sizeof(why));
+		if (ret) {
+			pr_err("cannot restore %s: %s", snap.dir, why);
+			exit(2);
+		}
+	} else {
+		ret = machine_start(m);
+		if (ret)
+			exit(2);
+	}
 	ret = sandbox_enter(VMM_THREAD_LOOP); /* setup is over: the loop's filter from here on */
 	if (ret < 0)
 		die("seccomp: cannot load the loop thread's filter: %s", strerror(-ret));
@@ -464,7 +493,40 @@ static int cmd_run(int argc, char **argv)
 		pr_info("guest ended: %s", vm->exit_reason);
 	if (ret == 130 || ret == 143)
 		fprintf(stderr, "vmm: %s\n", vm->exit_reason);
-	machine_destroy(m);
+	/* Only a stop through the init's exit port writes volumes back: not a panic (the kernel
+	 * reboots), a guest crash, a signal or a control-socket stop. */
+	clean_exit = !vm_panicked(vm);
+	machine_destroy(m); /* the disks are closed: every guest write is in the images */
+	snapshot_close(&snap);
+	clean_exit = clean_exit && m->guest_exited; /* set by a vCPU thread: read once joined */
+	if (nr_rw && clean_exit) {
+		uint64_t t0 = now_ns();
+
+		volume_helper_write_back(&helper, vol_res, nr_rw);
+		for (unsigned int i = 0, j = 0; i < nr_rw; i++) {
+			while (vols[j].ro)
+				j++;
+			if (vol_res[i].status >= 0) {
+				pr_info("--volume %s: %s in %llu ms", vols[j++].host_arg,
+					vol_res[i].status ? "unchanged (never mounted)"
+							  : "written back",
+					(unsigned long long)((now_ns() - t0) / 1000000));
+				continue;
+			}
+			j++;
+			pr_err("%s", vol_res[i].msg);
+			ret = 2;
+		}
+	} else if (nr_rw) {
+		volume_helper_cancel(&helper);
+		for (unsigned int i = 0; i < nr_vols; i++)
+			if (!vols[i].ro)
+				pr_warn("--volume %s: not written back (the guest did not exit "
+					"through its init)",
+					vols[i].host_arg);
+	}
+	for (unsigned int i = 0; i < nr_vols; i++)
+		volume_release(&vols[i]);
 	restore_tty();
 	return ret;
 }
@@ -474,7 +536,7 @@ int main(int argc, char **argv)
 	if (getenv("VMM_DEBUG"))
 		log_level = LOG_DEBUG;
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		usage(argc < 2 ? stderr : stdout);
+		cli_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "run"))
@@ -483,6 +545,6 @@ int main(int argc, char **argv)
 		return ctl_main(argc - 1, argv + 1);
 	}
 	fprintf(stderr, "vmm: unknown command '%s'\n", argv[1]);
-	usage(stderr);
+	cli_usage(stderr);
 	return 2;
 }

@@ -54,24 +54,49 @@ static const int common_calls[] = {
 
 /* The main thread after setup: the event loop, control clients, device queue work, teardown. */
 static const int loop_calls[] = {
-	SCMP_SYS(epoll_wait),	   SCMP_SYS(epoll_pwait),
-	SCMP_SYS(epoll_ctl),	   SCMP_SYS(accept4),
-	SCMP_SYS(accept),	   SCMP_SYS(recvfrom),
-	SCMP_SYS(recvmsg),	   SCMP_SYS(sendto),
-	SCMP_SYS(sendmsg),	   SCMP_SYS(getsockopt),
-	SCMP_SYS(setsockopt),	   SCMP_SYS(shutdown),
-	SCMP_SYS(fcntl),	   SCMP_SYS(timerfd_create),
-	SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime),
-	SCMP_SYS(eventfd2),	   SCMP_SYS(pread64),
-	SCMP_SYS(pwrite64),	   SCMP_SYS(readv),
-	SCMP_SYS(preadv),	   SCMP_SYS(pwritev),
-	SCMP_SYS(mincore),	   SCMP_SYS(unlink),
-	SCMP_SYS(unlinkat),	   SCMP_SYS(poll),
-	SCMP_SYS(ppoll),	   SCMP_SYS(fsync),
-	SCMP_SYS(fdatasync),	   SCMP_SYS(fallocate),
-	SCMP_SYS(io_uring_enter),  SCMP_SYS(io_uring_register),
-	SCMP_SYS(rt_sigtimedwait), SCMP_SYS(getuid),
-	SCMP_SYS(geteuid),	   SCMP_SYS(sysinfo),
+	SCMP_SYS(epoll_wait),
+	SCMP_SYS(epoll_pwait),
+	SCMP_SYS(epoll_ctl),
+	SCMP_SYS(accept4),
+	SCMP_SYS(accept),
+	SCMP_SYS(recvfrom),
+	SCMP_SYS(recvmsg),
+	SCMP_SYS(sendto),
+	SCMP_SYS(sendmsg),
+	SCMP_SYS(getsockopt),
+	SCMP_SYS(setsockopt),
+	SCMP_SYS(shutdown),
+	SCMP_SYS(fcntl),
+	SCMP_SYS(timerfd_create),
+	SCMP_SYS(timerfd_settime),
+	SCMP_SYS(timerfd_gettime),
+	SCMP_SYS(eventfd2),
+	SCMP_SYS(pread64),
+	SCMP_SYS(pwrite64),
+	SCMP_SYS(readv),
+	SCMP_SYS(preadv),
+	SCMP_SYS(pwritev),
+	SCMP_SYS(mincore),
+	SCMP_SYS(unlink),
+	SCMP_SYS(unlinkat),
+	SCMP_SYS(poll),
+	SCMP_SYS(ppoll),
+	SCMP_SYS(fsync),
+	SCMP_SYS(fdatasync),
+	SCMP_SYS(fallocate),
+	SCMP_SYS(io_uring_enter),
+	SCMP_SYS(io_uring_register),
+	SCMP_SYS(rt_sigtimedwait),
+	SCMP_SYS(getuid),
+	SCMP_SYS(geteuid),
+	SCMP_SYS(sysinfo),
+	/* snapshot.create (vmm/snapshot/): DIR made, DIR/memory.tmp sized and renamed. */
+	SCMP_SYS(mkdir),
+	SCMP_SYS(mkdirat),
+	SCMP_SYS(rename),
+	SCMP_SYS(renameat),
+	SCMP_SYS(renameat2),
+	SCMP_SYS(ftruncate),
 };
 
 /* vCPU threads: KVM_RUN and what exit dispatch reaches (device registers, interrupts, stop). */
@@ -112,6 +137,13 @@ static const unsigned long uffd_ioctls[] = {
 	UFFDIO_WRITEPROTECT, UFFDIO_REGISTER, UFFDIO_UNREGISTER,
 };
 static const unsigned long dirty_ioctls[] = {KVM_GET_DIRTY_LOG, KVM_SET_USER_MEMORY_REGION};
+/* snapshot.create on the loop thread reads the parked vCPUs' and the VM's state (GETs only). */
+static const unsigned long snapshot_ioctls[] = {
+	KVM_GET_CPUID2,	 KVM_GET_MP_STATE,    KVM_GET_REGS,  KVM_GET_SREGS,
+	KVM_GET_XSAVE,	 KVM_GET_XSAVE2,      KVM_GET_XCRS,  KVM_GET_DEBUGREGS,
+	KVM_GET_LAPIC,	 KVM_GET_VCPU_EVENTS, KVM_GET_MSRS,  KVM_GET_MSR_INDEX_LIST,
+	KVM_GET_IRQCHIP, KVM_GET_PIT2,	      KVM_GET_CLOCK, KVM_CHECK_EXTENSION,
+};
 
 struct bpf {
 	struct sock_fprog prog;
@@ -164,10 +196,16 @@ static int add_role_rules(scmp_filter_ctx ctx, enum vmm_thread_role role)
 		ret = ret ?: ALLOW(ctx, loop_calls);
 		ret = ret ?: IOCTLS(ctx, irq_ioctls);
 		ret = ret ?: IOCTLS(ctx, tty_ioctls);
+		ret = ret ?: IOCTLS(ctx, snapshot_ioctls);
 		/* /proc/self/smaps, ksm_stat and /sys/kernel/mm/ksm for memory.stats: read-only. */
 		ret = ret
 			      ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
 						  SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY));
+		/* snapshot.create writes DIR/state.tmp and DIR/memory.tmp (write-only, never
+		 * read-write: the loop thread still cannot open a file to change it in place). */
+		ret = ret
+			      ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+						  SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_WRONLY));
 		break;
 	case VMM_THREAD_VCPU:
 		ret = ret ?: ALLOW(ctx, vcpu_calls);

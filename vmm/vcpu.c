@@ -298,12 +298,26 @@ static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 	};
 }
 
-/* Park while the VM is paused; returns false once the VM stopped. */
-static bool park_if_paused(struct vm *vm)
+/*
+ * Park while the VM is paused; returns false once the VM stopped. Before parking, the exit just
+ * handled is completed with a KVM_RUN that has immediate_exit set (api.rst: a port or MMIO read
+ * is complete, and the vCPU's state consistent, only after the next KVM_RUN; with immediate_exit
+ * KVM finishes it and returns -EINTR without running guest code), so a snapshot taken while
+ * paused never holds a half-done instruction.
+ */
+static bool park_if_paused(struct vcpu *vcpu)
 {
+	struct vm *vm = vcpu->vm;
 	bool running;
 
 	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_req && vm->state != VM_STOPPED) {
+		pthread_mutex_unlock(&vm->lock);
+		__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		ioctl(vcpu->fd, KVM_RUN, 0);
+		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		pthread_mutex_lock(&vm->lock);
+	}
 	if (vm->pause_req && vm->state != VM_STOPPED) {
 		vm->parked++;
 		pthread_cond_broadcast(&vm->cond);
@@ -331,7 +345,7 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	while (park_if_paused(vm)) {
+	while (park_if_paused(vcpu)) {
 		vcpu->nr_runs++;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {

@@ -268,7 +268,7 @@ static void kick_all(struct vm *vm)
 		vcpu_kick(&vm->vcpus[i]);
 }
 
-void vm_stop(struct vm *vm, int status, const char *reason)
+bool vm_stop(struct vm *vm, int status, const char *reason)
 {
 	bool first;
 
@@ -282,7 +282,7 @@ void vm_stop(struct vm *vm, int status, const char *reason)
 	}
 	pthread_mutex_unlock(&vm->lock);
 	if (!first)
-		return;
+		return false;
 	pr_info("VM stopped (status %d): %s", status, reason);
 	{
 		char data[320];
@@ -294,6 +294,7 @@ void vm_stop(struct vm *vm, int status, const char *reason)
 	kick_all(vm);
 	if (vm->loop)
 		loop_stop(vm->loop);
+	return true;
 }
 
 enum vm_state vm_get_state(struct vm *vm)

@@ -69,9 +69,10 @@ void vm_destroy(struct vm *vm);
 
 /**
  * vm_stop() - end the VM with process exit status @status; @reason is logged. The first call wins.
- * Thread-safe; vCPU threads are kicked out of KVM_RUN.
+ * Thread-safe; vCPU threads are kicked out of KVM_RUN. Returns true for the call that stopped the
+ * VM, false when it was already stopped.
  */
-void vm_stop(struct vm *vm, int status, const char *reason);
+bool vm_stop(struct vm *vm, int status, const char *reason);
 
 /** vm_pause()/vm_resume() - stop/restart all vCPUs; return once they are parked/running.
  * Return 0, -EBUSY when not in the right state (running / paused). */

@@ -39,28 +39,17 @@ sed 's/^/stderr: /' "$SCRATCH/err2"
 assert_eq 0 "$rc" "boot 2 exit status"
 assert_line "$SCRATCH/out2" "persisted-across-boots-42" "data written in boot 1"
 
-# expect WHAT SUBSTRING CMD...: status 2 and exactly one stderr line containing SUBSTRING.
-expect() {
-	_what=$1 _want=$2
-	shift 2
-	run_with_timeout 60 "$@" </dev/null >"$SCRATCH/out" 2>"$SCRATCH/err"
-	_rc=$?
-	sed 's/^/stderr: /' "$SCRATCH/err"
-	assert_eq 2 "$_rc" "$_what: exit status"
-	assert_eq 1 "$(wc -l <"$SCRATCH/err")" "$_what: stderr lines"
-	grep -qF -e "$_want" "$SCRATCH/err" || fail "$_what: stderr lacks '$_want'"
-}
-expect "missing image" "disk $SCRATCH/nope.img: No such file or directory" \
+expect_setup_error "missing image" "disk $SCRATCH/nope.img: No such file or directory" \
 	"$VMM" run --mem 256M --disk "$SCRATCH/nope.img" -- true
 case $(stat -f -c %T "$SCRATCH" 2>/dev/null) in
 tmpfs | ramfs)
 	if [ "$(uname -r | cut -d. -f1)" -lt 6 ] ||
 		{ [ "$(uname -r | cut -d. -f1)" = 6 ] && [ "$(uname -r | cut -d. -f2)" -lt 6 ]; }; then
-		expect "cache=none on tmpfs" "refuses O_DIRECT" \
+		expect_setup_error "cache=none on tmpfs" "refuses O_DIRECT" \
 			"$VMM" run --mem 256M --disk "$a,cache=none" -- true
 	fi
 	;;
 esac
-expect "bad cache mode" "cache=fast: expected none or writeback" \
+expect_setup_error "bad cache mode" "cache=fast: expected none or writeback" \
 	"$VMM" run --mem 256M --disk "$a,cache=fast" -- true
 log "ok"

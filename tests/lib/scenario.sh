@@ -122,6 +122,19 @@ run_with_timeout() {
 	return "$_rwt_rc"
 }
 
+# expect_setup_error WHAT SUBSTRING CMD...: CMD (stdin /dev/null, 60 s deadline) must exit with
+# status 2 and exactly one stderr line containing SUBSTRING (what every setup error of vmm is).
+expect_setup_error() {
+	_what=$1 _want=$2
+	shift 2
+	run_with_timeout 60 "$@" </dev/null >"$SCRATCH/out" 2>"$SCRATCH/err"
+	_rc=$?
+	sed 's/^/stderr: /' "$SCRATCH/err"
+	assert_eq 2 "$_rc" "$_what: exit status"
+	assert_eq 1 "$(wc -l <"$SCRATCH/err")" "$_what: stderr lines"
+	grep -qF -e "$_want" "$SCRATCH/err" || fail "$_what: stderr lacks '$_want'"
+}
+
 # rss_kib PID [FIELD]: a /proc/PID/status field in KiB (default VmRSS; e.g. RssAnon, VmSwap).
 rss_kib() {
 	awk -v f="${2:-VmRSS}:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' \

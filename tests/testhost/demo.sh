@@ -1,5 +1,6 @@
 #!/bin/sh
-# make run: boot the default guest, run a command in it, and give memory back with the balloon.
+# make run: boot the default guest, run a command in it, and give memory back with the balloon;
+# then the CI fast path: snapshot an idle guest once and run a job from it (docs/snapshot.md).
 #
 # The guest prints its banner (kernel, vCPUs, RAM), runs a command, then allocates, fills and frees
 # 100 MiB and waits. The host shows the VMM's RSS still holding those pages, asks the balloon for
@@ -7,7 +8,7 @@
 # the guest (over its console) to finish; vmm exits with the guest's status. Free page reporting is
 # off here so that the balloon is what returns the memory. Runs in the nested test host, or
 # directly where /dev/kvm boots Linux (tests/run-demo.sh picks).
-# timeout: 150
+# timeout: 300
 . "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
 
@@ -71,3 +72,32 @@ wait "$printer"
 say "vmm exited with status $rc"
 [ "$rc" = 0 ] || fail "vmm exited with status $rc"
 [ "$rss_after" -lt "$rss_before" ] || fail "the balloon did not lower the VMM's RSS"
+
+echo
+echo "vmm demo, part 2: a job from a snapshot instead of a boot"
+idle_sock=$SCRATCH/idle.sock
+say "vmm run --await-command --control idle.sock --console file:boot.txt &   (boot once, wait for a job)"
+"$VMM" run --await-command --mem 256M --control "$idle_sock" --console "file:$SCRATCH/boot.txt" \
+	</dev/null >/dev/null 2>"$SCRATCH/idle.err" &
+idle=$!
+wait_for "awaiting command" "$SCRATCH/boot.txt" 120 || {
+	kill "$idle" 2>/dev/null
+	cat "$SCRATCH/idle.err"
+	fail "the idle guest did not get ready"
+}
+say "\$ vmm ctl snapshot create idle --stop"
+"$VMM" ctl -s "$idle_sock" snapshot create "$SCRATCH/idle" --stop | sed 's/^/  host  | /' ||
+	fail "snapshot create failed"
+wait "$idle"
+t0=$(now_ms)
+say "\$ vmm run -- uname -r   (cold boot)"
+"$VMM" run --mem 256M -- uname -r </dev/null | sed 's/^/  guest | /'
+cold=$(($(now_ms) - t0))
+t0=$(now_ms)
+say "\$ vmm run --restore idle -- uname -r"
+"$VMM" run --restore "$SCRATCH/idle" -- uname -r </dev/null >"$SCRATCH/job.out"
+rc=$?
+warm=$(($(now_ms) - t0))
+sed 's/^/  guest | /' "$SCRATCH/job.out"
+say "cold boot to exit: ${cold} ms; from the snapshot: ${warm} ms (status $rc)"
+[ "$rc" = 0 ] || fail "the job from the snapshot failed"

@@ -125,12 +125,19 @@ if [ -x "$B/vmm" ]; then
 else
 	echo "testhost: warning: $B/vmm not built (make all): scenarios using it will fail" >&2
 fi
-# The root file system image builder (scripts/mkimage.sh) and its mke2fs (e2fsprogs).
+# The root file system image builder (scripts/mkimage.sh) and its mke2fs (e2fsprogs), which
+# vmm run --volume runs too.
 add_file /vmm/mkimage.sh "$root/scripts/mkimage.sh"
 mke2fs=$(PATH=$PATH:/sbin:/usr/sbin command -v mke2fs || true)
 [ -z "$mke2fs" ] || add_elf "$(readlink -f "$mke2fs")"
 [ -z "$mke2fs" ] || [ "$(readlink -f "$mke2fs")" = /usr/sbin/mke2fs ] ||
 	add_file /usr/sbin/mke2fs "$mke2fs"
+# e2fsck and debugfs (e2fsprogs), which vmm run --volume uses to check and write a volume back.
+for tool in e2fsck debugfs; do
+	t=$(PATH=$PATH:/sbin:/usr/sbin command -v $tool || true)
+	[ -z "$t" ] || add_elf "$(readlink -f "$t")"
+	[ -z "$t" ] || [ "$(readlink -f "$t")" = /usr/sbin/$tool ] || add_file /usr/sbin/$tool "$t"
+done
 for f in bzImage vmlinux initramfs.cpio.gz kernel.config; do
 	[ -f "$B/guest/$f" ] && add_file "/vmm/guest/$f" "$B/guest/$f" 0644
 done

@@ -67,7 +67,7 @@ static void tm_init(struct tmach *t)
 	pthread_cond_init(&vm->cond, NULL);
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->cfg.mem_bytes = RAM;
-	m->console_fd = m->stats_timer = -1;
+	m->console_fd = m->stats_timer = m->mem_fd = -1;
 	m->cfg.console = CONSOLE_NONE;
 	cr_assert_eq(gm_init(&vm->gm, RAM, 0), 0);
 	vm->loop = loop_create();

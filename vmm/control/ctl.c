@@ -21,25 +21,10 @@
 #include "server.h"
 #include "../util.h"
 
-#define EXIT_OK	       0
-#define EXIT_REPLY_ERR 1
-#define EXIT_USAGE     2
-#define REPLY_TIMEOUT  (10 * 1000000000ULL) /* ns to wait for one reply */
-#define MAX_REPLY      (4 * 1024 * 1024)    /* longest reply line accepted */
-#define WAIT_POLL_MS   100		    /* balloon set --wait: balloon.get period */
-#define DEF_WAIT_S     60
-
-struct opts {
-	const char *socket;
-	bool json, wait, guest;
-	bool has_timeout;
-	uint64_t timeout_ms;
-	bool watch, has_interval;
-	uint64_t interval_ms; /* memory --watch period (default 1 s) */
-	uint64_t mib;	      /* balloon set SIZE */
-	int nwords;
-	char *words[8];
-};
+#define REPLY_TIMEOUT (10 * 1000000000ULL) /* ns to wait for one reply */
+#define MAX_REPLY     (4 * 1024 * 1024)	   /* longest reply line accepted */
+#define WAIT_POLL_MS  100		   /* balloon set --wait: balloon.get period */
+#define DEF_WAIT_S    60
 
 struct conn {
 	int fd;
@@ -49,106 +34,6 @@ struct conn {
 };
 
 static volatile sig_atomic_t interrupted;
-
-static int usage_err(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "vmm ctl: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n(see 'vmm ctl --help')\n");
-	return EXIT_USAGE;
-}
-
-/* "30" and "30s" are seconds, "500ms" milliseconds, "2m" minutes. */
-static int parse_duration_ms(const char *s, uint64_t *ms)
-{
-	unsigned long long v;
-	char *end;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || v > 1000000000ULL)
-		return -ERANGE;
-	if (!*end || !strcmp(end, "s"))
-		*ms = v * 1000;
-	else if (!strcmp(end, "ms"))
-		*ms = v;
-	else if (!strcmp(end, "m"))
-		*ms = v * 60000;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-/* A bare number is MiB; with a suffix it must be a whole number of MiB. */
-static int parse_mib(const char *s, uint64_t *mib)
-{
-	uint64_t bytes;
-	size_t digits = strspn(s, "0123456789");
-
-	if (digits && !s[digits]) {
-		errno = 0;
-		*mib = strtoull(s, NULL, 10);
-		return errno ? -ERANGE : 0;
-	}
-	if (parse_size(s, &bytes) < 0 || bytes % MiB)
-		return -EINVAL;
-	*mib = bytes / MiB;
-	return 0;
-}
-
-static int parse_args(int argc, char **argv, struct opts *o)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			exit(EXIT_OK);
-		} else if (!strcmp(a, "-s") || !strcmp(a, "--socket")) {
-			if (++i == argc)
-				return usage_err("%s needs a path", a);
-			o->socket = argv[i];
-		} else if (!strncmp(a, "--socket=", 9)) {
-			o->socket = a + 9;
-		} else if (!strcmp(a, "--json")) {
-			o->json = true;
-		} else if (!strcmp(a, "--wait")) {
-			o->wait = true;
-		} else if (!strcmp(a, "--guest")) {
-			o->guest = true;
-		} else if (!strcmp(a, "--timeout") || !strncmp(a, "--timeout=", 10)) {
-			const char *v = a[9] == '=' ? a + 10 : (++i < argc ? argv[i] : NULL);
-
-			if (parse_duration_ms(v, &o->timeout_ms) < 0)
-				return usage_err("bad --timeout '%s' (e.g. 30, 30s, 500ms, 2m)",
-						 v ? v : "");
-			o->has_timeout = true;
-		} else if (!strcmp(a, "--watch")) {
-			o->watch = true;
-		} else if (!strcmp(a, "--interval") || !strncmp(a, "--interval=", 11)) {
-			const char *v = a[10] == '=' ? a + 11 : (++i < argc ? argv[i] : NULL);
-
-			if (parse_duration_ms(v, &o->interval_ms) < 0 || o->interval_ms < 100)
-				return usage_err(
-					"bad --interval '%s' (at least 100ms; e.g. 1s, 500ms)",
-					v ? v : "");
-			o->has_interval = true;
-		} else if (a[0] == '-' && a[1]) {
-			return usage_err("unknown option '%s'", a);
-		} else {
-			if (o->nwords == (int)ARRAY_SIZE(o->words))
-				return usage_err("too many arguments%s", "");
-			o->words[o->nwords++] = argv[i];
-		}
-	}
-	if (!o->socket)
-		return usage_err("no control socket given (-s PATH)%s", "");
-	if (!o->nwords)
-		return usage_err("no command given%s", "");
-	return 0;
-}
 
 static int conn_open(struct conn *c, const char *path)
 {
@@ -534,76 +419,59 @@ static int cmd_watch(struct conn *c, struct opts *o)
 			 &interrupted);
 }
 
-static bool is(const struct opts *o, const char *w0, const char *w1, int n)
+/* snapshot create DIR [--stop]: the directory made absolute here (the VMM has its own cwd). */
+static int cmd_snapshot(struct conn *c, struct opts *o)
 {
-	return o->nwords >= n && !strcmp(o->words[0], w0) && (!w1 || !strcmp(o->words[1], w1));
-}
+	struct json_object *args = json_object_new_object(), *reply, *ok;
+	char path[4096], cwd[4096];
+	int ret;
 
-/* Every usage error is found before connecting, so it never depends on the socket. */
-static int check(struct opts *o)
-{
-	static const char *const plain[] = {"info", "pause", "resume", "shutdown", "memory"};
-	const char *w0 = o->words[0];
-	bool bal = !strcmp(w0, "balloon"), set = is(o, "balloon", "set", 2);
-	bool reclaim = is(o, "memory", "reclaim", 2);
-	bool known = bal || !strcmp(w0, "events");
-
-	for (size_t i = 0; i < ARRAY_SIZE(plain); i++)
-		known |= !strcmp(w0, plain[i]);
-	if (!known)
-		return usage_err("unknown command '%s'", w0);
-	if (bal && (o->nwords < 2 || (strcmp(o->words[1], "set") && strcmp(o->words[1], "get") &&
-				      strcmp(o->words[1], "stats"))))
-		return usage_err("usage: balloon set|get|stats%s", "");
-	if (reclaim && o->nwords != 3)
-		return usage_err("usage: memory reclaim SIZE [--timeout DUR]%s", "");
-	if (reclaim && parse_mib(o->words[2], &o->mib) < 0)
-		return usage_err("bad SIZE '%s' (MiB, or a whole number of MiB with K/M/G/T)",
-				 o->words[2]);
-	if (!bal && !reclaim && strcmp(w0, "events") && o->nwords > 1)
-		return usage_err("'%s' takes no arguments", w0);
-	if (bal && !set && o->nwords > 2)
-		return usage_err("'balloon %s' takes no arguments", o->words[1]);
-	if ((o->wait || o->guest) && !set)
-		return usage_err("--wait and --guest go with 'balloon set'%s", "");
-	if (o->has_timeout && strcmp(w0, "shutdown") && !(set && o->wait) && !reclaim)
-		return usage_err("--timeout goes with 'shutdown', 'balloon set --wait' or 'memory "
-				 "reclaim'%s",
-				 "");
-	if ((o->watch || o->has_interval) && !is(o, "memory", NULL, 1))
-		return usage_err("--watch and --interval go with 'memory'%s", "");
-	if (o->has_interval && !o->watch)
-		return usage_err("--interval goes with --watch%s", "");
-	if (set && o->nwords != 3)
-		return usage_err("usage: balloon set [--guest] SIZE [--wait [--timeout DUR]]%s",
-				 "");
-	if (set && parse_mib(o->words[2], &o->mib) < 0)
-		return usage_err("bad SIZE '%s' (MiB, or a whole number of MiB with K/M/G/T)",
-				 o->words[2]);
+	if (o->words[2][0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		return ctl_usage_err("cannot resolve '%s': no current directory", o->words[2]);
+	if ((size_t)snprintf(path, sizeof(path), "%s%s%s", o->words[2][0] == '/' ? "" : cwd,
+			     o->words[2][0] == '/' ? "" : "/", o->words[2]) >= sizeof(path))
+		return ctl_usage_err("snapshot directory path too long: %s", o->words[2]);
+	json_object_object_add(args, "path", json_object_new_string(path));
+	if (o->stop)
+		json_object_object_add(args, "stop", json_object_new_boolean(true));
+	ret = conn_call_until(c, "snapshot.create", args, &reply, now_ns() + 3600 * 1000000000ULL);
+	if (ret)
+		return ret;
+	ok = ok_of(reply);
+	if (!o->json)
+		printf("snapshot %s: paused %" PRIu64 " ms, total %" PRIu64 " ms; state %" PRIu64
+		       " bytes, memory %.1f MiB (%.1f MiB allocated)%s\n",
+		       path, get_u64(ok, "pause_ms"), get_u64(ok, "total_ms"),
+		       get_u64(ok, "state_bytes"), get_u64(ok, "memory_bytes") / 1048576.0,
+		       get_u64(ok, "memory_allocated_bytes") / 1048576.0,
+		       o->stop ? "; VM stopped" : "");
+	json_object_put(reply);
 	return 0;
 }
 
 static int run(struct conn *c, struct opts *o)
 {
-	if (is(o, "info", NULL, 1))
+	if (ctl_is(o, "info", NULL, 1))
 		return cmd_simple(c, o, "vm.info", print_info);
-	if (is(o, "pause", NULL, 1))
+	if (ctl_is(o, "pause", NULL, 1))
 		return cmd_simple(c, o, "vm.pause", print_state);
-	if (is(o, "resume", NULL, 1))
+	if (ctl_is(o, "resume", NULL, 1))
 		return cmd_simple(c, o, "vm.resume", print_state);
-	if (is(o, "shutdown", NULL, 1))
+	if (ctl_is(o, "shutdown", NULL, 1))
 		return cmd_shutdown(c, o);
-	if (is(o, "memory", "reclaim", 2))
+	if (ctl_is(o, "memory", "reclaim", 2))
 		return cmd_reclaim(c, o);
-	if (is(o, "memory", NULL, 1) && o->watch)
+	if (ctl_is(o, "memory", NULL, 1) && o->watch)
 		return cmd_watch(c, o);
-	if (is(o, "memory", NULL, 1))
+	if (ctl_is(o, "memory", NULL, 1))
 		return cmd_simple(c, o, "memory.stats", print_memory);
-	if (is(o, "events", NULL, 1))
+	if (ctl_is(o, "events", NULL, 1))
 		return cmd_events(c, o);
-	if (is(o, "balloon", "set", 2))
+	if (ctl_is(o, "snapshot", "create", 2))
+		return cmd_snapshot(c, o);
+	if (ctl_is(o, "balloon", "set", 2))
 		return cmd_balloon_set(c, o);
-	if (is(o, "balloon", "get", 2))
+	if (ctl_is(o, "balloon", "get", 2))
 		return cmd_simple(c, o, "balloon.get", print_balloon);
 	return cmd_simple(c, o, "balloon.stats", print_stats);
 }
@@ -612,10 +480,10 @@ int ctl_main(int argc, char **argv)
 {
 	struct opts o = {0};
 	struct conn c;
-	int ret = parse_args(argc, argv, &o);
+	int ret = ctl_parse_args(argc, argv, &o);
 
 	if (!ret)
-		ret = check(&o);
+		ret = ctl_check(&o);
 	if (ret)
 		return ret;
 	if (conn_open(&c, o.socket) < 0)

@@ -8,6 +8,35 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define EXIT_OK	       0
+#define EXIT_REPLY_ERR 1
+#define EXIT_USAGE     2
+
+/* ctl_args.c: what the command line asked for. */
+struct opts {
+	const char *socket;
+	bool json, wait, guest, stop;
+	bool has_timeout;
+	uint64_t timeout_ms;
+	bool watch, has_interval;
+	uint64_t interval_ms; /* memory --watch period (default 1 s) */
+	uint64_t mib;	      /* balloon set SIZE */
+	int nwords;
+	char *words[8];
+};
+
+/* Print "vmm ctl: " @fmt (with one %s for @arg) and the help hint; returns EXIT_USAGE. */
+int ctl_usage_err(const char *fmt, const char *arg);
+
+/* Options and words of `vmm ctl` into @o; EXIT_OK, or EXIT_USAGE with a message printed. */
+int ctl_parse_args(int argc, char **argv, struct opts *o);
+
+/* Every usage error of @o (found before connecting); EXIT_OK or EXIT_USAGE. */
+int ctl_check(struct opts *o);
+
+/* Do @o's words start with @w0 (and @w1 when not NULL), with at least @n words? */
+bool ctl_is(const struct opts *o, const char *w0, const char *w1, int n);
+
 /* ctl_print.c: the human-readable output (--json prints the raw lines instead). */
 
 /* The "ok" object of @reply (borrowed), NULL when there is none. */

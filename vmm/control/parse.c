@@ -19,6 +19,7 @@ static const char *const cmd_names[CTL_NR_CMDS] = {
 	[CTL_CMD_VM_PAUSE] = "vm.pause",
 	[CTL_CMD_VM_RESUME] = "vm.resume",
 	[CTL_CMD_VM_SHUTDOWN] = "vm.shutdown",
+	[CTL_CMD_SNAPSHOT_CREATE] = "snapshot.create",
 	[CTL_CMD_BALLOON_SET] = "balloon.set",
 	[CTL_CMD_BALLOON_GET] = "balloon.get",
 	[CTL_CMD_BALLOON_STATS] = "balloon.stats",
@@ -270,6 +271,38 @@ static int args_reclaim(struct json_object *args, struct ctl_request *req, struc
 	return 0;
 }
 
+static int args_snapshot(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
+{
+	bool have_path = false;
+
+	req->args.snapshot.stop = false;
+	json_object_object_foreach(args, key, val)
+	{
+		if (!strcmp(key, "path")) {
+			const char *s = json_object_get_string(val);
+			size_t n = s ? strlen(s) : 0;
+
+			if (!json_object_is_type(val, json_type_string) || s[0] != '/' ||
+			    n >= CTL_PATH_MAX || n != (size_t)json_object_get_string_len(val))
+				return fail(err, CTL_E_INVALID_ARG,
+					    "'path' must be an absolute directory path of at most "
+					    "%d bytes",
+					    CTL_PATH_MAX - 1);
+			memcpy(req->args.snapshot.path, s, n + 1);
+			have_path = true;
+		} else if (!strcmp(key, "stop")) {
+			if (!json_object_is_type(val, json_type_boolean))
+				return fail(err, CTL_E_INVALID_ARG, "'stop' must be true or false");
+			req->args.snapshot.stop = json_object_get_boolean(val);
+		} else {
+			return unknown_arg("snapshot.create", key, err);
+		}
+	}
+	if (!have_path)
+		return fail(err, CTL_E_INVALID_ARG, "snapshot.create: 'path' is required");
+	return 0;
+}
+
 static int parse_args(struct json_object *args, struct ctl_request *req, struct ctl_error *err)
 {
 	struct json_object *none = NULL;
@@ -293,6 +326,8 @@ static int parse_args(struct json_object *args, struct ctl_request *req, struct 
 		return args_subscribe(args, req, err);
 	case CTL_CMD_MEMORY_RECLAIM:
 		return args_reclaim(args, req, err);
+	case CTL_CMD_SNAPSHOT_CREATE:
+		return args_snapshot(args, req, err);
 	default:
 		return args_none(args, req, err);
 	}

@@ -27,6 +27,7 @@
 #define CTL_RECLAIM_MAX_MS  3600000	 /* largest accepted memory.reclaim timeout_ms */
 #define CTL_MAX_DEVICES	    16
 #define CTL_MSG_LEN	    192
+#define CTL_PATH_MAX	    4096 /* bytes of a snapshot.create path, NUL included */
 
 /* Commands, in the order of docs/control.md. */
 enum ctl_cmd {
@@ -40,6 +41,7 @@ enum ctl_cmd {
 	CTL_CMD_MEMORY_STATS,
 	CTL_CMD_EVENTS_SUBSCRIBE,
 	CTL_CMD_MEMORY_RECLAIM,
+	CTL_CMD_SNAPSHOT_CREATE,
 	CTL_NR_CMDS,
 };
 
@@ -90,6 +92,10 @@ struct ctl_request {
 			uint64_t target_mib; /* guest RAM resident target, <= CTL_MAX_MIB */
 			uint64_t timeout_ms; /* <= CTL_RECLAIM_MAX_MS */
 		} reclaim;
+		struct {
+			char path[CTL_PATH_MAX]; /* absolute directory */
+			bool stop;		 /* stop the VM after the snapshot */
+		} snapshot;
 	} args;
 };
 
@@ -122,6 +128,15 @@ struct ctl_vm_info {
 	bool stopped; /* exit_status/exit_reason are meaningful */
 	int exit_status;
 	char exit_reason[256];
+};
+
+/* snapshot.create figures, filled by the backend. */
+struct ctl_snapshot_result {
+	uint64_t pause_ms, total_ms;
+	uint64_t state_bytes;			       /* DIR/state */
+	uint64_t memory_bytes, memory_allocated_bytes; /* DIR/memory: apparent, on disk */
+	uint64_t data_pages;			       /* 4 KiB pages written */
+	bool stopped;
 };
 
 /* Compressed-tier figures; all zero while the tier does not exist or is off. */

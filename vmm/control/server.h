@@ -68,6 +68,13 @@ struct control_backend_ops {
 	 * reclaim runs. May be NULL (not-supported).
 	 */
 	int (*reclaim)(void *opaque, uint64_t target_mib, uint64_t timeout_ms, uint64_t *job);
+	/*
+	 * snapshot.create: pause, write the snapshot into directory @path, then resume (or stop
+	 * when @stop: the VM stops after the reply is queued). @why gets one line on failure.
+	 * May be NULL (not-supported).
+	 */
+	int (*snapshot)(void *opaque, const char *path, bool stop, struct ctl_snapshot_result *out,
+			char *why, size_t why_len);
 };
 
 /**

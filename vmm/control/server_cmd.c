@@ -214,6 +214,40 @@ static void cmd_query(struct control *c, struct ctl_client *cl, const struct ctl
 		send_ok(cl, req, ok);
 }
 
+static void cmd_snapshot(struct control *c, struct ctl_client *cl, const struct ctl_request *req)
+{
+	struct ctl_snapshot_result r = {0};
+	struct json_object *o;
+	char why[CTL_MSG_LEN];
+	int ret;
+
+	if (!c->ops->snapshot) {
+		send_error(cl, req->has_id, req->id, CTL_E_NOT_SUPPORTED, "no snapshots here");
+		return;
+	}
+	why[0] = '\0';
+	ret = c->ops->snapshot(c->opaque, req->args.snapshot.path, req->args.snapshot.stop, &r, why,
+			       sizeof(why));
+	if (ret < 0) {
+		send_error(cl, req->has_id, req->id, ctl_code_from_errno(ret),
+			   why[0] ? why : "snapshot.create failed");
+		return;
+	}
+	o = json_object_new_object();
+	if (o) {
+		json_object_object_add(o, "path", json_object_new_string(req->args.snapshot.path));
+		json_object_object_add(o, "pause_ms", json_object_new_uint64(r.pause_ms));
+		json_object_object_add(o, "total_ms", json_object_new_uint64(r.total_ms));
+		json_object_object_add(o, "state_bytes", json_object_new_uint64(r.state_bytes));
+		json_object_object_add(o, "memory_bytes", json_object_new_uint64(r.memory_bytes));
+		json_object_object_add(o, "memory_allocated_bytes",
+				       json_object_new_uint64(r.memory_allocated_bytes));
+		json_object_object_add(o, "data_pages", json_object_new_uint64(r.data_pages));
+		json_object_object_add(o, "stopped", json_object_new_boolean(r.stopped));
+	}
+	send_ok(cl, req, o);
+}
+
 static void dispatch(struct control *c, struct ctl_client *cl, const struct ctl_request *req)
 {
 	switch (req->cmd) {
@@ -240,6 +274,9 @@ static void dispatch(struct control *c, struct ctl_client *cl, const struct ctl_
 		break;
 	case CTL_CMD_MEMORY_RECLAIM:
 		cmd_reclaim(c, cl, req);
+		break;
+	case CTL_CMD_SNAPSHOT_CREATE:
+		cmd_snapshot(c, cl, req);
 		break;
 	default:
 		send_error(cl, req->has_id, req->id, CTL_E_INTERNAL, "unhandled command");

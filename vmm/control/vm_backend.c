@@ -15,6 +15,7 @@
 #include "../machine.h"
 #include "../mem/host_stats.h"
 #include "../mem/memtier.h"
+#include "../snapshot/snapshot.h"
 #include "../util.h"
 #include "../vm.h"
 
@@ -22,6 +23,8 @@ struct control_vm {
 	struct machine *m;
 	struct vm *vm;
 	int shutdown_timer; /* loop timer id of the pending hard stop, -1 when none */
+	int snapshot_timer; /* loop timer id of the stop after snapshot.create --stop, -1 when none
+			     */
 	uint64_t shutdown_timeout_ms;
 	bool shutdown_notified;
 };
@@ -221,6 +224,54 @@ static int cvm_reclaim(void *opaque, uint64_t target_mib, uint64_t timeout_ms, u
 	return memtier_reclaim(cv->m->memtier, target_mib * MiB, timeout_ms, job);
 }
 
+/* After snapshot.create with stop: the reply leaves first, then the VM stops (as vm.shutdown). */
+static void snapshot_stop(void *opaque)
+{
+	struct control_vm *cv = opaque;
+
+	loop_del_timer(cv->vm->loop, cv->snapshot_timer);
+	cv->snapshot_timer = -1;
+	vm_stop(cv->vm, 0, "stopped after a snapshot");
+}
+
+static int cvm_snapshot(void *opaque, const char *path, bool stop, struct ctl_snapshot_result *out,
+			char *why, size_t why_len)
+{
+	struct control_vm *cv = opaque;
+	struct snapshot_result r;
+	enum vm_state s = vm_get_state(cv->vm);
+	int ret;
+
+	if (s != VM_RUNNING && s != VM_PAUSED) {
+		snprintf(why, why_len, "the VM is %s", vm_state_name(s));
+		return -ESRCH;
+	}
+	if (cv->snapshot_timer >= 0) {
+		snprintf(why, why_len, "the VM is stopping after a snapshot");
+		return -EALREADY;
+	}
+	ret = snapshot_create(cv->m, path, stop, &r, why, why_len);
+	if (ret)
+		return ret;
+	*out = (struct ctl_snapshot_result){
+		.pause_ms = r.pause_ns / 1000000,
+		.total_ms = r.total_ns / 1000000,
+		.state_bytes = r.state_bytes,
+		.memory_bytes = r.mem.apparent_bytes,
+		.memory_allocated_bytes = r.mem.allocated_bytes,
+		.data_pages = r.mem.data_pages,
+		.stopped = stop,
+	};
+	if (stop) {
+		ret = loop_add_timer(cv->vm->loop, 1, false, snapshot_stop, cv);
+		if (ret < 0)
+			vm_stop(cv->vm, 0, "stopped after a snapshot");
+		else
+			cv->snapshot_timer = ret;
+	}
+	return 0;
+}
+
 static const struct control_backend_ops control_vm_ops = {
 	.info = cvm_info,
 	.pause = cvm_pause,
@@ -232,6 +283,7 @@ static const struct control_backend_ops control_vm_ops = {
 	.stats_get = cvm_stats_get,
 	.memory_stats = cvm_memory_stats,
 	.reclaim = cvm_reclaim,
+	.snapshot = cvm_snapshot,
 };
 
 int control_start(struct machine *m, const char *path)
@@ -246,6 +298,7 @@ int control_start(struct machine *m, const char *path)
 	cv->m = m;
 	cv->vm = vm;
 	cv->shutdown_timer = -1;
+	cv->snapshot_timer = -1;
 	ret = control_create(vm->loop, path, &control_vm_ops, cv, &c);
 	if (ret < 0) {
 		free(cv);
@@ -282,6 +335,8 @@ void control_stop(struct machine *m)
 	cv = control_backend_opaque(c);
 	if (cv->shutdown_timer >= 0)
 		loop_del_timer(vm->loop, cv->shutdown_timer);
+	if (cv->snapshot_timer >= 0)
+		loop_del_timer(vm->loop, cv->snapshot_timer);
 	control_destroy(c);
 	free(cv);
 }

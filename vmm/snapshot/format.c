@@ -75,19 +75,25 @@ int snap_add_section(struct snap_writer *w, const char *tag, const struct state_
 	return w->err = w->out.err;
 }
 
+int snap_writer_close(struct snap_writer *w)
+{
+	snap_add_section(w, "end", NULL);
+	if (w->err)
+		return w->err;
+	for (int i = 0; i < 8; i++)
+		w->out.data[80 + i] = (uint8_t)((uint64_t)w->out.len >> (8 * i));
+	return 0;
+}
+
 int snap_writer_finish(struct snap_writer *w, const char *path)
 {
 	char tmp[4096];
-	int fd, ret = 0;
+	int fd, ret;
 	size_t off = 0;
 
-	snap_add_section(w, "end", NULL);
-	if (w->err) {
-		ret = w->err;
+	ret = snap_writer_close(w);
+	if (ret)
 		goto out;
-	}
-	for (int i = 0; i < 8; i++)
-		w->out.data[80 + i] = (uint8_t)((uint64_t)w->out.len >> (8 * i));
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
 		ret = -ENAMETOOLONG;
 		goto out;

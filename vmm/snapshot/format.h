@@ -48,6 +48,12 @@ void snap_writer_init(struct snap_writer *w);
 int snap_add_section(struct snap_writer *w, const char *tag, const struct state_out *payload);
 
 /**
+ * snap_writer_close() - add the end section and the total length: w->out then holds the whole
+ * file (w->out.len bytes; the caller frees it with state_out_free()). Returns 0 or -errno.
+ */
+int snap_writer_close(struct snap_writer *w);
+
+/**
  * snap_writer_finish() - add the end section and write the whole file to @path atomically
  * (PATH.tmp, fsync, rename). Frees the writer. Returns 0 or -errno.
  */
