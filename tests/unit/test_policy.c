@@ -339,3 +339,24 @@ Test(policy, no_inflate_step_while_the_guest_allocates)
 	d = step(450 * MiB - 64 * MiB - 30 * MiB); /* quiet again: inflating resumes */
 	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
 }
+
+/*
+ * bench/slowdown on a loaded machine: the program allocated only 4 MiB a period (under 1% of the
+ * guest's RAM), which passed for quiet, and the policy inflated in the middle of the runs again.
+ * An idle guest's available memory moves by well under 1 MiB a period.
+ */
+Test(policy, a_slowly_allocating_guest_is_not_quiet)
+{
+	struct policy_decision d;
+	uint64_t avail;
+
+	in.target = in.actual = 376 * MiB;
+	step(100 * MiB);
+	d = step(74 * MiB);
+	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
+	for (avail = 200 * MiB; avail >= 160 * MiB; avail -= 4 * MiB) {
+		d = step(avail);
+		cr_expect_eq(d.action, POLICY_NONE, "available %llu MiB: %s",
+			     (unsigned long long)(avail / MiB), d.why);
+	}
+}
