@@ -103,6 +103,13 @@ void policy_init(struct policy *p, const struct policy_config *cfg)
 	p->last_set_target = UINT64_MAX;
 }
 
+/*
+ * How far available memory may fall in a period and the guest still count as quiet: 1 MiB per
+ * 512 MiB of RAM (an idle guest moves by well under that; a program allocating even 4 MiB a
+ * period on a loaded host is not quiet).
+ */
+#define QUIET_SLACK(ram) ((ram) / 512)
+
 static struct policy_decision none(struct policy *p, const char *why)
 {
 	return p->last = (struct policy_decision){.action = POLICY_NONE, .why = why};
@@ -214,7 +221,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 		if (p->settling &&
 		    (in->now_ms <
 			     p->last_deflate_ms + (uint64_t)POLICY_SETTLE_PERIODS * c->period_ms ||
-		     p_last_avail > in->avail + ram / 100)) {
+		     p_last_avail > in->avail + QUIET_SLACK(ram))) {
 			d.why = "above band, settling after a deflate";
 			return p->last = d;
 		}
@@ -222,7 +229,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 		/* Since the last step: what available memory lost beyond what the balloon took. */
 		if (p->have_base &&
 		    (int64_t)(p->base_avail - in->avail) - (int64_t)(in->actual - p->base_actual) >
-			    (int64_t)(ram / 100)) {
+			    (int64_t)QUIET_SLACK(ram)) {
 			p->base_avail = in->avail;
 			p->base_actual = in->actual;
 			d.why = "above band, guest allocating";

@@ -21,12 +21,12 @@
  *   - a target set by someone else (a control client's balloon.set) holds the policy off for
  *     hold_ms;
  *   - after a deflate the guest is settling: no inflate until POLICY_SETTLE_PERIODS periods
- *     passed and a statistics set shows A no longer falling (by more than 1% of RAM since the
- *     last set). A guest that is still allocating keeps what it was given, instead of giving it
+ *     passed and a statistics set shows A no longer falling (by more than 1/512 of RAM since
+ *     the last set). A guest that is still allocating keeps what it was given, instead of giving it
  *     back on the next set and asking for it again (bench/slowdown measured 8-11% slower runs
  *     from that churn);
  *   - between two inflate steps, available memory that fell by more than the balloon took (and
- *     1% of RAM) is the guest's own use: no further step until a set shows it quiet again.
+ *     1/512 of RAM) is the guest's own use: no further step until a set shows it quiet again.
  */
 #ifndef VMM_MEM_POLICY_H
 #define VMM_MEM_POLICY_H
