@@ -9,6 +9,7 @@
 
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
+#include <string.h>
 
 #include "../vmm/mem/guest_mem.h"
 #include "../vmm/state.h"
@@ -62,9 +63,11 @@ static bool pfn_ok(struct guest_mem *gm, uint64_t pfn, uint64_t n)
 	       gm_ptr(gm, pfn << GM_PAGE_SHIFT, n << GM_PAGE_SHIFT);
 }
 
-static int load_work(struct balloon *b, unsigned int i, struct state_in *in)
+/* Parse into a copy and commit it only when valid: a refused state leaves no half-loaded work
+ * behind (a later save would read w->k PFNs past the array). */
+static int load_work_into(struct balloon *b, unsigned int i, struct state_in *in,
+			  struct pfn_work *w)
 {
-	struct pfn_work *w = &b->work[i];
 
 	w->active = state_get_bool(in);
 	if (!w->active)
@@ -86,6 +89,22 @@ static int load_work(struct balloon *b, unsigned int i, struct state_in *in)
 			return state_fail(in, "balloon: held PFN outside RAM or unsorted");
 	}
 	return state_in_error(in);
+}
+
+static int load_work(struct balloon *b, unsigned int i, struct state_in *in)
+{
+	struct pfn_work w; /* 2 KiB */
+	int ret;
+
+	memset(&w, 0, sizeof(w));
+	ret = load_work_into(b, i, in, &w);
+	if (ret) {
+		b->work[i].active = false;
+		b->work[i].k = b->work[i].next = 0;
+		return ret;
+	}
+	b->work[i] = w;
+	return 0;
 }
 
 int balloon_load(struct virtio_dev *dev, struct state_in *in)

@@ -91,16 +91,30 @@ static void arm_timer(struct rng *r, uint64_t need)
 				   strerror(-r->timer));
 }
 
-/* Fill @n bytes of the request's writable buffers from getrandom(2). Returns bytes written. */
-static uint32_t fill(struct rng *r, uint32_t n)
+#define RNG_POOL_RETRY_MS 10 /* the host's pool is not initialised yet: ask again after this */
+
+/*
+ * Fill @n bytes of the request's writable buffers from getrandom(2), never blocking: early after
+ * the host's own boot its pool may not be initialised, and getrandom(0) would then hold the
+ * thread that serves the queue (the loop, or a vCPU). Sets *@pool_wait when nothing could be
+ * had for that reason. Returns bytes written.
+ */
+static uint32_t fill(struct rng *r, uint32_t n, bool *pool_wait)
 {
 	uint32_t got = 0;
 
+	*pool_wait = false;
 	while (got < n) {
-		ssize_t k = getrandom(r->buf + got, n - got, 0);
+		ssize_t k = getrandom(r->buf + got, n - got, GRND_NONBLOCK);
 
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && errno == EAGAIN && got == 0) {
+			*pool_wait = true;
+			return 0;
+		}
+		if (k < 0 && errno == EAGAIN)
+			break;
 		if (k <= 0) {
 			pr_err_ratelimited("virtio-rng: getrandom: %s", strerror(errno));
 			break;
@@ -119,6 +133,7 @@ static void process(struct rng *r)
 	struct virtqueue *vq = &r->vdev.vqs[RQ];
 	struct virtio_budget budget;
 	uint64_t need, n;
+	bool pool_wait;
 	int ret;
 
 	virtio_budget_begin(&r->vdev, &budget);
@@ -151,7 +166,13 @@ static void process(struct rng *r)
 			return;
 		}
 		n = MIN(MIN((uint64_t)r->req.in_len, r->tokens), RNG_CHAIN_MAX);
-		n = fill(r, (uint32_t)n);
+		n = fill(r, (uint32_t)n, &pool_wait);
+		if (pool_wait) { /* the request keeps waiting; the timer serves it */
+			if (r->loop && r->timer < 0)
+				r->timer = loop_add_timer(r->loop, RNG_POOL_RETRY_MS, false,
+							  timer_fired, r);
+			return;
+		}
 		r->tokens -= n;
 		r->waiting = false;
 		r->c.bytes += n;

@@ -154,14 +154,18 @@ void cli_parse_disk(char *arg, struct machine_config *cfg)
 	}
 }
 
-/* --debug corrupt-store=GPA (the only debug option so far). */
+/* --debug corrupt-store=GPA | exit-stats. */
 void cli_parse_debug(const char *arg, struct machine_config *cfg)
 {
 	const char *v = strncmp(arg, "corrupt-store=", 14) ? NULL : arg + 14;
 	char *end;
 
+	if (!strcmp(arg, "exit-stats")) {
+		cfg->vm.exit_stats = true;
+		return;
+	}
 	if (!v)
-		die("--debug '%s': expected corrupt-store=GPA", arg);
+		die("--debug '%s': expected corrupt-store=GPA or exit-stats", arg);
 	errno = 0;
 	cfg->debug_corrupt_gpa = strtoull(v, &end, 0);
 	if (!*v || *end || errno || *v == '-')

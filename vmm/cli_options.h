@@ -44,7 +44,7 @@ void cli_parse_balloon(const char *arg, struct balloon_config *b);
  * modified; it must outlive @cfg). */
 void cli_parse_disk(char *arg, struct machine_config *cfg);
 
-/** cli_parse_debug() - --debug corrupt-store=GPA into @cfg. */
+/** cli_parse_debug() - --debug corrupt-store=GPA or exit-stats into @cfg (dies on others). */
 void cli_parse_debug(const char *arg, struct machine_config *cfg);
 
 /** cli_parse_compress() - --compress lz4|zstd|zstd:LEVEL|off into @cfg. */

@@ -247,6 +247,15 @@ static int create_pci(struct machine *m)
 		pr_err("creating the PCI bus: %s", strerror(-ret));
 		return ret;
 	}
+	/*
+	 * Every config space access is a write of CONFIG_ADDRESS (0xCF8) and an access to
+	 * CONFIG_DATA: let KVM queue the address writes (the data access, an exit, performs them
+	 * first), half of the config exits of a boot (1674 port exits of 2243 to userspace).
+	 */
+	ret = vm_coalesce_pio(&m->vm, PCI_CONF1_PORT, 4);
+	if (ret && ret != -EOPNOTSUPP)
+		pr_warn("coalescing PCI CONFIG_ADDRESS writes: %s", strerror(-ret));
+	ret = 0;
 	/* The device table: every PCI device this machine can have. */
 	if (m->cfg.balloon.enabled)
 		ret = create_balloon(m);

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "exit_stats.h"
 #include "util.h"
 #include "vcpu_exit.h"
 #include "vm.h"
@@ -148,6 +149,7 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 	vcpu->vm = vm;
 	vcpu->id = id;
 	vcpu->host_is_pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
+	vcpu->stats_fd = -1;
 	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
 	if (vcpu->fd < 0) {
 		ret = -errno;
@@ -160,6 +162,13 @@ int vcpu_create(struct vm *vm, struct vcpu *vcpu, unsigned int id)
 		vcpu->run = NULL;
 		pr_err("mapping vCPU %u's kvm_run: %s", id, strerror(-ret));
 		return ret;
+	}
+	if (vm->cfg.exit_stats) {
+		vcpu->stats = calloc(1, sizeof(*vcpu->stats));
+		if (!vcpu->stats)
+			return -ENOMEM;
+		/* Opened here: the vCPU thread's filter has no KVM_GET_STATS_FD (-1: none). */
+		vcpu->stats_fd = ioctl(vcpu->fd, KVM_GET_STATS_FD, NULL);
 	}
 	ret = setup_cpuid(vm, vcpu);
 	if (!ret)
@@ -284,6 +293,7 @@ static int ctx_translate(void *opaque, uint64_t gva, uint64_t *gpa)
 static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 {
 	struct vm *vm = vcpu->vm;
+	long page = sysconf(_SC_PAGESIZE);
 
 	*ctx = (struct vcpu_exit_ctx){
 		.pio = &vm->pio,
@@ -292,10 +302,19 @@ static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
 		.run_size = (size_t)vm->vcpu_mmap_size,
 		.host_is_pvm = vcpu->host_is_pvm,
 		.opaque = vcpu,
+		.stats = vcpu->stats,
+		.ring_lock = &vm->coalesced_lock,
 		.stop = ctx_stop,
 		.get_regs = ctx_get_regs,
 		.translate = ctx_translate,
 	};
+	if (vm->coalesced_page) {
+		/* vm_coalesce_pio() checked that the page lies inside the mapping. */
+		ctx->ring = (struct kvm_coalesced_mmio_ring *)((uint8_t *)vcpu->run +
+							       (size_t)vm->coalesced_page * page);
+		ctx->ring_max =
+			(uint32_t)((page - sizeof(*ctx->ring)) / sizeof(struct kvm_coalesced_mmio));
+	}
 }
 
 /*
@@ -305,7 +324,7 @@ static void init_exit_ctx(struct vcpu *vcpu, struct vcpu_exit_ctx *ctx)
  * KVM finishes it and returns -EINTR without running guest code), so a snapshot taken while
  * paused never holds a half-done instruction.
  */
-static bool park_if_paused(struct vcpu *vcpu)
+static bool park_if_paused(struct vcpu *vcpu, const struct vcpu_exit_ctx *ctx)
 {
 	struct vm *vm = vcpu->vm;
 	bool running;
@@ -316,6 +335,7 @@ static bool park_if_paused(struct vcpu *vcpu)
 		__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 		ioctl(vcpu->fd, KVM_RUN, 0);
 		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		vcpu_drain_coalesced(ctx); /* queued port writes done before the state is taken */
 		pthread_mutex_lock(&vm->lock);
 	}
 	if (vm->pause_req && vm->state != VM_STOPPED) {
@@ -345,10 +365,15 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	while (park_if_paused(vcpu)) {
+	while (park_if_paused(vcpu, &ctx)) {
+		uint64_t t0;
+
 		vcpu->nr_runs++;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
+				/* Queued writes are done before the vCPU parks (a pause, a
+				 * snapshot). */
+				vcpu_drain_coalesced(&ctx);
 				__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 				continue;
 			}
@@ -358,9 +383,14 @@ static void *vcpu_thread(void *arg)
 			vm_stop(vm, 1, "KVM_RUN failed");
 			break;
 		}
+		t0 = vcpu->stats ? now_ns() : 0;
 		if (vcpu_handle_exit(&ctx, vcpu->run) == VCPU_STOP)
 			break;
+		if (vcpu->stats)
+			vcpu->stats->handling_ns += now_ns() - t0;
 	}
+	if (vcpu->stats)
+		exit_stats_print(vcpu->stats, vcpu->stats_fd, vcpu->id, 16, stderr);
 	if (log_level >= LOG_DEBUG) {
 		pr_debug("vCPU %u: %llu KVM_RUN calls, last exit reason %u; final registers:",
 			 vcpu->id, (unsigned long long)vcpu->nr_runs, vcpu->run->exit_reason);
@@ -398,4 +428,9 @@ void vcpu_destroy(struct vcpu *vcpu)
 	if (vcpu->fd >= 0)
 		close(vcpu->fd);
 	vcpu->fd = -1;
+	if (vcpu->stats_fd >= 0)
+		close(vcpu->stats_fd);
+	vcpu->stats_fd = -1;
+	free(vcpu->stats);
+	vcpu->stats = NULL;
 }

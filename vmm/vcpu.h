@@ -21,6 +21,8 @@ struct vcpu {
 	bool thread_started;
 	uint64_t nr_runs; /* KVM_RUN calls (debug figure) */
 	bool host_is_pvm; /* /sys/module/kvm_pvm exists: read at creation, not in the sandbox */
+	struct exit_stats *stats; /* --debug exit-stats (vm_config.exit_stats), else NULL */
+	int stats_fd;		  /* KVM_GET_STATS_FD of the vCPU with stats, else -1 */
 };
 
 /**

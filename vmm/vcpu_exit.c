@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../devices/bus.h"
+#include "exit_stats.h"
 #include "mem/guest_mem.h"
 #include "util.h"
 
@@ -170,10 +171,40 @@ enum vcpu_diag vcpu_diagnose_shutdown(const struct vcpu_exit_ctx *ctx)
 	return VCPU_DIAG_IOPL;
 }
 
+void vcpu_drain_coalesced(const struct vcpu_exit_ctx *ctx)
+{
+	struct kvm_coalesced_mmio_ring *r = ctx->ring;
+	uint32_t first;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(ctx->ring_lock);
+	first = __atomic_load_n(&r->first, __ATOMIC_RELAXED);
+	for (;;) {
+		/* KVM fills an entry, then publishes it by moving last (virt/kvm/coalesced_mmio.c).
+		 */
+		uint32_t last = __atomic_load_n(&r->last, __ATOMIC_ACQUIRE);
+		struct kvm_coalesced_mmio *e;
+
+		if (first == last || first >= ctx->ring_max || last >= ctx->ring_max)
+			break;
+		e = &r->coalesced_mmio[first];
+		if (e->len && e->len <= sizeof(e->data))
+			bus_access(e->pio ? ctx->pio : ctx->mmio, e->phys_addr, e->data, e->len,
+				   true);
+		first = (first + 1) % ctx->ring_max;
+		__atomic_store_n(&r->first, first, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(ctx->ring_lock);
+}
+
 enum vcpu_action vcpu_handle_exit(const struct vcpu_exit_ctx *ctx, struct kvm_run *run)
 {
 	char msg[200];
 
+	vcpu_drain_coalesced(ctx);
+	if (ctx->stats)
+		exit_stats_count(ctx->stats, run);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		return handle_io(ctx, run);

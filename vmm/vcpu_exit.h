@@ -14,11 +14,13 @@
 #define VMM_VCPU_EXIT_H
 
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct bus;
+struct exit_stats;
 struct guest_mem;
 
 struct vcpu_exit_ctx {
@@ -27,6 +29,12 @@ struct vcpu_exit_ctx {
 	size_t run_size;  /* bytes mapped at the kvm_run (KVM_GET_VCPU_MMAP_SIZE): I/O data bound */
 	bool host_is_pvm; /* /dev/kvm is PVM (/sys/module/kvm_pvm): messages name it */
 	void *opaque;	  /* passed to every hook */
+	struct exit_stats *stats; /* every exit counted here (exit_stats.h); NULL: not counted */
+	/* KVM's coalesced MMIO/PIO ring (in the kvm_run mapping, shared by every vCPU of the VM)
+	 * and its entry count (KVM_COALESCED_MMIO_MAX for the page size); NULL: none. */
+	struct kvm_coalesced_mmio_ring *ring;
+	uint32_t ring_max;
+	pthread_mutex_t *ring_lock; /* serializes draining across vCPUs */
 	/* Stop the VM: the process exits with @status; @reason is logged. Required. */
 	void (*stop)(void *opaque, int status, const char *reason);
 	/* The vCPU's registers (KVM_GET_REGS/SREGS): 0 or -errno. NULL: none (no diagnosis/dump).
@@ -48,6 +56,17 @@ enum vcpu_action { VCPU_CONTINUE, VCPU_STOP };
  * status 0. Returns VCPU_CONTINUE or VCPU_STOP (the VM was stopped through @ctx->stop).
  */
 enum vcpu_action vcpu_handle_exit(const struct vcpu_exit_ctx *ctx, struct kvm_run *run);
+
+/**
+ * vcpu_drain_coalesced() - perform the writes KVM queued in @ctx->ring without an exit
+ * (KVM_REGISTER_COALESCED_MMIO zones, api.rst "KVM_CAP_COALESCED_PIO"), oldest first, through
+ * the port or MMIO bus, and free their slots. vcpu_handle_exit() calls it first, so a later
+ * access (the read of 0xCFC after a queued write of 0xCF8) sees them done; the run loop calls it
+ * after an interrupted KVM_RUN. Ring indices at or above @ctx->ring_max stop the drain (the page
+ * is KVM's; nothing is followed outside it); entries longer than 8 bytes are skipped. No-op
+ * without a ring.
+ */
+void vcpu_drain_coalesced(const struct vcpu_exit_ctx *ctx);
 
 /* vcpu_diagnose_shutdown() results. */
 enum vcpu_diag {

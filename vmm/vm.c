@@ -176,7 +176,7 @@ static int create_vcpus(struct vm *vm, unsigned int nr)
 	/* Every vCPU's CPUID names the count; vcpu_destroy() is a no-op on one never created. */
 	vm->nr_vcpus = nr;
 	for (unsigned int i = 0; i < nr; i++)
-		vm->vcpus[i].fd = -1;
+		vm->vcpus[i].fd = vm->vcpus[i].stats_fd = -1;
 	for (unsigned int i = 0; i < nr; i++) {
 		ret = vcpu_create(vm, &vm->vcpus[i], i);
 		if (ret)
@@ -193,6 +193,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->cfg = *cfg;
 	vm->kvm_fd = vm->vm_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->coalesced_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
@@ -428,6 +429,23 @@ int vm_irqfd(struct vm *vm, int efd, uint32_t gsi, bool assign)
 		.fd = efd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
 
 	return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
+}
+
+int vm_coalesce_pio(struct vm *vm, uint16_t port, uint32_t len)
+{
+	struct kvm_coalesced_mmio_zone z = {.addr = port, .size = len, .pio = 1};
+	long page = sysconf(_SC_PAGESIZE);
+	int off;
+
+	/* KVM_CAP_COALESCED_MMIO is the ring's page offset in the kvm_run mapping. */
+	off = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	if (off <= 0 || ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 ||
+	    page <= 0 || (long)(off + 1) * page > vm->vcpu_mmap_size)
+		return -EOPNOTSUPP;
+	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &z) < 0)
+		return -errno;
+	vm->coalesced_page = (unsigned int)off;
+	return 0;
 }
 
 int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, int efd, bool mmio, bool assign)

@@ -21,8 +21,9 @@ enum vm_state { VM_CREATED, VM_RUNNING, VM_PAUSED, VM_STOPPED };
 struct vm_config {
 	uint64_t mem_bytes; /* guest RAM, bytes */
 	unsigned int nr_vcpus;
-	bool merge;	/* MADV_MERGEABLE */
-	bool hugepages; /* MADV_HUGEPAGE on guest RAM (else MADV_NOHUGEPAGE) */
+	bool merge;	 /* MADV_MERGEABLE */
+	bool hugepages;	 /* MADV_HUGEPAGE on guest RAM (else MADV_NOHUGEPAGE) */
+	bool exit_stats; /* --debug exit-stats: count exits, print them as each vCPU ends */
 };
 
 #define VM_MAX_GSI 256
@@ -46,6 +47,10 @@ struct vm {
 	bool pause_req;	     /* vCPUs park when set */
 	unsigned int parked; /* vCPUs currently parked */
 	bool guest_panicked; /* the console showed a kernel panic (vm_set_panicked) */
+
+	/* Coalesced writes (vm_coalesce_pio): the ring's page in each kvm_run mapping, or 0. */
+	unsigned int coalesced_page;
+	pthread_mutex_t coalesced_lock;
 
 	/* GSI routing: entries 0..23 are the IOAPIC pins, MSI routes follow. */
 	void *routing; /* struct kvm_irq_routing with VM_MAX_GSI entries */
@@ -117,6 +122,16 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
 
 /** vm_irqfd() - (de)assign eventfd @efd to inject @gsi (KVM_IRQFD). Returns 0 or -errno. */
 int vm_irqfd(struct vm *vm, int efd, uint32_t gsi, bool assign);
+
+/**
+ * vm_coalesce_pio() - let KVM queue the guest's writes to ports [@port, @port + @len) in the
+ * coalesced ring instead of exiting (KVM_REGISTER_COALESCED_MMIO with pio = 1); the vCPUs drain
+ * the ring before handling any exit (vcpu_drain_coalesced()), so only ports whose writes take
+ * effect at the next access qualify (a latch like the PCI CONFIG_ADDRESS register). Call before
+ * the vCPUs start. Returns 0, -EOPNOTSUPP without KVM_CAP_COALESCED_PIO (the writes keep
+ * exiting), or -errno.
+ */
+int vm_coalesce_pio(struct vm *vm, uint16_t port, uint32_t len);
 
 /**
  * vm_ioeventfd() - (de)assign eventfd @efd to be signalled by guest writes of @len bytes

@@ -2,7 +2,7 @@
 # bench/snapshot scenario (issue 14), in one run on one host: ours and QEMU (-M microvm,
 # -enable-kvm, the same kernel, initramfs and command line), each running the same job, a loop
 # printing "tick N" on the serial console every 0.2 s.
-#   - snapshot: ours `vmm ctl snapshot create DIR --stop`, QEMU QMP stop + migrate to a file
+#   - snapshot: ours `vmm ctl snapshot create DIR --stop`, QEMU QMP migrate to a file (it pauses the guest at the end)
 #     (qmp_migrate); the time, and the file's apparent and allocated size.
 #   - restore to first guest output: launch to the first "tick" line of the restored guest
 #     (ours `vmm run --restore DIR`, QEMU `-incoming "exec:cat FILE"`), against our own cold boot
@@ -40,16 +40,34 @@ qemu() { # ARGS...: QEMU microvm with the job's kernel, initramfs and command li
 		-bios "$microvm_bios" -kernel "$k" -initrd "$rd" -append "$qemu_cmdline" "$@"
 }
 
+qemu_sh() { qemu "$@"; } # a command name for time_first_tick (qemu execs)
+
 # first_tick T0 COPY: read the console on stdin, print ms from T0 (now_ms) to the first line
 # starting with "tick" (or "fail" at EOF / after 120 s), copy it all to COPY.
 first_tick() {
-	timeout 120 awk -v t0="$1" -v copy="$2" '
+	_ft=$(timeout 120 awk -v t0="$1" -v copy="$2" '
 		!done && /^tick/ {
 			getline u < "/proc/uptime"; close("/proc/uptime")
 			split(u, f, " "); printf "%d\n", f[1] * 1000 - t0; done = 1; exit
 		}
 		{ print >>copy }
-		END { if (!done) print "fail" }'
+		END { if (!done) print "fail" }')
+	echo "${_ft:-fail}"
+}
+
+# time_first_tick COPY CMD...: launch CMD (its output through a fifo), print the ms to its first
+# "tick" line (first_tick), then kill it: the job ticks forever.
+time_first_tick() {
+	_copy=$1
+	shift
+	rm -f "$SCRATCH/tick.fifo"
+	mkfifo "$SCRATCH/tick.fifo"
+	_t0=$(now_ms)
+	"$@" </dev/null >"$SCRATCH/tick.fifo" 2>>"$SCRATCH/launch.err" &
+	_p=$!
+	first_tick "$_t0" "$_copy" <"$SCRATCH/tick.fifo"
+	kill -KILL "$_p" 2>/dev/null
+	wait "$_p" 2>/dev/null
 }
 
 median() {
@@ -103,16 +121,13 @@ wait "$idle"
 # --- timings, interleaved ---------------------------------------------------------------------
 i=1
 while [ "$i" -le "$runs" ]; do
-	t0=$(now_ms)
-	"$VMM" run --mem "${mem_mib}M" --vconsole off --cmdline "$base" -- sh -c "$job" </dev/null \
-		2>>"$SCRATCH/cold.err" | first_tick "$t0" "$SCRATCH/cold.con" >>"$SCRATCH/cold.times"
-	t0=$(now_ms)
-	"$VMM" run --restore "$SCRATCH/snap" </dev/null 2>>"$SCRATCH/restore.err" |
-		first_tick "$t0" "$SCRATCH/restore.con" >>"$SCRATCH/restore.times"
+	time_first_tick "$SCRATCH/cold.con" "$VMM" run --mem "${mem_mib}M" --vconsole off \
+		--cmdline "$base" -- sh -c "$job" >>"$SCRATCH/cold.times"
+	time_first_tick "$SCRATCH/restore.con" "$VMM" run --restore "$SCRATCH/snap" \
+		>>"$SCRATCH/restore.times"
 	if [ $have_qemu = 1 ]; then
-		t0=$(now_ms)
-		(qemu -serial stdio -incoming "exec:cat $SCRATCH/q.mig") </dev/null 2>>"$SCRATCH/qi.err" |
-			first_tick "$t0" "$SCRATCH/qi.con" >>"$SCRATCH/qemu.times"
+		time_first_tick "$SCRATCH/qi.con" qemu_sh -serial stdio -incoming "exec:cat $SCRATCH/q.mig" \
+			>>"$SCRATCH/qemu.times"
 	fi
 	t0=$(now_ms)
 	"$VMM" run --mem "${mem_mib}M" --cmdline "$base" -- true </dev/null >/dev/null 2>&1
@@ -153,7 +168,7 @@ echo "snapshot ($TEST_MODE, ${mem_mib} MiB guest, 1 vCPU, a job printing a tick 
 printf '  %-26s %10s %12s %12s\n' "" "time ms" "file MiB" "allocated"
 printf '  %-26s %10s %12s %12s   (guest paused %s ms; state file %s bytes)\n' "vmm snapshot create" \
 	"$snap_ms" "$(mib "$vmm_app")" "$(mib "$vmm_alloc")" "$pause_ms" "$state_bytes"
-[ $have_qemu = 0 ] || printf '  %-26s %10s %12s %12s\n' "qemu stop + migrate to file" "$q_snap_ms" \
+[ $have_qemu = 0 ] || printf '  %-26s %10s %12s %12s\n' "qemu migrate to file" "$q_snap_ms" \
 	"$(mib "$q_app")" "$(mib "$q_alloc")"
 echo
 echo "launch to the first guest output (median of $runs):"

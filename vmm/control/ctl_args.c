@@ -82,7 +82,7 @@ int ctl_parse_args(int argc, char **argv, struct opts *o)
 
 			if (parse_duration_ms(v, &o->timeout_ms) < 0)
 				return ctl_usage_err("bad --timeout '%s' (e.g. 30, 30s, 500ms, 2m)",
-						 v ? v : "");
+						     v ? v : "");
 			o->has_timeout = true;
 		} else if (!strcmp(a, "--stop")) {
 			o->stop = true;
@@ -137,7 +137,7 @@ int ctl_check(struct opts *o)
 		return ctl_usage_err("usage: memory reclaim SIZE [--timeout DUR]%s", "");
 	if (reclaim && parse_mib(o->words[2], &o->mib) < 0)
 		return ctl_usage_err("bad SIZE '%s' (MiB, or a whole number of MiB with K/M/G/T)",
-				 o->words[2]);
+				     o->words[2]);
 	if (snap && (o->nwords != 3 || strcmp(o->words[1], "create")))
 		return ctl_usage_err("usage: snapshot create DIR [--stop]%s", "");
 	if (o->stop && !snap)
@@ -149,18 +149,19 @@ int ctl_check(struct opts *o)
 	if ((o->wait || o->guest) && !set)
 		return ctl_usage_err("--wait and --guest go with 'balloon set'%s", "");
 	if (o->has_timeout && strcmp(w0, "shutdown") && !(set && o->wait) && !reclaim)
-		return ctl_usage_err("--timeout goes with 'shutdown', 'balloon set --wait' or 'memory "
-				 "reclaim'%s",
-				 "");
+		return ctl_usage_err(
+			"--timeout goes with 'shutdown', 'balloon set --wait' or 'memory "
+			"reclaim'%s",
+			"");
 	if ((o->watch || o->has_interval) && !ctl_is(o, "memory", NULL, 1))
 		return ctl_usage_err("--watch and --interval go with 'memory'%s", "");
 	if (o->has_interval && !o->watch)
 		return ctl_usage_err("--interval goes with --watch%s", "");
 	if (set && o->nwords != 3)
 		return ctl_usage_err("usage: balloon set [--guest] SIZE [--wait [--timeout DUR]]%s",
-				 "");
+				     "");
 	if (set && parse_mib(o->words[2], &o->mib) < 0)
 		return ctl_usage_err("bad SIZE '%s' (MiB, or a whole number of MiB with K/M/G/T)",
-				 o->words[2]);
+				     o->words[2]);
 	return 0;
 }
