@@ -274,3 +274,89 @@ Test(policy, host_pressure_lowers_the_band_and_asks_for_compression)
 	d = step(100 * MiB);
 	cr_expect(d.host_pressure);
 }
+
+/*
+ * bench/slowdown: a program allocating 200 MiB in a guest the policy had inflated. Each deflate
+ * (to the band's top plus what the guest consumed) was followed, on the next statistics set, by
+ * an inflate, because a deflate decided on a set that lagged the previous deflate overshoots into
+ * the band's top; the guest gave the memory back and asked for it again a period later, 2-3
+ * times per run. After a deflate the policy inflates again only once the guest is quiet (its
+ * available memory stopped falling) and a few periods passed.
+ */
+Test(policy, no_inflate_while_the_guest_allocates_after_a_deflate)
+{
+	struct policy_decision d;
+	uint64_t avail;
+
+	in.target = in.actual = 376 * MiB;
+	step(100 * MiB);    /* in band */
+	d = step(74 * MiB); /* below 15% */
+	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
+	d = step(184 * MiB); /* the overshoot; this set predates the guest reaching the target */
+	cr_assert_eq(d.action, POLICY_NONE, "%s", d.why);
+	for (avail = 170 * MiB; avail >= 140 * MiB; avail -= 10 * MiB) {
+		d = step(avail); /* above the band, but falling 10 MiB a period: still allocating */
+		cr_expect_eq(d.action, POLICY_NONE, "available %llu MiB: %s",
+			     (unsigned long long)(avail / MiB), d.why);
+	}
+	cr_expect_str_eq(d.why, "above band, settling after a deflate");
+}
+
+/* Once the guest is quiet again (the program ended), an idle guest is inflated as before. */
+Test(policy, an_idle_guest_is_inflated_again_after_settling)
+{
+	struct policy_decision d;
+	int periods = 0;
+
+	in.target = in.actual = 376 * MiB;
+	step(100 * MiB);
+	d = step(74 * MiB);
+	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
+	do {
+		d = step(400 * MiB); /* the program freed its memory and the guest idles */
+		cr_assert_lt(++periods, 8, "no inflate %d periods after the deflate: %s", periods,
+			     d.why);
+	} while (d.action == POLICY_NONE);
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+}
+
+/*
+ * bench/slowdown: the inflate steps towards the band that follow an idle phase went on when the
+ * guest started allocating again before they were done (12 s of idle is not enough for 300 MiB
+ * in 64 MiB steps), so the balloon took memory the program was asking for. Between two inflate
+ * decisions, available memory that fell by more than the balloon took is the guest's own use.
+ */
+Test(policy, no_inflate_step_while_the_guest_allocates)
+{
+	struct policy_decision d = step(450 * MiB);
+
+	cr_assert_eq(d.action, POLICY_INFLATE, "%s", d.why);
+	d = step(450 * MiB - 64 * MiB); /* the guest gave the 64 MiB; set asked for before */
+	cr_assert_eq(d.action, POLICY_NONE, "%s", d.why);
+	d = step(450 * MiB - 64 * MiB - 30 * MiB); /* a program took 30 MiB more */
+	cr_expect_eq(d.action, POLICY_NONE, "%s", d.why);
+	cr_expect_str_eq(d.why, "above band, guest allocating");
+	d = step(450 * MiB - 64 * MiB - 30 * MiB); /* quiet again: inflating resumes */
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+}
+
+/*
+ * bench/slowdown on a loaded machine: the program allocated only 4 MiB a period (under 1% of the
+ * guest's RAM), which passed for quiet, and the policy inflated in the middle of the runs again.
+ * An idle guest's available memory moves by well under 1 MiB a period.
+ */
+Test(policy, a_slowly_allocating_guest_is_not_quiet)
+{
+	struct policy_decision d;
+	uint64_t avail;
+
+	in.target = in.actual = 376 * MiB;
+	step(100 * MiB);
+	d = step(74 * MiB);
+	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
+	for (avail = 200 * MiB; avail >= 160 * MiB; avail -= 4 * MiB) {
+		d = step(avail);
+		cr_expect_eq(d.action, POLICY_NONE, "available %llu MiB: %s",
+			     (unsigned long long)(avail / MiB), d.why);
+	}
+}

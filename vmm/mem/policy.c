@@ -103,6 +103,13 @@ void policy_init(struct policy *p, const struct policy_config *cfg)
 	p->last_set_target = UINT64_MAX;
 }
 
+/*
+ * How far available memory may fall in a period and the guest still count as quiet: 1 MiB per
+ * 512 MiB of RAM (an idle guest moves by well under that; a program allocating even 4 MiB a
+ * period on a loaded host is not quiet).
+ */
+#define QUIET_SLACK(ram) ((ram) / 512)
+
 static struct policy_decision none(struct policy *p, const char *why)
 {
 	return p->last = (struct policy_decision){.action = POLICY_NONE, .why = why};
@@ -178,6 +185,8 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	mid = low + (high - low) / 2;
 	max_target = ram > c->floor_bytes ? ram - c->floor_bytes : 0;
 
+	if (!(in->avail > high) || d.guest_pressure)
+		p->have_base = false; /* the next inflate step starts a new series */
 	if (d.guest_pressure || in->avail < low) {
 		/*
 		 * To the band's top, plus what the guest consumed in the last period: a guest that
@@ -208,6 +217,27 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			d.why = "above band, statistics predate the last target";
 			return p->last = d;
 		}
+		/* After a deflate: only once the guest stopped consuming (it is quiet). */
+		if (p->settling &&
+		    (in->now_ms <
+			     p->last_deflate_ms + (uint64_t)POLICY_SETTLE_PERIODS * c->period_ms ||
+		     p_last_avail > in->avail + QUIET_SLACK(ram))) {
+			d.why = "above band, settling after a deflate";
+			return p->last = d;
+		}
+		p->settling = false;
+		/* Since the last step: what available memory lost beyond what the balloon took. */
+		if (p->have_base &&
+		    (int64_t)(p->base_avail - in->avail) - (int64_t)(in->actual - p->base_actual) >
+			    (int64_t)QUIET_SLACK(ram)) {
+			p->base_avail = in->avail;
+			p->base_actual = in->actual;
+			d.why = "above band, guest allocating";
+			return p->last = d;
+		}
+		p->have_base = true;
+		p->base_avail = in->avail;
+		p->base_actual = in->actual;
 		want = MIN(in->avail - mid, c->step_bytes);
 		if (in->target >= max_target) {
 			d.why = "above band, at the floor";
@@ -232,8 +262,11 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 		if (d.action == POLICY_INFLATE) {
 			p->inflates++;
 			p->last_inflate_ms = in->now_ms;
-		} else
+		} else {
 			p->deflates++;
+			p->last_deflate_ms = in->now_ms;
+			p->settling = true;
+		}
 	}
 	return p->last = d;
 }
