@@ -2,7 +2,7 @@
 # bench/autoballoon/run.sh: the memory autopilot's workload, vmm --auto-balloon on against QEMU
 # with free page reporting + deflate-on-oom, in one boot of the nested test host (or directly where
 # /dev/kvm boots Linux); see autoballoon_bench.sh. Writes build/bench/autoballoon.csv
-# (seconds, vmm, vmm --hugepages on and qemu RSS MiB) and, with gnuplot, build/bench/autoballoon.png.
+# (seconds, vmm (default huge pages), vmm --hugepages off and qemu RSS MiB) and, with gnuplot, build/bench/autoballoon.png.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,8 +24,8 @@ rc=${PIPESTATUS[0]}
 # The samples, one row per second: seconds,vmm,qemu (empty where one run had ended).
 grep -o '@@csv [a-z-]* [0-9]* [0-9]*' "$log" | awk '
 	{ v[$2, $3] = $4; if ($3 > max) max = $3 }
-	END { print "seconds,vmm_rss_mib,vmm_huge_rss_mib,qemu_rss_mib"
-	      for (t = 0; t <= max; t++) print t "," v["vmm", t] "," v["vmm-huge", t] "," v["qemu", t] }' \
+	END { print "seconds,vmm_rss_mib,vmm_4k_rss_mib,qemu_rss_mib"
+	      for (t = 0; t <= max; t++) print t "," v["vmm", t] "," v["vmm-4k", t] "," v["qemu", t] }' \
 	>"$out/autoballoon.csv"
 echo "autoballoon: CSV $out/autoballoon.csv"
 if command -v gnuplot >/dev/null; then
@@ -38,7 +38,7 @@ set xlabel "seconds"
 set ylabel "VMM process RSS (MiB)"
 set title "512 MiB guest: fill 300 MiB, free, idle, allocate 350 MiB"
 plot "$out/autoballoon.csv" using 1:2 with lines lw 2 title "vmm --auto-balloon on", \
-     "$out/autoballoon.csv" using 1:3 with lines lw 2 title "vmm --auto-balloon on --hugepages on", \
+     "$out/autoballoon.csv" using 1:3 with lines lw 2 title "vmm --auto-balloon on --hugepages off", \
      "$out/autoballoon.csv" using 1:4 with lines lw 2 title "QEMU (reporting + deflate-on-oom)"
 GP
 	echo "autoballoon: plot $out/autoballoon.png"
