@@ -422,7 +422,7 @@ static int cmd_run(int argc, char **argv)
 			 cfg.vconsole && (shcmd[0] || cfg.await_command) ? " vmm.vconsole=1" : "",
 			 /* guest init: free page reporting in whole host huge pages */
 			 cfg.vm.hugepages ? " vmm.report_order=9" : "",
-			 cfg.await_command ? " vmm.await=1" : "");
+			 cfg.await_command ? " quiet vmm.await=1" : "");
 		cfg.kernel = kernel;
 		cfg.initrd = initrd[0] ? initrd : NULL;
 		cfg.cmdline = cmdline;
