@@ -301,7 +301,6 @@ int snapshot_open(const char *arg, struct snapshot_restore *r, struct machine_co
 		snapshot_close(r);
 		return ret;
 	}
-	r->await_command = cfg->await_command;
 	if (r->mode == SNAP_MEM_PRIVATE && cfg->compress != COMPRESS_OFF) {
 		/* Its userfaultfd needs anonymous memory; the file's clean pages are page cache. */
 		pr_info("restore: the compressed tier is off with memory=private (use "

@@ -47,7 +47,6 @@ struct snapshot_restore {
 	struct snap_image img;
 	char dir[4096];
 	enum snap_mem_mode mode;
-	bool await_command; /* the guest waits for a command on port vmm.cmd */
 	char *disk_paths[8];
 };
 

@@ -62,48 +62,66 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int vcpu_state_save(struct vcpu *vcpu, struct state_out *o)
-{
-	struct vm *vm = vcpu->vm;
-	struct kvm_cpuid2 *cpuid = NULL;
-	struct kvm_msr_list *list = NULL;
-	struct kvm_msrs *msrs = NULL;
-	struct kvm_xsave *xsave = NULL;
+/* One vCPU's KVM state, as saved and loaded (the variable-size parts allocated). */
+struct vcpu_kvm {
+	struct kvm_cpuid2 *cpuid; /* room for CPUID_MAX entries */
+	struct kvm_msrs *msrs;	  /* room for MSR_MAX entries */
+	struct kvm_xsave *xsave;  /* xs bytes (KVM_CAP_XSAVE2) */
+	int xs;
+	struct kvm_mp_state mp;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	struct kvm_xcrs xcrs;
 	struct kvm_debugregs dregs;
 	struct kvm_lapic_state lapic;
 	struct kvm_vcpu_events events;
-	struct kvm_mp_state mp;
-	int xs = xsave_size(vm), ret = -ENOMEM;
+};
+
+static void vk_free(struct vcpu_kvm *k)
+{
+	free(k->cpuid);
+	free(k->msrs);
+	free(k->xsave);
+}
+
+/* Returns 0, or -ENOMEM (then vk_free() is still safe). */
+static int vk_alloc(struct vm *vm, struct vcpu_kvm *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->xs = xsave_size(vm);
+	k->cpuid = calloc(1, sizeof(*k->cpuid) + CPUID_MAX * sizeof(k->cpuid->entries[0]));
+	k->msrs = calloc(1, sizeof(*k->msrs) + MSR_MAX * sizeof(k->msrs->entries[0]));
+	k->xsave = calloc(1, (size_t)k->xs);
+	return k->cpuid && k->msrs && k->xsave ? 0 : -ENOMEM;
+}
+
+int vcpu_state_save(struct vcpu *vcpu, struct state_out *o)
+{
+	struct vm *vm = vcpu->vm;
+	struct kvm_msr_list *list = msr_index_list(vm);
+	struct vcpu_kvm k;
+	int ret = -ENOMEM;
 	unsigned int n = 0;
 	const char *what = "";
 
-	cpuid = calloc(1, sizeof(*cpuid) + CPUID_MAX * sizeof(cpuid->entries[0]));
-	xsave = calloc(1, (size_t)xs);
-	list = msr_index_list(vm);
-	if (!cpuid || !xsave || !list)
+	if (vk_alloc(vm, &k) || !list)
 		goto out;
-	msrs = calloc(1, sizeof(*msrs) + list->nmsrs * sizeof(msrs->entries[0]));
-	if (!msrs)
-		goto out;
-	cpuid->nent = CPUID_MAX;
+	k.cpuid->nent = CPUID_MAX;
 #define GET(req, arg)                              \
 	do {                                       \
 		what = #req;                       \
 		if (ioctl(vcpu->fd, req, arg) < 0) \
 			goto fail;                 \
 	} while (0)
-	GET(KVM_GET_CPUID2, cpuid);
-	GET(KVM_GET_MP_STATE, &mp);
-	GET(KVM_GET_REGS, &regs);
-	GET(KVM_GET_SREGS, &sregs);
-	GET(xs > (int)sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, xsave);
-	GET(KVM_GET_XCRS, &xcrs);
-	GET(KVM_GET_DEBUGREGS, &dregs);
-	GET(KVM_GET_LAPIC, &lapic);
-	GET(KVM_GET_VCPU_EVENTS, &events);
+	GET(KVM_GET_CPUID2, k.cpuid);
+	GET(KVM_GET_MP_STATE, &k.mp);
+	GET(KVM_GET_REGS, &k.regs);
+	GET(KVM_GET_SREGS, &k.sregs);
+	GET(k.xs > (int)sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, k.xsave);
+	GET(KVM_GET_XCRS, &k.xcrs);
+	GET(KVM_GET_DEBUGREGS, &k.dregs);
+	GET(KVM_GET_LAPIC, &k.lapic);
+	GET(KVM_GET_VCPU_EVENTS, &k.events);
 #undef GET
 	qsort(list->indices, list->nmsrs, sizeof(list->indices[0]), cmp_u32);
 	for (unsigned int i = 0; i < list->nmsrs; i++) {
@@ -114,30 +132,28 @@ int vcpu_state_save(struct vcpu *vcpu, struct state_out *o)
 		} one = {.h.nmsrs = 1, .e.index = list->indices[i]};
 
 		if (ioctl(vcpu->fd, KVM_GET_MSRS, &one) == 1)
-			msrs->entries[n++] = one.e;
+			k.msrs->entries[n++] = one.e;
 	}
-	state_put_u32(o, cpuid->nent);
-	state_put(o, cpuid->entries, cpuid->nent * sizeof(cpuid->entries[0]));
-	put_blob(o, &mp, sizeof(mp));
-	put_blob(o, &regs, sizeof(regs));
-	put_blob(o, &sregs, sizeof(sregs));
-	put_blob(o, xsave, (uint32_t)xs);
-	put_blob(o, &xcrs, sizeof(xcrs));
-	put_blob(o, &dregs, sizeof(dregs));
-	put_blob(o, &lapic, sizeof(lapic));
+	state_put_u32(o, k.cpuid->nent);
+	state_put(o, k.cpuid->entries, k.cpuid->nent * sizeof(k.cpuid->entries[0]));
+	put_blob(o, &k.mp, sizeof(k.mp));
+	put_blob(o, &k.regs, sizeof(k.regs));
+	put_blob(o, &k.sregs, sizeof(k.sregs));
+	put_blob(o, k.xsave, (uint32_t)k.xs);
+	put_blob(o, &k.xcrs, sizeof(k.xcrs));
+	put_blob(o, &k.dregs, sizeof(k.dregs));
+	put_blob(o, &k.lapic, sizeof(k.lapic));
 	state_put_u32(o, n);
-	state_put(o, msrs->entries, n * sizeof(msrs->entries[0]));
-	put_blob(o, &events, sizeof(events));
+	state_put(o, k.msrs->entries, n * sizeof(k.msrs->entries[0]));
+	put_blob(o, &k.events, sizeof(k.events));
 	ret = state_out_error(o);
 	goto out;
 fail:
 	ret = -errno;
 	pr_err("snapshot: %s on vCPU %u: %s", what, vcpu->id, strerror(errno));
 out:
-	free(cpuid);
-	free(xsave);
+	vk_free(&k);
 	free(list);
-	free(msrs);
 	return ret;
 }
 
@@ -223,85 +239,73 @@ int vcpu_state_load(struct vcpu *vcpu, struct state_in *in, uint64_t tsc_advance
 		    size_t why_len)
 {
 	struct vm *vm = vcpu->vm;
-	struct kvm_cpuid2 *cpuid = NULL;
-	struct kvm_msrs *msrs = NULL;
-	struct kvm_xsave *xsave = NULL;
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_xcrs xcrs;
-	struct kvm_debugregs dregs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events events;
-	struct kvm_mp_state mp;
-	int xs = xsave_size(vm), ret = -ENOMEM;
+	struct vcpu_kvm k;
+	int ret = -ENOMEM;
 	uint32_t n;
 	const char *what = "";
 
 	snprintf(why, why_len, "malformed vCPU %u state", vcpu->id);
-	cpuid = calloc(1, sizeof(*cpuid) + CPUID_MAX * sizeof(cpuid->entries[0]));
-	xsave = calloc(1, (size_t)xs);
-	msrs = calloc(1, sizeof(*msrs) + MSR_MAX * sizeof(msrs->entries[0]));
-	if (!cpuid || !xsave || !msrs)
+	if (vk_alloc(vm, &k))
 		goto out;
 	n = state_get_u32(in);
 	if (n == 0 || n > CPUID_MAX)
 		state_fail(in, "CPUID entry count");
-	cpuid->nent = n;
-	state_get(in, cpuid->entries, (size_t)MIN(n, CPUID_MAX) * sizeof(cpuid->entries[0]));
-	get_blob(in, &mp, sizeof(mp), "mp_state size");
-	get_blob(in, &regs, sizeof(regs), "regs size");
-	get_blob(in, &sregs, sizeof(sregs), "sregs size");
+	k.cpuid->nent = n;
+	state_get(in, k.cpuid->entries, (size_t)MIN(n, CPUID_MAX) * sizeof(k.cpuid->entries[0]));
+	get_blob(in, &k.mp, sizeof(k.mp), "mp_state size");
+	get_blob(in, &k.regs, sizeof(k.regs), "regs size");
+	get_blob(in, &k.sregs, sizeof(k.sregs), "sregs size");
 	/* An XSAVE area of another size is another CPU's layout. */
-	get_blob(in, xsave, (uint32_t)xs, "xsave size");
-	get_blob(in, &xcrs, sizeof(xcrs), "xcrs size");
-	get_blob(in, &dregs, sizeof(dregs), "debugregs size");
-	get_blob(in, &lapic, sizeof(lapic), "lapic size");
+	get_blob(in, k.xsave, (uint32_t)k.xs, "xsave size");
+	get_blob(in, &k.xcrs, sizeof(k.xcrs), "xcrs size");
+	get_blob(in, &k.dregs, sizeof(k.dregs), "debugregs size");
+	get_blob(in, &k.lapic, sizeof(k.lapic), "lapic size");
 	n = state_get_u32(in);
 	if (n > MSR_MAX)
 		state_fail(in, "MSR count");
-	state_get(in, msrs->entries, (size_t)MIN(n, MSR_MAX) * sizeof(msrs->entries[0]));
-	get_blob(in, &events, sizeof(events), "vcpu_events size");
+	state_get(in, k.msrs->entries, (size_t)MIN(n, MSR_MAX) * sizeof(k.msrs->entries[0]));
+	get_blob(in, &k.events, sizeof(k.events), "vcpu_events size");
 	ret = state_in_end(in);
 	if (ret)
 		goto out;
-	if (mp.mp_state > KVM_MP_STATE_AP_RESET_HOLD || xcrs.nr_xcrs > KVM_MAX_XCRS) {
+	if (k.mp.mp_state > KVM_MP_STATE_AP_RESET_HOLD || k.xcrs.nr_xcrs > KVM_MAX_XCRS) {
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = check_cpuid(vm, cpuid, why, why_len);
+	ret = check_cpuid(vm, k.cpuid, why, why_len);
 	if (ret)
 		goto out;
 	for (uint32_t i = 0; i < n; i++)
-		if (msrs->entries[i].index == MSR_TSC)
-			msrs->entries[i].data += tsc_advance;
-	events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
+		if (k.msrs->entries[i].index == MSR_TSC)
+			k.msrs->entries[i].data += tsc_advance;
+	k.events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
 #define SET(req, arg)                              \
 	do {                                       \
 		what = #req;                       \
 		if (ioctl(vcpu->fd, req, arg) < 0) \
 			goto fail;                 \
 	} while (0)
-	SET(KVM_SET_CPUID2, cpuid);
-	SET(KVM_SET_MP_STATE, &mp);
-	SET(KVM_SET_REGS, &regs);
-	SET(KVM_SET_SREGS, &sregs);
-	SET(KVM_SET_XSAVE, xsave);
+	SET(KVM_SET_CPUID2, k.cpuid);
+	SET(KVM_SET_MP_STATE, &k.mp);
+	SET(KVM_SET_REGS, &k.regs);
+	SET(KVM_SET_SREGS, &k.sregs);
+	SET(KVM_SET_XSAVE, k.xsave);
 	/* A host CPU without XSAVE reads 0 XCRs and refuses to set any. */
-	if (xcrs.nr_xcrs)
-		SET(KVM_SET_XCRS, &xcrs);
-	SET(KVM_SET_DEBUGREGS, &dregs);
-	SET(KVM_SET_LAPIC, &lapic);
+	if (k.xcrs.nr_xcrs)
+		SET(KVM_SET_XCRS, &k.xcrs);
+	SET(KVM_SET_DEBUGREGS, &k.dregs);
+	SET(KVM_SET_LAPIC, &k.lapic);
 	for (uint32_t i = 0; i < n; i++) {
 		struct {
 			struct kvm_msrs h;
 			struct kvm_msr_entry e;
-		} one = {.h.nmsrs = 1, .e = msrs->entries[i]};
+		} one = {.h.nmsrs = 1, .e = k.msrs->entries[i]};
 
 		if (ioctl(vcpu->fd, KVM_SET_MSRS, &one) != 1)
 			pr_info("restore: MSR 0x%x not accepted by this host, skipped",
 				one.e.index);
 	}
-	SET(KVM_SET_VCPU_EVENTS, &events);
+	SET(KVM_SET_VCPU_EVENTS, &k.events);
 #undef SET
 	why[0] = '\0';
 	ret = 0;
@@ -310,9 +314,7 @@ fail:
 	ret = -errno;
 	snprintf(why, why_len, "%s on vCPU %u: %s", what, vcpu->id, strerror(errno));
 out:
-	free(cpuid);
-	free(xsave);
-	free(msrs);
+	vk_free(&k);
 	return ret;
 }
 
