@@ -7,6 +7,7 @@
  * errors; 130/143 after SIGINT/SIGTERM.
  */
 #include <errno.h>
+#include <sched.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -95,6 +96,24 @@ static void signal_cb(void *opaque, int fd, uint32_t events)
 		return;
 	vm_stop(vm, 128 + (int)si.ssi_signo,
 		si.ssi_signo == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+}
+
+/*
+ * The loop thread (this one, from here on) runs SCHED_BATCH: its wake-ups (a queue kick, an
+ * io_uring completion) no longer preempt a running vCPU at once. The guest then adds the rest of
+ * a burst of requests to the ring before the device takes them, so one kick, one io_uring_enter
+ * and one interrupt serve many requests. It keeps its fair share of CPU (only wake-up preemption
+ * changes), and vCPU threads, started before, keep SCHED_OTHER. Measured in the nested test host
+ * (one CPU, bench/blk): 4 KiB random reads at QD32 went from 5200-7700 to 10000-14200 IOPS, QD1
+ * unchanged. Failure only costs that gain. Every other thread exists before this: a thread
+ * created later would inherit SCHED_BATCH.
+ */
+static void loop_thread_batch(void)
+{
+	struct sched_param sp = {0};
+
+	if (sched_setscheduler(0, SCHED_BATCH, &sp))
+		pr_debug("loop thread: SCHED_BATCH: %s", strerror(errno));
 }
 
 static int cmd_run(int argc, char **argv)
@@ -494,6 +513,7 @@ setup_done:
 		if (ret)
 			exit(2);
 	}
+	loop_thread_batch();
 	ret = sandbox_enter(VMM_THREAD_LOOP); /* setup is over: the loop's filter from here on */
 	if (ret < 0)
 		die("seccomp: cannot load the loop thread's filter: %s", strerror(-ret));
