@@ -29,7 +29,7 @@ struct virtio_dev;
 struct blk;
 
 #define BLK_SECTOR_SIZE		512	   /* virtio sectors, whatever blk_size says (§5.2.4) */
-#define BLK_SEG_MAX		62	   /* data segments: VQ_MAX_BUFS less header and status */
+#define BLK_SEG_MAX		254	   /* data segments: VQ_MAX_BUFS less header and status */
 #define BLK_SIZE_MAX		(1u << 20) /* largest data segment, bytes */
 #define BLK_MAX_DISCARD_SEG	8	   /* segments of one DISCARD / WRITE_ZEROES request */
 #define BLK_MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per segment */

@@ -13,7 +13,7 @@
 struct guest_mem;
 
 #define VQ_MAX_SIZE  32768  /* virtio 1.2 §2.7: Queue Size max */
-#define VQ_MAX_BUFS  64	    /* buffers one popped chain may hold (longer chains are malformed) */
+#define VQ_MAX_BUFS  256    /* buffers one popped chain may hold (longer chains are malformed) */
 #define VQ_HEAD_NONE 0xffff /* chain->head after vq_pop() found no valid head index */
 
 struct virtqueue {

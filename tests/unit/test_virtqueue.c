@@ -204,7 +204,7 @@ Test(virtqueue, chain_longer_than_max_bufs)
 	struct fake_buf b[VQ_MAX_BUFS + 1];
 	struct vq_chain c;
 
-	setup_size(128, false);
+	setup_size(2 * VQ_MAX_BUFS, false); /* room for both chains */
 	for (unsigned int i = 0; i <= VQ_MAX_BUFS; i++)
 		b[i] = (struct fake_buf){DATA_GPA + i, 1, false};
 	fake_add_chain(&f, b, VQ_MAX_BUFS);
