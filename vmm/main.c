@@ -7,9 +7,9 @@
  * errors; 130/143 after SIGINT/SIGTERM.
  */
 #include <errno.h>
-#include <sched.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

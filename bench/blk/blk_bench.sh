@@ -30,10 +30,9 @@ rounds=${BLK_BENCH_ROUNDS:-3}
 args() { # PHASE: blkbench arguments after the path
 	case $1 in
 	rr4k_qd1) echo "randread 4 1 $secs" ;;
-	rr4k_qd32) echo "randread 4 32 $secs" ;;
+	rr4k_qd32 | rr4k_qd32_pc) echo "randread 4 32 $secs" ;;
 	sr1m) echo "seqread 1024 4 $secs" ;;
 	sw1m) echo "seqwrite 1024 4 $secs" ;;
-	rr4k_qd32_pc) echo "randread 4 32 $secs" ;;
 	esac
 }
 
@@ -127,7 +126,7 @@ function median(arr, key,   n, i, j, t, a) {
 {
 	cfg = $1; ph = $2; t = $3; rest = $0
 	add(I, cfg SUBSEP ph, val(rest, "iops")); add(M, cfg SUBSEP ph, val(rest, "mbps"))
-	bytes = val(rest, "bytes"); add(C, cfg SUBSEP ph, bytes > 0 && t >= 0 ? t / hz / (bytes / 1073741824) : 0)
+	bytes = val(rest, "bytes"); if (bytes > 0 && t >= 0) add(C, cfg SUBSEP ph, t / hz / (bytes / 1073741824))
 	if (!(cfg in seen)) { seen[cfg] = 1; order[++nc] = cfg }
 }
 END {

@@ -11,6 +11,6 @@ root=$(cd "$here/../.." && pwd)
 mode=$("$root/tests/lib/detect-kvm.sh")
 [ "$mode" != direct ] || exec "$root/tests/direct-run.sh" bench-blk 900 "$here/blk_bench.sh"
 exec "$root/tests/testhost/run.sh" --with-qemu --stream --quiet-results \
-	--env "BLK_BENCH_SECS=${BLK_BENCH_SECS:-5}" \
+	--env "BLK_BENCH_SECS=${BLK_BENCH_SECS:-5}" --env "BLK_BENCH_ROUNDS=${BLK_BENCH_ROUNDS:-}" \
 	--env "BLK_BENCH_PHASES=${BLK_BENCH_PHASES:-}" --env "BLK_BENCH_CONFIGS=${BLK_BENCH_CONFIGS:-}" \
 	--env "BLK_BENCH_VMM_ARGS=${BLK_BENCH_VMM_ARGS:-}" "$here/blk_bench.sh"
