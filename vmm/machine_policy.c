@@ -3,7 +3,8 @@
  * balloon's statistics and counters and the host's pressure, applies its decision through the
  * same call a control client's balloon.set makes, asks the compressed tier for cold pages under
  * host pressure, emits one memory.policy event per decision that changes something (or holds),
- * and requests the guest's next statistics set.
+ * and requests the guest's next statistics set. A second timer (POLICY_WATCH_MS) answers a guest
+ * deflating on OOM at once (policy_watch()).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -79,6 +80,32 @@ static void policy_tick(void *opaque)
 	balloon_request_stats(m->balloon); /* the next period decides on a fresh set */
 }
 
+/* Every POLICY_WATCH_MS: a guest deflating on OOM is given memory now, not at the next period. */
+static void policy_watch_tick(void *opaque)
+{
+	struct machine *m = opaque;
+	struct policy_input in = {.now_ms = now_ns() / 1000000, .guest_ram = m->vm.gm.size};
+	struct balloon_counters bc;
+	struct balloon_stats st;
+	struct policy_decision d;
+
+	balloon_get_counters(m->balloon, &bc);
+	in.target = bc.target_pages * 4096;
+	in.actual = bc.actual_pages * 4096;
+	d = policy_watch(&m->policy, in.now_ms, in.target, in.actual);
+	if (d.action == POLICY_NONE)
+		return;
+	if (balloon_set_target(m->balloon, d.new_target / 4096) < 0)
+		pr_warn("auto-balloon: target %" PRIu64 " MiB refused",
+			(uint64_t)(d.new_target / MiB));
+	balloon_get_stats(m->balloon, &st); /* the last set, for the event's "saw" */
+	in.stats_seq = st.seq;
+	in.avail = st.val[VIRTIO_BALLOON_S_AVAIL];
+	in.free = st.val[VIRTIO_BALLOON_S_MEMFREE];
+	in.major_faults = st.val[VIRTIO_BALLOON_S_MAJFLT];
+	emit(m, &in, &d);
+}
+
 int machine_policy_start(struct machine *m)
 {
 	if (!m->cfg.auto_balloon)
@@ -89,5 +116,9 @@ int machine_policy_start(struct machine *m)
 	}
 	policy_init(&m->policy, &m->cfg.policy);
 	m->policy_timer = loop_add_timer(m->vm.loop, m->cfg.policy.period_ms, true, policy_tick, m);
-	return m->policy_timer < 0 ? m->policy_timer : 0;
+	if (m->policy_timer < 0)
+		return m->policy_timer;
+	m->policy_watch_timer =
+		loop_add_timer(m->vm.loop, POLICY_WATCH_MS, true, policy_watch_tick, m);
+	return m->policy_watch_timer < 0 ? m->policy_watch_timer : 0;
 }

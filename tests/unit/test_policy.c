@@ -299,7 +299,6 @@ Test(policy, no_inflate_while_the_guest_allocates_after_a_deflate)
 		cr_expect_eq(d.action, POLICY_NONE, "available %llu MiB: %s",
 			     (unsigned long long)(avail / MiB), d.why);
 	}
-	cr_expect_str_eq(d.why, "above band, settling after a deflate");
 }
 
 /* Once the guest is quiet again (the program ended), an idle guest is inflated as before. */
@@ -359,4 +358,56 @@ Test(policy, a_slowly_allocating_guest_is_not_quiet)
 		cr_expect_eq(d.action, POLICY_NONE, "available %llu MiB: %s",
 			     (unsigned long long)(avail / MiB), d.why);
 	}
+}
+
+/* Deflate-on-OOM: the guest gives back 1 MiB per OOM; the watch answers with two steps at once. */
+Test(policy, a_guest_deflating_on_oom_gets_two_steps_at_once)
+{
+	struct policy_decision d;
+
+	in.target = in.actual = 300 * MiB;
+	d = step(100 * MiB); /* in band: the policy keeps the 300 MiB target */
+	cr_assert_eq(d.action, POLICY_NONE, "%s", d.why);
+	cr_expect_eq(policy_watch(&p, in.now_ms + 100, in.target, in.actual).action, POLICY_NONE);
+	in.actual -= MiB; /* the OOM notifier leaked 256 pages; the target did not move */
+	d = policy_watch(&p, in.now_ms + 200, in.target, in.actual);
+	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
+	cr_expect(d.guest_pressure);
+	cr_expect_eq(d.new_target, in.actual - 128 * MiB);
+	cr_expect_eq(p.oom_deflates, 1);
+	in.target = d.new_target;
+	/* The guest leaking down to the new target is our deflate, not another OOM. */
+	in.actual = in.target + 32 * MiB;
+	cr_expect_eq(policy_watch(&p, in.now_ms + 300, in.target, in.actual).action, POLICY_NONE);
+	in.actual = in.target;
+	cr_expect_eq(policy_watch(&p, in.now_ms + 400, in.target, in.actual).action, POLICY_NONE);
+	/* The next period sees the target as the policy's own (no client hold) and settles. */
+	in.now_ms += 400;
+	d = step(300 * MiB);
+	cr_expect_neq(d.action, POLICY_INFLATE, "%s", d.why);
+	cr_expect_eq(p.holds, 0);
+}
+
+Test(policy, the_watch_leaves_an_inflating_guest_and_a_client_target_alone)
+{
+	struct policy_decision d = step(450 * MiB);
+	uint64_t t = in.now_ms;
+
+	cr_assert_eq(d.action, POLICY_INFLATE);
+	in.actual = 0; /* the guest has not started on the new target */
+	policy_watch(&p, t += 100, in.target, in.actual);
+	in.actual = 32 * MiB; /* climbing towards it */
+	cr_expect_eq(policy_watch(&p, t += 100, in.target, in.actual).action, POLICY_NONE);
+	in.target = 300 * MiB; /* a client's balloon.set, not yet seen by a period */
+	in.actual = 31 * MiB;
+	cr_expect_eq(policy_watch(&p, t += 100, in.target, in.actual).action, POLICY_NONE);
+	step(450 * MiB); /* the period takes it for a client's: hold */
+	in.actual -= MiB;
+	cr_expect_eq(policy_watch(&p, in.now_ms + 100, in.target, in.actual).action, POLICY_NONE);
+	/* An empty balloon has nothing to give. */
+	setup();
+	in.target = 4096;
+	p.last_set_target = 4096;
+	p.watch_actual = 4096;
+	cr_expect_eq(policy_watch(&p, 100, in.target, 0).action, POLICY_NONE);
 }

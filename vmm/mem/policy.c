@@ -271,6 +271,34 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	return p->last = d;
 }
 
+struct policy_decision policy_watch(struct policy *p, uint64_t now_ms, uint64_t target,
+				    uint64_t actual)
+{
+	struct policy_decision d = {.action = POLICY_NONE, .why = "no OOM deflate"};
+	uint64_t prev = p->watch_actual, want;
+
+	p->watch_actual = actual;
+	/* Only below a target of the policy's own, and only a fall (an inflate climbs). */
+	if (p->last_set_target == UINT64_MAX || target != p->last_set_target ||
+	    now_ms < p->hold_until_ms || actual >= target || actual >= prev)
+		return d;
+	want = MIN(actual, 2 * p->cfg.step_bytes);
+	if (!want)
+		return d;
+	d.action = POLICY_DEFLATE;
+	d.guest_pressure = true;
+	d.new_target = (actual - want) & ~(uint64_t)4095;
+	d.why = "guest deflated on OOM: deflate at once";
+	p->last_set_target = d.new_target;
+	p->following = true;
+	p->have_base = false;
+	p->deflates++;
+	p->oom_deflates++;
+	p->last_deflate_ms = now_ms;
+	p->settling = true;
+	return p->last = d;
+}
+
 /* "some avg10=1.23 ..." -> 1 (whole percent). */
 static bool read_psi(unsigned int *pct)
 {

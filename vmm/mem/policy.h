@@ -37,6 +37,9 @@
 /* Periods after a deflate before the policy may inflate again (see "settling" above). */
 #define POLICY_SETTLE_PERIODS 5
 
+/* How often policy_watch() looks at the balloon between periods (ms). */
+#define POLICY_WATCH_MS 100
+
 struct policy_config {
 	unsigned int low_pct;	/* band bottom, % of guest RAM available (default 15) */
 	unsigned int high_pct;	/* band top (default 25) */
@@ -105,6 +108,8 @@ struct policy {
 	uint64_t last_majflt;
 	uint64_t last_swap_in;
 	uint64_t last_set_target; /* what this policy last set (UINT64_MAX: nothing yet) */
+	uint64_t watch_actual;	  /* balloon actual at the last policy_watch() */
+	uint64_t oom_deflates;	  /* deflates policy_watch() made (also in deflates) */
 	uint64_t hold_until_ms;	  /* a client's target holds the policy off until then */
 	bool following;		  /* a target was set and the guest has not reached it yet */
 	uint64_t settled_seq;	  /* stats sets up to this one predate the guest reaching it */
@@ -123,6 +128,18 @@ void policy_init(struct policy *p, const struct policy_config *cfg);
  * (also kept in @p->last).
  */
 struct policy_decision policy_step(struct policy *p, const struct policy_input *in);
+
+/**
+ * policy_watch() - between periods (every POLICY_WATCH_MS): react at once when the guest deflates
+ * on OOM (virtio 1.2 §5.5.6.1 VIRTIO_BALLOON_F_DEFLATE_ON_OOM: Linux's OOM notifier gives back
+ * 1 MiB per failed allocation, each after a full failed reclaim, tens of ms apiece), seen as
+ * @actual falling below the policy's own @target without the target moving. Deflates by two steps
+ * (at most @actual bytes) in one go, then settles as after any deflate. A client's target, a hold
+ * or the policy's own deflate in progress decides nothing. @now_ms: ms; @target, @actual: bytes.
+ * Returns the decision (POLICY_NONE or POLICY_DEFLATE; also kept in @p->last when it deflates).
+ */
+struct policy_decision policy_watch(struct policy *p, uint64_t now_ms, uint64_t target,
+				    uint64_t actual);
 
 /**
  * policy_read_host() - fill @in's host fields: PSI memory "some" avg10 (/proc/pressure/memory,
