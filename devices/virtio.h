@@ -32,9 +32,18 @@ struct virtio_dev_ops {
 	/* Driver wrote DRIVER_OK: features in dev->driver_features are final. Return 0 or -errno
 	 * (the transport then sets DEVICE_NEEDS_RESET). */
 	int (*activate)(struct virtio_dev *dev);
-	/* Queue @qidx (transport index) was notified. Called from the event-loop thread WITHOUT
-	 * dev->lock held: the device takes it. */
+	/* Queue @qidx (transport index) was notified. Called from the event-loop thread (or the
+	 * notifying vCPU thread, see notify_on_vcpu) WITHOUT dev->lock held: the device takes it.
+	 */
 	void (*queue_notify)(struct virtio_dev *dev, uint16_t qidx);
+	/*
+	 * true: the transport registers no ioeventfd for this device's queues and calls
+	 * queue_notify on the vCPU thread whose notify write exited (one kick budget; the rest
+	 * continues on the event loop through notify_again). For a device whose driver waits on
+	 * every buffer (the balloon's inflate/deflate: one round trip per 256 PFNs) and whose
+	 * work is short: no wakeup of the loop thread, which shares CPUs with the vCPUs.
+	 */
+	bool notify_on_vcpu;
 	/* Device reset (status 0); the transport has already reset features and queues. */
 	void (*reset)(struct virtio_dev *dev);
 	/*

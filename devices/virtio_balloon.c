@@ -409,6 +409,7 @@ static const struct virtio_dev_ops balloon_ops = {
 	.config_write = balloon_config_write,
 	.activate = balloon_activate,
 	.queue_notify = balloon_queue_notify,
+	.notify_on_vcpu = true, /* the driver waits on each buffer: no loop-thread wakeup */
 	.reset = balloon_reset,
 	.save = balloon_save,
 	.load = balloon_load,

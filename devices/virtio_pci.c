@@ -141,6 +141,10 @@ static void vp_notify_write(struct virtio_pci *vp, uint16_t qidx)
 		vp_kick(vp, qidx);
 		return;
 	}
+	if (vp->dev->ops->notify_on_vcpu) {
+		vp_kick_once(vp, qidx); /* a budget's rest goes to the loop (vp_notify_again) */
+		return;
+	}
 	if (write(vp->notify[qidx].fd, &one, sizeof(one)) != sizeof(one))
 		pr_err_ratelimited("%s: signalling queue %u eventfd: %s", vp->dev->ops->name, qidx,
 				   strerror(errno));
@@ -165,7 +169,7 @@ static void vp_bar_remap(void *opaque, unsigned int bar, uint64_t old_addr, uint
 		if (n->ioeventfd != PCI_BAR_UNMAPPED)
 			pci_ioeventfd(vp->pdev, n->ioeventfd, 0, n->fd, false);
 		n->ioeventfd = PCI_BAR_UNMAPPED;
-		if (new_addr == PCI_BAR_UNMAPPED)
+		if (new_addr == PCI_BAR_UNMAPPED || vp->dev->ops->notify_on_vcpu)
 			continue;
 		ret = pci_ioeventfd(vp->pdev, addr, 0, n->fd, true);
 		if (!ret)
