@@ -4,7 +4,7 @@
  * same call a control client's balloon.set makes, asks the compressed tier for cold pages under
  * host pressure, emits one memory.policy event per decision that changes something (or holds),
  * and requests the guest's next statistics set. A second timer (POLICY_WATCH_MS) answers a guest
- * deflating on OOM at once (policy_watch()).
+ * deflating on OOM, or falling below the band between periods, at once (policy_watch()).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -42,30 +42,43 @@ static void emit(struct machine *m, const struct policy_input *in, const struct 
 	vm_emit_event(&m->vm, "memory.policy", data);
 }
 
+/* What the policy sees of the guest: its last statistics set and the balloon's counters. */
+static void read_guest(struct machine *m, struct policy_input *in)
+{
+	struct balloon_counters bc;
+	struct balloon_stats st;
+
+	*in = (struct policy_input){.now_ms = now_ns() / 1000000, .guest_ram = m->vm.gm.size};
+	balloon_get_stats(m->balloon, &st);
+	balloon_get_counters(m->balloon, &bc);
+	in->stats_seq = st.seq;
+	in->have_avail = st.valid[VIRTIO_BALLOON_S_AVAIL];
+	in->avail = st.val[VIRTIO_BALLOON_S_AVAIL];
+	in->free = st.val[VIRTIO_BALLOON_S_MEMFREE];
+	in->major_faults = st.val[VIRTIO_BALLOON_S_MAJFLT];
+	in->swap_in = st.val[VIRTIO_BALLOON_S_SWAP_IN];
+	in->target = bc.target_pages * 4096;
+	in->actual = bc.actual_pages * 4096;
+}
+
+static void apply(struct machine *m, const struct policy_decision *d)
+{
+	if (d->action != POLICY_NONE && balloon_set_target(m->balloon, d->new_target / 4096) < 0)
+		pr_warn("auto-balloon: target %" PRIu64 " MiB refused",
+			(uint64_t)(d->new_target / MiB));
+}
+
 static void policy_tick(void *opaque)
 {
 	struct machine *m = opaque;
-	struct policy_input in = {.now_ms = now_ns() / 1000000, .guest_ram = m->vm.gm.size};
-	struct balloon_counters bc;
-	struct balloon_stats st;
+	struct policy_input in;
 	struct policy_decision d;
 	uint64_t holds = m->policy.holds;
 
-	balloon_get_stats(m->balloon, &st);
-	balloon_get_counters(m->balloon, &bc);
-	in.stats_seq = st.seq;
-	in.have_avail = st.valid[VIRTIO_BALLOON_S_AVAIL];
-	in.avail = st.val[VIRTIO_BALLOON_S_AVAIL];
-	in.free = st.val[VIRTIO_BALLOON_S_MEMFREE];
-	in.major_faults = st.val[VIRTIO_BALLOON_S_MAJFLT];
-	in.swap_in = st.val[VIRTIO_BALLOON_S_SWAP_IN];
-	in.target = bc.target_pages * 4096;
-	in.actual = bc.actual_pages * 4096;
+	read_guest(m, &in);
 	policy_read_host(&in);
 	d = policy_step(&m->policy, &in);
-	if (d.action != POLICY_NONE && balloon_set_target(m->balloon, d.new_target / 4096) < 0)
-		pr_warn("auto-balloon: target %" PRIu64 " MiB refused",
-			(uint64_t)(d.new_target / MiB));
+	apply(m, &d);
 	if (d.reclaim_bytes && m->memtier) {
 		uint64_t res = gm_resident_bytes(&m->vm.gm), job;
 
@@ -80,30 +93,24 @@ static void policy_tick(void *opaque)
 	balloon_request_stats(m->balloon); /* the next period decides on a fresh set */
 }
 
-/* Every POLICY_WATCH_MS: a guest deflating on OOM is given memory now, not at the next period. */
+/*
+ * Every POLICY_WATCH_MS: a guest deflating on OOM, or allocating below the band faster than a
+ * period, is given memory now (policy_watch()). While the balloon holds memory the guest is asked
+ * for a statistics set each time (a short round trip on the stats queue).
+ */
 static void policy_watch_tick(void *opaque)
 {
 	struct machine *m = opaque;
-	struct policy_input in = {.now_ms = now_ns() / 1000000, .guest_ram = m->vm.gm.size};
-	struct balloon_counters bc;
-	struct balloon_stats st;
+	struct policy_input in;
 	struct policy_decision d;
 
-	balloon_get_counters(m->balloon, &bc);
-	in.target = bc.target_pages * 4096;
-	in.actual = bc.actual_pages * 4096;
-	d = policy_watch(&m->policy, in.now_ms, in.target, in.actual);
-	if (d.action == POLICY_NONE)
-		return;
-	if (balloon_set_target(m->balloon, d.new_target / 4096) < 0)
-		pr_warn("auto-balloon: target %" PRIu64 " MiB refused",
-			(uint64_t)(d.new_target / MiB));
-	balloon_get_stats(m->balloon, &st); /* the last set, for the event's "saw" */
-	in.stats_seq = st.seq;
-	in.avail = st.val[VIRTIO_BALLOON_S_AVAIL];
-	in.free = st.val[VIRTIO_BALLOON_S_MEMFREE];
-	in.major_faults = st.val[VIRTIO_BALLOON_S_MAJFLT];
-	emit(m, &in, &d);
+	read_guest(m, &in);
+	d = policy_watch(&m->policy, &in);
+	apply(m, &d);
+	if (d.action != POLICY_NONE)
+		emit(m, &in, &d);
+	if (in.target)
+		balloon_request_stats(m->balloon);
 }
 
 int machine_policy_start(struct machine *m)

@@ -360,6 +360,15 @@ Test(policy, a_slowly_allocating_guest_is_not_quiet)
 	}
 }
 
+/* policy_watch() at @now_ms on the current input (target, actual, stats). */
+static struct policy_decision watch(uint64_t now_ms)
+{
+	struct policy_input w = in;
+
+	w.now_ms = now_ms;
+	return policy_watch(&p, &w);
+}
+
 /* Deflate-on-OOM: the guest gives back 1 MiB per OOM; the watch answers with two steps at once. */
 Test(policy, a_guest_deflating_on_oom_gets_two_steps_at_once)
 {
@@ -368,9 +377,9 @@ Test(policy, a_guest_deflating_on_oom_gets_two_steps_at_once)
 	in.target = in.actual = 300 * MiB;
 	d = step(100 * MiB); /* in band: the policy keeps the 300 MiB target */
 	cr_assert_eq(d.action, POLICY_NONE, "%s", d.why);
-	cr_expect_eq(policy_watch(&p, in.now_ms + 100, in.target, in.actual).action, POLICY_NONE);
+	cr_expect_eq(watch(in.now_ms + 100).action, POLICY_NONE);
 	in.actual -= MiB; /* the OOM notifier leaked 256 pages; the target did not move */
-	d = policy_watch(&p, in.now_ms + 200, in.target, in.actual);
+	d = watch(in.now_ms + 200);
 	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
 	cr_expect(d.guest_pressure);
 	cr_expect_eq(d.new_target, in.actual - 128 * MiB);
@@ -378,9 +387,9 @@ Test(policy, a_guest_deflating_on_oom_gets_two_steps_at_once)
 	in.target = d.new_target;
 	/* The guest leaking down to the new target is our deflate, not another OOM. */
 	in.actual = in.target + 32 * MiB;
-	cr_expect_eq(policy_watch(&p, in.now_ms + 300, in.target, in.actual).action, POLICY_NONE);
+	cr_expect_eq(watch(in.now_ms + 300).action, POLICY_NONE);
 	in.actual = in.target;
-	cr_expect_eq(policy_watch(&p, in.now_ms + 400, in.target, in.actual).action, POLICY_NONE);
+	cr_expect_eq(watch(in.now_ms + 400).action, POLICY_NONE);
 	/* The next period sees the target as the policy's own (no client hold) and settles. */
 	in.now_ms += 400;
 	d = step(300 * MiB);
@@ -395,19 +404,59 @@ Test(policy, the_watch_leaves_an_inflating_guest_and_a_client_target_alone)
 
 	cr_assert_eq(d.action, POLICY_INFLATE);
 	in.actual = 0; /* the guest has not started on the new target */
-	policy_watch(&p, t += 100, in.target, in.actual);
+	watch(t += 100);
 	in.actual = 32 * MiB; /* climbing towards it */
-	cr_expect_eq(policy_watch(&p, t += 100, in.target, in.actual).action, POLICY_NONE);
+	cr_expect_eq(watch(t += 100).action, POLICY_NONE);
 	in.target = 300 * MiB; /* a client's balloon.set, not yet seen by a period */
 	in.actual = 31 * MiB;
-	cr_expect_eq(policy_watch(&p, t += 100, in.target, in.actual).action, POLICY_NONE);
+	cr_expect_eq(watch(t += 100).action, POLICY_NONE);
 	step(450 * MiB); /* the period takes it for a client's: hold */
 	in.actual -= MiB;
-	cr_expect_eq(policy_watch(&p, in.now_ms + 100, in.target, in.actual).action, POLICY_NONE);
+	cr_expect_eq(watch(in.now_ms + 100).action, POLICY_NONE);
+	in.actual = in.target;
+	in.avail = 10 * MiB; /* below the band, but the client's target holds */
+	in.stats_seq = ++seq;
+	watch(in.now_ms + 200);
+	in.stats_seq = ++seq;
+	cr_expect_eq(watch(in.now_ms + 300).action, POLICY_NONE);
 	/* An empty balloon has nothing to give. */
 	setup();
-	in.target = 4096;
-	p.last_set_target = 4096;
+	in.target = 0;
+	p.last_set_target = 0;
 	p.watch_actual = 4096;
-	cr_expect_eq(policy_watch(&p, 100, in.target, 0).action, POLICY_NONE);
+	cr_expect_eq(watch(100).action, POLICY_NONE);
+}
+
+/* A program allocating faster than a period: the watch deflates on the first set below the band. */
+Test(policy, the_watch_deflates_below_the_band_between_periods)
+{
+	struct policy_decision d;
+	uint64_t t;
+
+	in.target = in.actual = 300 * MiB;
+	d = step(100 * MiB); /* in band (19.5%) */
+	cr_assert_eq(d.action, POLICY_NONE, "%s", d.why);
+	t = in.now_ms;
+	cr_expect_eq(watch(t += 100).action, POLICY_NONE); /* same set, in band */
+	in.avail = 40 * MiB; /* a fresh set: 7.8%, under the 15% bottom */
+	in.stats_seq = ++seq;
+	d = watch(t += 100);
+	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
+	/* To the band's top (128 MiB: 88 MiB more) but at least two steps (128 MiB). */
+	cr_expect_eq(d.new_target, 300 * MiB - 128 * MiB);
+	cr_expect_eq(p.fast_deflates, 1);
+	in.target = d.new_target; /* the guest is leaking towards it */
+	in.actual = 250 * MiB;
+	in.stats_seq = ++seq;
+	cr_expect_eq(watch(t += 100).action, POLICY_NONE, "deflate in progress");
+	in.actual = in.target; /* reached; the set in hand predates it */
+	cr_expect_eq(watch(t += 100).action, POLICY_NONE, "stale set");
+	in.stats_seq = ++seq; /* a set taken at the new target, still below */
+	d = watch(t += 100);
+	cr_expect_eq(d.action, POLICY_DEFLATE, "%s", d.why);
+	cr_expect_eq(d.new_target, 172 * MiB - 128 * MiB);
+	/* The same set never deflates twice. */
+	in.target = in.actual = d.new_target;
+	watch(t += 100);
+	cr_expect_eq(watch(t += 100).action, POLICY_NONE);
 }

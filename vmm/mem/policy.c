@@ -271,32 +271,57 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	return p->last = d;
 }
 
-struct policy_decision policy_watch(struct policy *p, uint64_t now_ms, uint64_t target,
-				    uint64_t actual)
+/* A deflate decided between periods: to @new_target, settling as after any deflate. */
+static struct policy_decision watch_deflate(struct policy *p, uint64_t now_ms, uint64_t new_target,
+					    const char *why)
 {
-	struct policy_decision d = {.action = POLICY_NONE, .why = "no OOM deflate"};
-	uint64_t prev = p->watch_actual, want;
+	struct policy_decision d = {.action = POLICY_DEFLATE, .guest_pressure = true, .why = why};
 
-	p->watch_actual = actual;
-	/* Only below a target of the policy's own, and only a fall (an inflate climbs). */
-	if (p->last_set_target == UINT64_MAX || target != p->last_set_target ||
-	    now_ms < p->hold_until_ms || actual >= target || actual >= prev)
-		return d;
-	want = MIN(actual, 2 * p->cfg.step_bytes);
-	if (!want)
-		return d;
-	d.action = POLICY_DEFLATE;
-	d.guest_pressure = true;
-	d.new_target = (actual - want) & ~(uint64_t)4095;
-	d.why = "guest deflated on OOM: deflate at once";
+	d.new_target = new_target & ~(uint64_t)4095;
 	p->last_set_target = d.new_target;
 	p->following = true;
 	p->have_base = false;
 	p->deflates++;
-	p->oom_deflates++;
 	p->last_deflate_ms = now_ms;
 	p->settling = true;
 	return p->last = d;
+}
+
+struct policy_decision policy_watch(struct policy *p, const struct policy_input *in)
+{
+	struct policy_decision d = {.action = POLICY_NONE, .why = "nothing to answer"};
+	uint64_t prev = p->watch_actual, low, high, want;
+	bool reached = in->actual == in->target;
+
+	p->watch_actual = in->actual;
+	/* Statistics up to the one present when the guest reached a new target may predate it. */
+	if (!reached || in->target != p->watch_target)
+		p->watch_reached_seq = in->stats_seq;
+	p->watch_target = in->target;
+	/* Only a target of the policy's own, outside a client's hold. */
+	if (p->last_set_target == UINT64_MAX || in->target != p->last_set_target ||
+	    in->now_ms < p->hold_until_ms || !in->target)
+		return d;
+	/* Deflate-on-OOM: actual fell below the target (an inflate climbs towards it). */
+	if (in->actual < in->target && in->actual < prev) {
+		want = MIN(in->actual, 2 * p->cfg.step_bytes);
+		if (!want)
+			return d;
+		p->oom_deflates++;
+		return watch_deflate(p, in->now_ms, in->actual - want,
+				     "guest deflated on OOM: deflate at once");
+	}
+	/* Below the band on a set taken at the current target: the guest is allocating fast. */
+	low = in->guest_ram / 100 * p->cfg.low_pct;
+	high = in->guest_ram / 100 * p->cfg.high_pct;
+	if (!reached || !in->have_avail || in->stats_seq <= p->watch_reached_seq ||
+	    in->stats_seq == p->watch_seq || in->avail >= low)
+		return d;
+	p->watch_seq = in->stats_seq;
+	want = MIN(MAX(high - in->avail, 2 * p->cfg.step_bytes), in->target);
+	p->fast_deflates++;
+	return watch_deflate(p, in->now_ms, in->target - want,
+			     "below band between periods: deflate at once");
 }
 
 /* "some avg10=1.23 ..." -> 1 (whole percent). */

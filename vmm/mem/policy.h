@@ -107,13 +107,17 @@ struct policy {
 	uint64_t base_avail, base_actual;
 	uint64_t last_majflt;
 	uint64_t last_swap_in;
-	uint64_t last_set_target; /* what this policy last set (UINT64_MAX: nothing yet) */
-	uint64_t watch_actual;	  /* balloon actual at the last policy_watch() */
-	uint64_t oom_deflates;	  /* deflates policy_watch() made (also in deflates) */
-	uint64_t hold_until_ms;	  /* a client's target holds the policy off until then */
-	bool following;		  /* a target was set and the guest has not reached it yet */
-	uint64_t settled_seq;	  /* stats sets up to this one predate the guest reaching it */
-	uint64_t decisions;	  /* counters for memory.stats */
+	uint64_t last_set_target;   /* what this policy last set (UINT64_MAX: nothing yet) */
+	uint64_t watch_actual;	    /* balloon actual at the last policy_watch() */
+	uint64_t watch_target;	    /* balloon target at the last policy_watch() */
+	uint64_t watch_reached_seq; /* stats sets up to this one may predate watch_target */
+	uint64_t watch_seq;	    /* the stats set policy_watch() last deflated on */
+	uint64_t oom_deflates;	    /* policy_watch() deflates answering an OOM (in deflates) */
+	uint64_t fast_deflates;	    /* policy_watch() deflates below the band (in deflates) */
+	uint64_t hold_until_ms;	    /* a client's target holds the policy off until then */
+	bool following;		    /* a target was set and the guest has not reached it yet */
+	uint64_t settled_seq;	    /* stats sets up to this one predate the guest reaching it */
+	uint64_t decisions;	    /* counters for memory.stats */
 	uint64_t inflates, deflates, holds;
 	struct policy_decision last;
 };
@@ -130,16 +134,22 @@ void policy_init(struct policy *p, const struct policy_config *cfg);
 struct policy_decision policy_step(struct policy *p, const struct policy_input *in);
 
 /**
- * policy_watch() - between periods (every POLICY_WATCH_MS): react at once when the guest deflates
- * on OOM (virtio 1.2 §5.5.6.1 VIRTIO_BALLOON_F_DEFLATE_ON_OOM: Linux's OOM notifier gives back
- * 1 MiB per failed allocation, each after a full failed reclaim, tens of ms apiece), seen as
- * @actual falling below the policy's own @target without the target moving. Deflates by two steps
- * (at most @actual bytes) in one go, then settles as after any deflate. A client's target, a hold
- * or the policy's own deflate in progress decides nothing. @now_ms: ms; @target, @actual: bytes.
- * Returns the decision (POLICY_NONE or POLICY_DEFLATE; also kept in @p->last when it deflates).
+ * policy_watch() - between periods (every POLICY_WATCH_MS, the caller asking the guest for a
+ * statistics set each time the balloon holds memory): deflate at once, without waiting for the
+ * period, when
+ *   - the guest deflates on OOM (virtio 1.2 §5.5.6.1 VIRTIO_BALLOON_F_DEFLATE_ON_OOM: Linux's OOM
+ *     notifier gives back 1 MiB per failed allocation, each after a full failed reclaim, tens of
+ *     ms apiece): @in->actual fell below the policy's own target. Deflates two steps (at most
+ *     actual);
+ *   - a statistics set taken once the guest reached the current target shows available memory
+ *     below the band (a program allocating faster than a period): deflates to the band's top, at
+ *     least two steps (at most the target), so the guest never reaches the OOM path.
+ * Then settles as after any deflate. A client's target, a hold, an empty balloon, or a deflate
+ * still in progress decide nothing. Reads @in's now_ms, guest_ram, target, actual, stats_seq,
+ * have_avail and avail. Returns the decision (POLICY_NONE or POLICY_DEFLATE; kept in @p->last
+ * when it deflates).
  */
-struct policy_decision policy_watch(struct policy *p, uint64_t now_ms, uint64_t target,
-				    uint64_t actual);
+struct policy_decision policy_watch(struct policy *p, const struct policy_input *in);
 
 /**
  * policy_read_host() - fill @in's host fields: PSI memory "some" avg10 (/proc/pressure/memory,
