@@ -382,7 +382,8 @@ Test(policy, a_guest_deflating_on_oom_gets_two_steps_at_once)
 	d = watch(in.now_ms + 200);
 	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
 	cr_expect(d.guest_pressure);
-	cr_expect_eq(d.new_target, in.actual - 128 * MiB);
+	/* Half the balloon (149.5 MiB, more than two steps' 128 MiB), in whole pages. */
+	cr_expect_eq(d.new_target, (in.actual - in.actual / 2) & ~(uint64_t)4095);
 	cr_expect_eq(p.oom_deflates, 1);
 	in.target = d.new_target;
 	/* The guest leaking down to the new target is our deflate, not another OOM. */
@@ -442,11 +443,11 @@ Test(policy, the_watch_deflates_below_the_band_between_periods)
 	in.stats_seq = ++seq;
 	d = watch(t += 100);
 	cr_assert_eq(d.action, POLICY_DEFLATE, "%s", d.why);
-	/* To the band's top (128 MiB: 88 MiB more) but at least two steps (128 MiB). */
-	cr_expect_eq(d.new_target, 300 * MiB - 128 * MiB);
+	/* To the band's top (88 MiB more), at least two steps (128) and half the balloon (150). */
+	cr_expect_eq(d.new_target, 150 * MiB);
 	cr_expect_eq(p.fast_deflates, 1);
 	in.target = d.new_target; /* the guest is leaking towards it */
-	in.actual = 250 * MiB;
+	in.actual = 200 * MiB;
 	in.stats_seq = ++seq;
 	cr_expect_eq(watch(t += 100).action, POLICY_NONE, "deflate in progress");
 	in.actual = in.target; /* reached; the set in hand predates it */
@@ -454,7 +455,7 @@ Test(policy, the_watch_deflates_below_the_band_between_periods)
 	in.stats_seq = ++seq; /* a set taken at the new target, still below */
 	d = watch(t += 100);
 	cr_expect_eq(d.action, POLICY_DEFLATE, "%s", d.why);
-	cr_expect_eq(d.new_target, 172 * MiB - 128 * MiB);
+	cr_expect_eq(d.new_target, 150 * MiB - 128 * MiB); /* two steps: more than half */
 	/* The same set never deflates twice. */
 	in.target = in.actual = d.new_target;
 	watch(t += 100);

@@ -304,21 +304,26 @@ struct policy_decision policy_watch(struct policy *p, const struct policy_input 
 		return d;
 	/* Deflate-on-OOM: actual fell below the target (an inflate climbs towards it). */
 	if (in->actual < in->target && in->actual < prev) {
-		want = MIN(in->actual, 2 * p->cfg.step_bytes);
+		want = MIN(in->actual, MAX(2 * p->cfg.step_bytes, in->actual / 2));
 		if (!want)
 			return d;
 		p->oom_deflates++;
 		return watch_deflate(p, in->now_ms, in->actual - want,
 				     "guest deflated on OOM: deflate at once");
 	}
-	/* Below the band on a set taken at the current target: the guest is allocating fast. */
+	/*
+	 * Below the band on a set taken at the current target: the guest is allocating fast.
+	 * Both cases give back at least half the balloon: a deflated page costs the host nothing
+	 * until the guest touches it, while each further round (a set, a deflate) stalls the
+	 * allocating program again (bench/slowdown: two rounds of two steps cost it 20%).
+	 */
 	low = in->guest_ram / 100 * p->cfg.low_pct;
 	high = in->guest_ram / 100 * p->cfg.high_pct;
 	if (!reached || !in->have_avail || in->stats_seq <= p->watch_reached_seq ||
 	    in->stats_seq == p->watch_seq || in->avail >= low)
 		return d;
 	p->watch_seq = in->stats_seq;
-	want = MIN(MAX(high - in->avail, 2 * p->cfg.step_bytes), in->target);
+	want = MIN(MAX(MAX(high - in->avail, 2 * p->cfg.step_bytes), in->target / 2), in->target);
 	p->fast_deflates++;
 	return watch_deflate(p, in->now_ms, in->target - want,
 			     "below band between periods: deflate at once");

@@ -139,11 +139,12 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
  * period, when
  *   - the guest deflates on OOM (virtio 1.2 §5.5.6.1 VIRTIO_BALLOON_F_DEFLATE_ON_OOM: Linux's OOM
  *     notifier gives back 1 MiB per failed allocation, each after a full failed reclaim, tens of
- *     ms apiece): @in->actual fell below the policy's own target. Deflates two steps (at most
- *     actual);
+ *     ms apiece): @in->actual fell below the policy's own target. Deflates two steps or half
+ *     of actual, whichever is more (at most actual);
  *   - a statistics set taken once the guest reached the current target shows available memory
  *     below the band (a program allocating faster than a period): deflates to the band's top, at
- *     least two steps (at most the target), so the guest never reaches the OOM path.
+ *     least two steps and half the target (at most the target), so the guest never reaches
+ *     the OOM path.
  * Then settles as after any deflate. A client's target, a hold, an empty balloon, or a deflate
  * still in progress decide nothing. Reads @in's now_ms, guest_ram, target, actual, stats_seq,
  * have_avail and avail. Returns the decision (POLICY_NONE or POLICY_DEFLATE; kept in @p->last
