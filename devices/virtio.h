@@ -38,9 +38,9 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_dev *dev, uint16_t qidx);
 	/*
 	 * true: the transport registers no ioeventfd for this device's queues and calls
-	 * queue_notify on the vCPU thread whose notify write exited (one kick budget; the rest
-	 * continues on the event loop through notify_again). For a device whose driver waits on
-	 * every buffer (the balloon's inflate/deflate: one round trip per 256 PFNs) and whose
+	 * queue_notify on the vCPU thread whose notify write exited (up to 16 kick budgets; the
+	 * rest continues on the event loop through notify_again). For a device whose driver waits
+	 * on every buffer (the balloon's inflate/deflate: one round trip per 256 PFNs) and whose
 	 * work is short: no wakeup of the loop thread, which shares CPUs with the vCPUs.
 	 */
 	bool notify_on_vcpu;

@@ -52,17 +52,17 @@ static void vp_signal_config(struct virtio_dev *dev)
 	vp_raise(vp, vp->config_vector, VIRTIO_PCI_ISR_CONFIG);
 }
 
-/*
- * The device stopped at its kick budget (dev->lock held): signal the queue's eventfd again, so
- * the loop delivers the notification after the events already pending (epoll hands out ready
- * fds in turn). Without a loop, vp_kick() and vp_bar_access() replay it iteratively.
- */
 /* Kick budgets a notify_on_vcpu device's notification runs on the vCPU thread before the loop's. */
 #define VP_INLINE_BUDGETS 16
 
 /* This thread is running a notify_on_vcpu device's queue inline (vp_notify_write()). */
 static __thread bool vp_inline;
 
+/*
+ * The device stopped at its kick budget (dev->lock held): signal the queue's eventfd again, so
+ * the loop delivers the notification after the events already pending (epoll hands out ready
+ * fds in turn). Without a loop, vp_kick() and vp_bar_access() replay it iteratively.
+ */
 static void vp_notify_again(struct virtio_dev *dev, uint16_t qidx)
 {
 	struct virtio_pci *vp = dev->transport_priv;
@@ -113,19 +113,25 @@ static void vp_kick_once(struct virtio_pci *vp, uint16_t qidx)
 				   qidx);
 }
 
-/* Without a loop a budget's notify_again is replayed here, one notification after another. */
-static void vp_kick(struct virtio_pci *vp, uint16_t qidx)
+/* One notification of @qidx; returns whether the device stopped at its budget (notify_again). */
+static bool vp_kick_budget(struct virtio_pci *vp, uint16_t qidx)
 {
 	struct virtio_dev *dev = vp->dev;
 	bool again;
 
-	do {
-		vp_kick_once(vp, qidx);
-		pthread_mutex_lock(&dev->lock);
-		again = vp->again_mask & (1u << qidx);
-		vp->again_mask &= ~(1u << qidx);
-		pthread_mutex_unlock(&dev->lock);
-	} while (again);
+	vp_kick_once(vp, qidx);
+	pthread_mutex_lock(&dev->lock);
+	again = vp->again_mask & (1u << qidx);
+	vp->again_mask &= ~(1u << qidx);
+	pthread_mutex_unlock(&dev->lock);
+	return again;
+}
+
+/* Without a loop a budget's notify_again is replayed here, one notification after another. */
+static void vp_kick(struct virtio_pci *vp, uint16_t qidx)
+{
+	while (vp_kick_budget(vp, qidx))
+		;
 }
 
 static void vp_notify_cb(void *opaque, int fd, uint32_t events)
@@ -155,16 +161,11 @@ static void vp_notify_write(struct virtio_pci *vp, uint16_t qidx)
 		 * to the loop like any other kick.
 		 */
 		for (unsigned int i = 0; i < VP_INLINE_BUDGETS; i++) {
-			struct virtio_dev *dev = vp->dev;
 			bool again;
 
 			vp_inline = true;
-			vp_kick_once(vp, qidx);
+			again = vp_kick_budget(vp, qidx);
 			vp_inline = false;
-			pthread_mutex_lock(&dev->lock);
-			again = vp->again_mask & (1u << qidx);
-			vp->again_mask &= ~(1u << qidx);
-			pthread_mutex_unlock(&dev->lock);
 			if (!again)
 				return;
 			/* Between two budgets, without dev->lock: a loop-thread caller waiting for

@@ -115,6 +115,25 @@ static struct policy_decision none(struct policy *p, const char *why)
 	return p->last = (struct policy_decision){.action = POLICY_NONE, .why = why};
 }
 
+/* Keep decision @d (made at @now_ms) as the last one; an action becomes the policy's target. */
+static struct policy_decision record(struct policy *p, struct policy_decision d, uint64_t now_ms)
+{
+	if (d.action != POLICY_NONE) {
+		d.new_target &= ~(uint64_t)4095;
+		p->last_set_target = d.new_target;
+		p->following = true;
+		if (d.action == POLICY_INFLATE) {
+			p->inflates++;
+			p->last_inflate_ms = now_ms;
+		} else {
+			p->deflates++;
+			p->last_deflate_ms = now_ms;
+			p->settling = true;
+		}
+	}
+	return p->last = d;
+}
+
 struct policy_decision policy_step(struct policy *p, const struct policy_input *in)
 {
 	const struct policy_config *c = &p->cfg;
@@ -255,36 +274,20 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	} else {
 		d.why = "in band";
 	}
-	if (d.action != POLICY_NONE) {
-		d.new_target &= ~(uint64_t)4095;
-		p->last_set_target = d.new_target;
-		p->following = true;
-		if (d.action == POLICY_INFLATE) {
-			p->inflates++;
-			p->last_inflate_ms = in->now_ms;
-		} else {
-			p->deflates++;
-			p->last_deflate_ms = in->now_ms;
-			p->settling = true;
-		}
-	}
-	return p->last = d;
+	return record(p, d, in->now_ms);
 }
 
 /* A deflate decided between periods: to @new_target, settling as after any deflate. */
 static struct policy_decision watch_deflate(struct policy *p, uint64_t now_ms, uint64_t new_target,
 					    const char *why)
 {
-	struct policy_decision d = {.action = POLICY_DEFLATE, .guest_pressure = true, .why = why};
+	struct policy_decision d = {.action = POLICY_DEFLATE,
+				    .new_target = new_target,
+				    .guest_pressure = true,
+				    .why = why};
 
-	d.new_target = new_target & ~(uint64_t)4095;
-	p->last_set_target = d.new_target;
-	p->following = true;
-	p->have_base = false;
-	p->deflates++;
-	p->last_deflate_ms = now_ms;
-	p->settling = true;
-	return p->last = d;
+	p->have_base = false; /* the next inflate step starts a new series */
+	return record(p, d, now_ms);
 }
 
 struct policy_decision policy_watch(struct policy *p, const struct policy_input *in)
