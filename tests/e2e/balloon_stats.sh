@@ -1,7 +1,8 @@
 #!/bin/sh
 # virtio-balloon statistics (VIRTIO_BALLOON_F_STATS_VQ, virtio 1.2 §5.5.6.3) with the real Linux
 # driver: `vmm ctl balloon stats` must report free, available and total memory within 10% of
-# what the guest's /proc/meminfo says (printed into the console right after a marker).
+# what the guest's /proc/meminfo says (printed into the console right after a marker), and the
+# fault and swap counters must be there.
 # timeout: 150
 . "${TESTLIB:-$(dirname "$0")/../lib/scenario.sh}"
 need_vmm
@@ -41,6 +42,11 @@ within10() {
 within10 free "$(jnum free_bytes <"$SCRATCH/stats.json")" "$(meminfo MemFree)"
 within10 available "$(jnum available_bytes <"$SCRATCH/stats.json")" "$(meminfo MemAvailable)"
 within10 total "$(jnum total_bytes <"$SCRATCH/stats.json")" "$(meminfo MemTotal)"
+# The fault and swap counters (the auto-balloon's pressure signal) come only from a guest kernel
+# with CONFIG_VM_EVENT_COUNTERS; a guest that ran programs has taken minor faults.
+grep -q '"major_faults":' "$SCRATCH/stats.json" || fail "balloon.stats has no major_faults (guest kernel without VM event counters?)"
+grep -q '"swap_in_bytes":' "$SCRATCH/stats.json" || fail "balloon.stats has no swap_in_bytes"
+[ "$(jnum minor_faults <"$SCRATCH/stats.json")" -gt 0 ] 2>/dev/null || fail "balloon.stats: no minor faults counted"
 
 bg_vmm_shutdown --timeout 10s
 log "ok: balloon stats match the guest's /proc/meminfo within 10%"
