@@ -315,6 +315,41 @@ static const struct virtio_dev_ops rng_ops = {
 
 /* --- public API --------------------------------------------------------------------------- */
 
+/*
+ * A thread that waits for the host's pool in a blocking getrandom(2): that call is what makes Linux
+ * (5.4 and later) seed the pool itself from CPU timing jitter, where GRND_NONBLOCK only waits for
+ * entropy that may never come (a quiet host without a hardware RNG: the nested test host seeds
+ * nothing in minutes). The requests keep polling (RNG_POOL_RETRY_MS) until the pool is ready.
+ */
+static void *pool_seed(void *arg)
+{
+	uint8_t b;
+
+	(void)arg;
+	while (getrandom(&b, 1, 0) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void seed_pool_if_needed(void)
+{
+	pthread_t t;
+	uint8_t b;
+	int ret;
+
+	if (getrandom(&b, 1, GRND_NONBLOCK) >= 0 || errno != EAGAIN)
+		return;
+	ret = vmm_thread_create_role(&t, VMM_THREAD_EVENTS, pool_seed, NULL);
+	if (ret) {
+		pr_warn("virtio-rng: the host's entropy pool is not ready and no thread can wait "
+			"for "
+			"it (%s): the guest's requests wait until it is",
+			strerror(ret));
+		return;
+	}
+	pthread_detach(t);
+}
+
 struct rng *rng_create(struct guest_mem *gm, const struct rng_config *cfg, struct loop *loop)
 {
 	struct rng *r;
@@ -334,6 +369,7 @@ struct rng *rng_create(struct guest_mem *gm, const struct rng_config *cfg, struc
 	r->tokens = r->burst;
 	r->fill_ns = now_ns();
 	r->timer = -1;
+	seed_pool_if_needed();
 	return r;
 }
 

@@ -46,6 +46,8 @@ struct rng_counters {
  * @loop: where the rate limiter's timers run (the loop thread); NULL (fuzzing) means a waiting
  * request is only retried at the next notification. Returns the device, or NULL with errno
  * (EINVAL for a bad rate, ENOMEM). The caller attaches rng_virtio_dev() to a transport.
+ * If the host's entropy pool is not initialised yet, also starts a detached thread (role
+ * VMM_THREAD_EVENTS) blocked in getrandom(2), which makes the kernel seed it.
  */
 struct rng *rng_create(struct guest_mem *gm, const struct rng_config *cfg, struct loop *loop);
 
