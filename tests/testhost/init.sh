@@ -5,6 +5,7 @@
 # its own deadline, and reports over the second serial port (ttyS1), which carries nothing else
 # (kernel messages stay on the console, ttyS0). Every protocol line starts with "@@TH:":
 #   @@TH: init uptime=S                        /init started (S = seconds since kernel start)
+#   @@TH: alive uptime=S                       every 10 s, whatever the scenarios do
 #   @@TH: begin NAME timeout=S
 #   @@TH:L NAME|TEXT                           one line of the scenario's stdout/stderr
 #   @@TH: end NAME rc=N secs=S timedout=0|1
@@ -28,6 +29,8 @@ say() { echo "@@TH: $*" >&3; }
 uptime_cs() { awk '{ printf "%d\n", $1 * 100 }' /proc/uptime; }
 
 say "init uptime=$(cut -d' ' -f1 /proc/uptime)"
+# The heartbeat: the host side takes a long silence for a hung test host (tests/testhost/run.sh).
+(while sleep 10; do say "alive uptime=$(cut -d' ' -f1 /proc/uptime)"; done) </dev/null >/dev/null 2>&1 &
 [ -f /testhost/env ] && . /testhost/env
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 

@@ -21,8 +21,11 @@
 # of each failing one, then "N passed, N failed[, N skipped]". Logs: build/testhost/logs/NAME.log,
 # the test host console (kernel messages): build/testhost/console.log. Exit 1 if any failed.
 # Scenarios see VMM, GUEST_DIR, QEMU, TESTLIB, TEST_MODE=testhost and SCRATCH (see tests/lib/scenario.sh).
-# Environment: TESTHOST_SMP (default vCPUs), TESTHOST_DEADLINE (override the whole run's deadline,
-# by default the sum of the scenario deadlines + 60 s + 10 s per scenario), VMM_CACHE, BUSYBOX.
+# Environment: TESTHOST_SMP (default vCPUs), TESTHOST_DEADLINE (override a boot's deadline, by
+# default the sum of its scenario deadlines + 60 s + 10 s per scenario), TESTHOST_IDLE (seconds of
+# silence that mean the test host hung, 120: see "boot" below), TESTHOST_QEMU and TESTHOST_KERNEL
+# (replace qemu-system-x86_64 and the test host kernel; the harness's own test uses a fake),
+# VMM_CACHE, BUSYBOX.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,10 +57,14 @@ while [ $# -gt 0 ]; do
 done
 [ ${#scenarios[@]} -gt 0 ] || { echo "usage: run.sh [--with-qemu] [--timeout S] [--mem MIB] SCENARIO.sh..." >&2; exit 2; }
 
-qemu=$(command -v qemu-system-x86_64 || true)
+qemu=${TESTHOST_QEMU:-$(command -v qemu-system-x86_64 || true)}
 [ -n "$qemu" ] || { echo "testhost: qemu-system-x86_64 missing: run 'make deps'" >&2; exit 2; }
 
-kdir=$("$root/guest-kernel-config/build-kernel.sh" "$here/host.config")
+if [ -n "${TESTHOST_KERNEL:-}" ]; then
+	kernel=$TESTHOST_KERNEL
+else
+	kernel=$("$root/guest-kernel-config/build-kernel.sh" "$here/host.config")/bzImage
+fi
 mkdir -p "$work/logs"
 # Per-run files (cpio list, initramfs, results) in a private directory, so that two runs at once
 # (e2e and kvm tiers, or a developer's run during make test) do not collide; the console log and
@@ -161,23 +168,23 @@ if [ $with_qemu = 1 ]; then
 	done
 fi
 
-# Scenarios: /scenarios/NAME.sh, and the run order with deadlines in /scenarios/list.
-names=() timeouts=()
+# Scenarios: /scenarios/NAME.sh, and the run order with deadlines in /scenarios/list (written per
+# boot: a retry boot lists only the scenarios left).
+names=()
+declare -A deadline
 for s in "${scenarios[@]}"; do
 	[ -r "$s" ] || { echo "testhost: cannot read scenario $s" >&2; exit 2; }
 	name=$(basename "$s" .sh)
 	t=$(sed -n 's/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$s" | head -n1)
 	names+=("$name")
-	timeouts+=("${t:-$timeout_default}")
+	deadline[$name]=${t:-$timeout_default}
 	add_file "/scenarios/$name.sh" "$s"
-	echo "$name ${t:-$timeout_default}" >>"$run/list"
-	rm -f "$work/logs/$name.log"
+	rm -f "$work/logs/$name.log" "$work/logs/$name.hung.log"
 done
-add_file /scenarios/list "$run/list" 0644
-cat >"$run/env" <<EOF
+cat >"$run/env" <<EOF2
 export VMM=/vmm/vmm GUEST_DIR=/vmm/guest TESTLIB=/testhost/scenario.sh TEST_MODE=testhost
 export QEMU=$qemu_in
-EOF
+EOF2
 for kv in ${envs[@]+"${envs[@]}"}; do
 	[[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || { echo "testhost: bad --env '$kv'" >&2; exit 2; }
 	v=${kv#*=}
@@ -185,17 +192,22 @@ for kv in ${envs[@]+"${envs[@]}"}; do
 done
 add_file /testhost/env "$run/env" 0644
 
-"$root/scripts/gen-cpio.sh" "$list" "$run/initramfs.cpio"
-
 # --- boot ------------------------------------------------------------------------------------------
-total=0
-for t in "${timeouts[@]}"; do total=$((total + t)); done
-# The whole run's deadline: every scenario's own, plus boot and shutdown margins.
-outer=${TESTHOST_DEADLINE:-$((total + 60 + 10 * ${#names[@]}))}
+# The test host can hang idle (QEMU at 0% CPU, its timers no longer firing: see
+# ../shared/environment.md), which no deadline inside it can catch. Its /init says "alive" on the
+# protocol port every 10 s, so TESTHOST_IDLE seconds (default 120) with nothing on that port mean
+# it stopped responding: QEMU is killed, and the scenarios that had not ended (the one running
+# included) get one more boot. A second hang fails them as hung.
+idle=${TESTHOST_IDLE:-120}
 accel=tcg
 [ "$smp" -gt 1 ] && accel=tcg,thread=multi
-echo "testhost: booting (${#names[@]} scenario(s), smp $smp, ${mem} MiB, initramfs" \
-	"$(($(stat -c %s "$run/initramfs.cpio") / 1048576)) MiB, deadline $outer s)" >&2
+# Under TCG the test host often cannot calibrate its TSC ("Unable to calibrate against PIT", no
+# HPET/PM timer without ACPI) and sets tsc_khz to 0; its KVM then re-requests KVM_REQ_CLOCK_UPDATE
+# forever and every nested vCPU livelocks in kvm_arch_vcpu_ioctl_run before its first instruction.
+# TCG's TSC runs at the host's rate, so hand the test host that rate (tsc_early_khz) and keep the
+# TSC as its clocksource.
+host_tsc_khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
+tsc_args="tsc=reliable clocksource=tsc${host_tsc_khz:+ tsc_early_khz=$host_tsc_khz}"
 
 report() { # NAME STATUS RC SECS [NOTE]
 	echo "=== scenario $1: $2 (rc=$3, $4 s) ==="
@@ -206,22 +218,47 @@ report() { # NAME STATUS RC SECS [NOTE]
 		echo "---"
 	fi
 }
-boot_start=$(date +%s.%N)
-set +e
-# Under TCG the test host often cannot calibrate its TSC ("Unable to calibrate against PIT", no
-# HPET/PM timer without ACPI) and sets tsc_khz to 0; its KVM then re-requests KVM_REQ_CLOCK_UPDATE
-# forever and every nested vCPU livelocks in kvm_arch_vcpu_ioctl_run before its first instruction.
-# TCG's TSC runs at the host's rate, so hand the test host that rate (tsc_early_khz) and keep the
-# TSC as its clocksource.
-host_tsc_khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
-tsc_args="tsc=reliable clocksource=tsc${host_tsc_khz:+ tsc_early_khz=$host_tsc_khz}"
-timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "$mem" -smp "$smp" \
-	-nodefaults -no-user-config -display none -no-reboot \
-	-chardev file,id=con,path="$run/console.log" -serial chardev:con \
-	-chardev stdio,id=proto,signal=off -serial chardev:proto \
-	-kernel "$kdir/bzImage" -initrd "$run/initramfs.cpio" \
-	-append "console=ttyS0 quiet panic=-1 $tsc_args$append" </dev/null 2>"$run/qemu.err" |
-	while IFS= read -r line || [ -n "$line" ]; do
+
+# boot NAME...: one boot of the test host running these scenarios in order. Appends "NAME STATUS"
+# to $run/results per scenario that ended (and "@done" if the test host finished); sets qrc (QEMU's
+# status), hung (1 if it stopped responding), current (the scenario running then) and outer.
+boot() {
+	local n t total=0 line rest r sec tmo st note
+	: >"$run/list"
+	for n in "$@"; do
+		echo "$n ${deadline[$n]}" >>"$run/list"
+		total=$((total + deadline[$n]))
+	done
+	{ cat "$list"; echo "file /scenarios/list $run/list 0644 0 0"; } >"$run/cpio.boot"
+	"$root/scripts/gen-cpio.sh" "$run/cpio.boot" "$run/initramfs.cpio"
+	# The whole boot's deadline: every scenario's own, plus boot and shutdown margins.
+	outer=${TESTHOST_DEADLINE:-$((total + 60 + 10 * $#))}
+	echo "testhost: booting ($# scenario(s), smp $smp, ${mem} MiB, initramfs" \
+		"$(($(stat -c %s "$run/initramfs.cpio") / 1048576)) MiB, deadline $outer s)" >&2
+	rm -f "$run/proto" "$run/console.log"
+	mkfifo "$run/proto"
+	local boot_start qpid
+	boot_start=$(date +%s.%N)
+	timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "$mem" \
+		-smp "$smp" -nodefaults -no-user-config -display none -no-reboot \
+		-chardev file,id=con,path="$run/console.log" -serial chardev:con \
+		-chardev stdio,id=proto,signal=off -serial chardev:proto \
+		-kernel "$kernel" -initrd "$run/initramfs.cpio" \
+		-append "console=ttyS0 quiet panic=-1 $tsc_args$append" </dev/null >"$run/proto" \
+		2>"$run/qemu.err" &
+	qpid=$!
+	hung=0 current=
+	exec 8<"$run/proto"
+	while :; do
+		if IFS= read -r -t "$idle" line <&8; then
+			:
+		elif [ $? -gt 128 ]; then
+			hung=1
+			kill -TERM "$qpid" 2>/dev/null # timeout(1) passes it on to QEMU
+			break
+		elif [ -z "$line" ]; then
+			break # end of file: QEMU exited
+		fi
 		case "$line" in
 		*@@TH:*) line=@@TH:${line#*@@TH:} ;;
 		*) continue ;;
@@ -234,18 +271,20 @@ timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "
 			[ $stream = 0 ] || printf '%s\n' "${rest#*|}"
 			;;
 		"@@TH: init "*)
-			now=$(date +%s.%N)
-			echo "testhost: booted to /init in $(awk -v s="$boot_start" -v n="$now" \
+			echo "testhost: booted to /init in $(awk -v s="$boot_start" -v n="$(date +%s.%N)" \
 				'BEGIN { printf "%.1f", n - s }') s (${line#@@TH: init })" >&2
 			;;
 		"@@TH: begin "*)
 			read -r n t <<<"${line#@@TH: begin }"
-			: >>"$work/logs/$n.log"
+			current=$n
+			# A retry's run replaces the hung one's log, kept as NAME.hung.log.
+			[ ! -e "$work/logs/$n.log" ] || mv "$work/logs/$n.log" "$work/logs/$n.hung.log"
+			: >"$work/logs/$n.log"
 			[ $stream = 0 ] || echo "--- scenario $n (deadline ${t#timeout=} s) ---"
 			;;
 		"@@TH: end "*)
 			read -r n r sec tmo <<<"${line#@@TH: end }"
-			r=${r#rc=} sec=${sec#secs=}
+			r=${r#rc=} sec=${sec#secs=} current=
 			case "$r" in 0) st=PASS ;; 77) st=SKIP ;; *) st=FAIL ;; esac
 			note=
 			[ "$tmo" != timedout=1 ] || note="scenario $n hit its deadline and was killed"
@@ -255,21 +294,46 @@ timeout -k 10 "$outer" "$qemu" -M q35 -accel "$accel" -cpu qemu64,+svm,+npt -m "
 		"@@TH: done"*) echo "@done" >>"$run/results" ;;
 		esac
 	done
-qrc=${PIPESTATUS[0]}
+	exec 8<&-
+	wait "$qpid"
+	qrc=$?
+	cp "$run/console.log" "$run/qemu.err" "$work/" 2>/dev/null || true
+}
+
+# One boot for all; if the test host stopped responding, one more for the scenarios left.
+left=("${names[@]}") attempt=1
+set +e
+while :; do
+	boot "${left[@]}"
+	[ $hung = 1 ] && [ $attempt = 1 ] || break
+	rest=()
+	for n in "${left[@]}"; do
+		grep -q "^$n " "$run/results" 2>/dev/null || rest+=("$n")
+	done
+	echo "testhost: the test host stopped responding (nothing on its protocol port for $idle s$([ -z "$current" ] || echo ", during scenario $current")): booting it again for the ${#rest[@]} scenario(s) left"
+	[ ${#rest[@]} -gt 0 ] || break
+	left=("${rest[@]}") attempt=2
+done
 set -e
-cp "$run/console.log" "$run/qemu.err" "$work/" 2>/dev/null || true
 
 passed=0 failed=0 skipped=0
 for n in "${names[@]}"; do
 	st=$(awk -v n="$n" '$1 == n { print $2 }' "$run/results" 2>/dev/null || true)
 	if [ -z "$st" ]; then
 		st=FAIL
-		if [ -e "$work/logs/$n.log" ]; then
-			why="hung: the test host stopped (QEMU status $qrc) before scenario $n ended"
+		if [ $hung = 1 ]; then
+			stop="the test host stopped responding (nothing on its protocol port for $idle s, in both boots)"
 		else
-			why="not run: the test host stopped (QEMU status $qrc) before scenario $n started"
+			stop="the test host stopped (QEMU status $qrc)"
 		fi
-		[ "$qrc" != 124 ] && [ "$qrc" != 137 ] || why="$why; the outer deadline of $outer s was hit"
+		if [ -e "$work/logs/$n.log" ]; then
+			why="hung: $stop before scenario $n ended"
+		else
+			why="not run: $stop before scenario $n started"
+		fi
+		if [ $hung = 0 ] && { [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; }; then
+			why="$why; the outer deadline of $outer s was hit"
+		fi
 		report "$n" FAIL none "?" "$why"
 	fi
 	case $st in PASS) passed=$((passed + 1)) ;; SKIP) skipped=$((skipped + 1)) ;; *) failed=$((failed + 1)) ;; esac
