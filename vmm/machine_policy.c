@@ -95,8 +95,9 @@ static void policy_tick(void *opaque)
 
 /*
  * Every POLICY_WATCH_MS: a guest deflating on OOM, or allocating below the band faster than a
- * period, is given memory now (policy_watch()). While the balloon holds memory the guest is asked
- * for a statistics set each time (a short round trip on the stats queue).
+ * period, is given memory now (policy_watch()). While the balloon holds memory, and no client's
+ * target holds the policy off, the guest is asked for a statistics set each time (a short round
+ * trip on the stats queue).
  */
 static void policy_watch_tick(void *opaque)
 {
@@ -107,9 +108,13 @@ static void policy_watch_tick(void *opaque)
 	read_guest(m, &in);
 	d = policy_watch(&m->policy, &in);
 	apply(m, &d);
-	if (d.action != POLICY_NONE)
+	if (d.action != POLICY_NONE) {
+		/* The host's figures for the event only: the watch itself does not read them. */
+		policy_read_host(&in);
 		emit(m, &in, &d);
-	if (in.target)
+	}
+	/* A client's target holds the policy off: the watch would not act on a fresh set. */
+	if (in.target && in.now_ms >= m->policy.hold_until_ms)
 		balloon_request_stats(m->balloon);
 }
 
