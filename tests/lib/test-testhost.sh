@@ -45,14 +45,14 @@ chmod +x "$tmp/qemu"
 for n in a b c; do printf '#!/bin/sh\necho %s\n' $n >"$tmp/$n.sh"; done
 
 # expect NAME MODE WANT-RC PATTERN...: run a, b and c with FAKE_MODE=MODE; the return code must
-# be WANT-RC and the output (with the fake's "boot N: names" lines) must match every PATTERN.
+# be WANT-RC and the output (extra=SCENARIO: one more after c) (with the fake's "boot N: names" lines) must match every PATTERN.
 expect() {
 	local name=$1 mode=$2 want=$3 out rc pat bad=
 	shift 3
 	rm -rf "$tmp/state" && mkdir -p "$tmp/state"
 	out=$(B=$tmp/build FAKE_MODE=$mode FAKE_STATE=$tmp/state TESTHOST_QEMU=$tmp/qemu \
 		TESTHOST_KERNEL=$tmp/bzImage TESTHOST_IDLE=2 \
-		"$root/tests/testhost/run.sh" "$tmp/a.sh" "$tmp/b.sh" "$tmp/c.sh" 2>&1)
+		"$root/tests/testhost/run.sh" "$tmp/a.sh" "$tmp/b.sh" "$tmp/c.sh" ${extra:-} 2>&1)
 	rc=$?
 	out+=$'\n'$(cat "$tmp/state/lists" 2>/dev/null)
 	for pat in "$@"; do grep -qE -- "$pat" <<<"$out" || bad+=" '$pat'"; done
@@ -67,6 +67,8 @@ expect() {
 }
 
 expect "no hang: one boot" pass 0 '^3 passed, 0 failed$' '^boot 1: a b c $'
+extra=$tmp/a.sh expect "a scenario given twice runs once" pass 0 '^3 passed, 0 failed$' '^boot 1: a b c $' \
+	'scenario a given twice: running it once'
 expect "hang once: booted again for the scenarios left" hang-once 0 \
 	'stopped responding \(nothing on its protocol port for 2 s, during scenario b\): booting it again for the 2 scenario\(s\) left' \
 	'^boot 2: b c $' '^=== scenario b: PASS' '^3 passed, 0 failed$'

@@ -175,6 +175,8 @@ declare -A deadline
 for s in "${scenarios[@]}"; do
 	[ -r "$s" ] || { echo "testhost: cannot read scenario $s" >&2; exit 2; }
 	name=$(basename "$s" .sh)
+	# Results are kept by name: the same scenario twice (or two of one name) runs once.
+	[ -z "${deadline[$name]:-}" ] || { echo "testhost: scenario $name given twice: running it once" >&2; continue; }
 	t=$(sed -n 's/^# *timeout: *\([0-9][0-9]*\).*/\1/p' "$s" | head -n1)
 	names+=("$name")
 	deadline[$name]=${t:-$timeout_default}
