@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench/slowdown/run.sh: what the memory autopilot costs a CPU- and memory-bound guest program:
-# memhash (200 MiB, timed inside the guest) with --auto-balloon on and off, same guest, boots
-# alternating, in one boot of the nested test host (or directly where /dev/kvm boots Linux); see
-# slowdown_bench.sh. Prints the median times and the slowdown; the log is build/bench/slowdown.log.
-# Extra arguments go to the test host runner (e.g. --env SLOWDOWN_ROUNDS=5).
+# memhash (200 MiB, timed inside the guest) with --auto-balloon on and off, same guest, one run at
+# a time by default (SLOWDOWN_MODE), in one boot of the nested test host (or directly where
+# /dev/kvm boots Linux); see slowdown_bench.sh. Prints the median times and the slowdown; the log is build/bench/slowdown.log.
+# Extra arguments go to the test host runner (e.g. --env SLOWDOWN_ROUNDS=5 --env SLOWDOWN_MODE=together).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

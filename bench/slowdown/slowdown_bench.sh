@@ -3,18 +3,21 @@
 # the same 512 MiB guest (same kernel, initramfs, command) run side by side, one without the
 # policy ("off") and one with --auto-balloon on ("on"). Each runs memhash (guest-kernel-config/
 # initramfs/tools/memhash.c: map 200 MiB, 4 passes that read, hash and rewrite every word, timed
-# from CLOCK_MONOTONIC inside the guest) RUNS times; this script starts run i in both guests at
-# the same moment (a line on each guest's stdin, through the virtio console) once both finished
-# run i-1 and then IDLE seconds passed, so each pair of runs shares whatever load the machine has
-# (run one after the other, the 2-core development machine's load made the same run vary by 3x).
+# from CLOCK_MONOTONIC inside the guest) RUNS times, each run started by a line on the guest's
+# stdin (through the virtio console) after IDLE seconds in which neither guest runs memhash.
 # The idle gap is what makes the test hard for the policy: while the guest idles it inflates the
 # balloon down to its band (about 20% of RAM available), so each run starts by needing memory the
-# balloon holds. ROUNDS boots of the pair. Sharing one test host vCPU, a stall of the "on" guest
-# gives the "off" guest more CPU, so the measured slowdown errs on the high side.
+# balloon holds. ROUNDS boots of the pair.
+# SLOWDOWN_MODE=alternate (the default, and the goal's figure): run i goes to one guest, then to
+# the other once it finished (off first in odd runs, on first in even ones, so that a drift in
+# the machine's load cancels out), so each run has the test host's CPU to itself, as the same
+# program would with the policy off. SLOWDOWN_MODE=together: run i starts in both guests at the
+# same moment; they share the test host's single vCPU, so every stall of the "on" guest (waiting
+# for a deflate) gives the "off" guest more CPU and the slowdown errs high: a stress figure.
 # Prints every run as "@@run CONFIG ROUND I ELAPSED_MS FIRST_PASS_MS", then the median time
 # with the policy off and on, the median of the per-run ratios on/off, and the slowdown in
 # percent (goal: < 3%).
-# Environment: SLOWDOWN_ROUNDS (2), SLOWDOWN_RUNS (runs per boot, 4), SLOWDOWN_IDLE (s, 12),
+# Environment: SLOWDOWN_MODE (alternate), SLOWDOWN_ROUNDS (2), SLOWDOWN_RUNS (runs per boot, 4), SLOWDOWN_IDLE (s, 12),
 # SLOWDOWN_MIB (200), SLOWDOWN_PASSES (4), SLOWDOWN_VMM_ARGS (extra options for the "on" guest,
 # e.g. policy settings to compare), SLOWDOWN_EVENTS (non-empty: print every memory.policy event,
 # with the test host's uptime, next to the runs' spans "ROUND I GO_S DONE_S").
@@ -25,6 +28,8 @@ need_vmm
 need_kvm
 
 mem=512
+mode=${SLOWDOWN_MODE:-alternate}
+case $mode in alternate | together) ;; *) fail "SLOWDOWN_MODE must be alternate or together, not '$mode'" ;; esac
 rounds=${SLOWDOWN_ROUNDS:-2}
 runs=${SLOWDOWN_RUNS:-4}
 idle=${SLOWDOWN_IDLE:-12}
@@ -53,6 +58,14 @@ runs_done() {
 	[ "$(grep -c '^memhash: ' "$SCRATCH/$1-$2.console")" -ge "$3" ]
 }
 
+# wait_run CONFIG ROUND I: wait until run I of that guest finished, polled once a second
+# (wait_until's 0.1 s would take test host CPU from the guests).
+wait_run() {
+	_w=0
+	while ! runs_done "$1" "$2" "$3" && [ $_w -lt 900 ]; do sleep 1; _w=$((_w + 1)); done
+	runs_done "$1" "$2" "$3" || { cat "$SCRATCH/$1-$2.console" "$SCRATCH/$1-$2.err" >&2; fail "$1 round $2: run $3 did not finish"; }
+}
+
 # finish CONFIG ROUND: print the guest's state and its @@run lines, stop it.
 finish() {
 	_p=0
@@ -77,7 +90,11 @@ finish() {
 : >"$SCRATCH/spans"
 r=1
 while [ $r -le "$rounds" ]; do
-	log "round $r: guests off and on side by side, $runs x (both idle $idle s, then memhash --mib $mib --passes $passes in both at once)"
+	if [ "$mode" = together ]; then
+		log "round $r: guests off and on side by side, $runs x (both idle $idle s, then memhash --mib $mib --passes $passes in both at once)"
+	else
+		log "round $r: guests off and on, $runs x (both idle $idle s, then memhash --mib $mib --passes $passes in one guest, then in the other)"
+	fi
 	start off "$r" 7
 	start on "$r" 8
 	for c in off on; do
@@ -91,17 +108,23 @@ while [ $r -le "$rounds" ]; do
 	i=1
 	while [ $i -le "$runs" ]; do
 		sleep "$idle"
-		echo go >&7
-		echo go >&8
-		go=$(cut -d' ' -f1 /proc/uptime)
-		for c in off on; do
-			# polled once a second (wait_until's 0.1 s would take test host CPU from the guests)
-			_w=0
-			while ! runs_done "$c" "$r" "$i" && [ $_w -lt 900 ]; do sleep 1; _w=$((_w + 1)); done
-			runs_done "$c" "$r" "$i" || { cat "$SCRATCH/$c-$r.console" "$SCRATCH/$c-$r.err" >&2; fail "$c round $r: run $i did not finish"; }
-		done
-		done=$(cut -d' ' -f1 /proc/uptime)
-		echo "$r $i $go $done" >>"$SCRATCH/spans"
+		if [ "$mode" = together ]; then
+			echo go >&7
+			echo go >&8
+			go=$(cut -d' ' -f1 /proc/uptime)
+			wait_run off "$r" "$i"
+			wait_run on "$r" "$i"
+			echo "$r $i $go $(cut -d' ' -f1 /proc/uptime)" >>"$SCRATCH/spans"
+		else
+			order="off on"
+			[ $((i % 2)) = 1 ] || order="on off"
+			for c in $order; do
+				if [ $c = off ]; then echo go >&7; else echo go >&8; fi
+				go=$(cut -d' ' -f1 /proc/uptime)
+				wait_run $c "$r" "$i"
+				[ $c = off ] || echo "$r $i $go $(cut -d' ' -f1 /proc/uptime)" >>"$SCRATCH/spans"
+			done
+		fi
 		i=$((i + 1))
 	done
 	kill "$evpid" 2>/dev/null
@@ -133,11 +156,12 @@ want=$((rounds * runs))
 { [ "$n_off" = "$want" ] && [ "$n_on" = "$want" ]; } || fail "expected $want runs per config, got off=$n_off on=$n_on"
 off=$(median off 5) on=$(median on 5)
 off1=$(median off 6) on1=$(median on 6)
-# the ratio of each pair of runs that overlapped (same round, same index)
+# the ratio of each pair of runs (same round, same index: side by side, or one right after the other)
 ratio=$(awk '{ t[$2, $3, $4] = $5 } END { for (k in t) { split(k, a, SUBSEP); if (a[1] == "on" && t["off", a[2], a[3]] > 0) print t[k] / t["off", a[2], a[3]] } }' \
 	"$SCRATCH/runs" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 echo
-echo "slowdown: memhash ($mib MiB, $passes passes, each after $idle s idle) in two $mem MiB guests side by side, $want runs each"
+if [ "$mode" = together ]; then how="side by side (SLOWDOWN_MODE=together)"; else how="one run at a time (SLOWDOWN_MODE=alternate)"; fi
+echo "slowdown: memhash ($mib MiB, $passes passes, each after $idle s idle) in two $mem MiB guests, $how, $want runs each"
 echo "  all runs (ms): off $(awk '$2 == "off" { printf "%s ", $5 }' "$SCRATCH/runs")| on $(awk '$2 == "on" { printf "%s ", $5 }' "$SCRATCH/runs")"
 printf '  %-22s %12s %16s\n' "" "median ms" "first pass ms"
 printf '  %-22s %12s %16s\n' "policy off" "$off" "$off1"
