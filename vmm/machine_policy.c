@@ -27,14 +27,15 @@ static void emit(struct machine *m, const struct policy_input *in, const struct 
 	snprintf(data, sizeof(data),
 		 "{\"saw\":{\"guest_available_mib\":%" PRIu64 ",\"guest_free_mib\":%" PRIu64
 		 ",\"guest_ram_mib\":%" PRIu64 ",\"major_faults\":%" PRIu64
-		 ",\"target_mib\":%" PRIu64 ",\"actual_mib\":%" PRIu64
+		 ",\"target_mib\":%" PRIu64 ",\"actual_mib\":%" PRIu64 ",\"resident_mib\":%" PRIu64
 		 ",\"host_available_mib\":%" PRIu64 ",\"host_psi_some_avg10\":%d"
 		 ",\"guest_pressure\":%s,\"host_pressure\":%s},"
 		 "\"did\":{\"action\":\"%s\",\"target_mib\":%" PRIu64 ",\"reclaim_mib\":%" PRIu64
 		 ",\"why\":\"%s\"}}",
 		 (uint64_t)(in->avail / MiB), (uint64_t)(in->free / MiB),
 		 (uint64_t)(in->guest_ram / MiB), in->major_faults, (uint64_t)(in->target / MiB),
-		 (uint64_t)(in->actual / MiB), (uint64_t)(in->host_avail / MiB),
+		 (uint64_t)(in->actual / MiB), (uint64_t)(in->resident / MiB),
+		 (uint64_t)(in->host_avail / MiB),
 		 in->host_psi_known ? (int)in->host_psi_some_avg10_pct : -1,
 		 d->guest_pressure ? "true" : "false", d->host_pressure ? "true" : "false",
 		 actions[d->action], (uint64_t)((d->action ? d->new_target : in->target) / MiB),
@@ -59,6 +60,7 @@ static void read_guest(struct machine *m, struct policy_input *in)
 	in->swap_in = st.val[VIRTIO_BALLOON_S_SWAP_IN];
 	in->target = bc.target_pages * 4096;
 	in->actual = bc.actual_pages * 4096;
+	in->reporting = bc.features & (1ULL << VIRTIO_BALLOON_F_REPORTING);
 }
 
 static void apply(struct machine *m, const struct policy_decision *d)
@@ -77,6 +79,9 @@ static void policy_tick(void *opaque)
 
 	read_guest(m, &in);
 	policy_read_host(&in);
+	/* What an inflate step would gain (a pagemap read: only when above the band). */
+	if (in.have_avail && in.avail > in.guest_ram / 100 * m->policy.cfg.high_pct)
+		in.resident = gm_resident_bytes(&m->vm.gm);
 	d = policy_step(&m->policy, &in);
 	apply(m, &d);
 	if (d.reclaim_bytes && m->memtier) {

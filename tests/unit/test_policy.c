@@ -461,3 +461,75 @@ Test(policy, the_watch_deflates_below_the_band_between_periods)
 	watch(t += 100);
 	cr_expect_eq(watch(t += 100).action, POLICY_NONE);
 }
+
+/*
+ * Free page reporting returned the guest's free memory already (resident = what it cannot give):
+ * no inflate step, which would return nothing and cost the guest a deflate later. Once memory the
+ * guest could give is resident again (page cache, pages reporting cannot return), it inflates.
+ */
+Test(policy, no_inflate_of_memory_already_returned_to_the_host)
+{
+	struct policy_decision d;
+	uint64_t avail = 400 * MiB, used = RAM - avail; /* what the guest cannot give */
+
+	in.resident = used + 2 * MiB; /* the rest was reported and discarded */
+	d = step(avail);
+	cr_assert_eq(d.action, POLICY_NONE, "inflated to %llu MiB",
+		     (unsigned long long)(d.new_target / MiB));
+	cr_expect_str_eq(d.why, "above band, already returned to the host");
+	cr_expect_eq(p.returned_skips, 1);
+	d = step(avail);
+	cr_expect_eq(d.action, POLICY_NONE);
+	cr_expect_eq(p.returned_skips, 2);
+	/* Just under the gain that makes a step worth it (1/64 of RAM): still nothing. */
+	in.resident = used + POLICY_MIN_GAIN(RAM) - 4096;
+	cr_expect_eq(step(avail).action, POLICY_NONE);
+	/* 100 MiB of it resident (say page cache): a step. */
+	in.resident = used + 100 * MiB;
+	d = step(avail);
+	cr_assert_eq(d.action, POLICY_INFLATE, "%s", d.why);
+	cr_expect_eq(d.new_target, 64 * MiB);
+	/* The balloon took 64 MiB of what was resident: U grows by the balloon, R falls by it. */
+	in.resident -= 64 * MiB;
+	avail -= 64 * MiB;
+	d = step(avail);
+	cr_expect_eq(d.action, POLICY_NONE, "%s", d.why); /* 36 MiB left, but the set predates */
+	d = step(avail);
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+}
+
+/* Resident unknown (0: no pagemap, no mincore): the policy inflates as without the check. */
+Test(policy, unknown_resident_inflates_as_before)
+{
+	in.resident = 0;
+	cr_expect_eq(step(400 * MiB).action, POLICY_INFLATE);
+	cr_expect_eq(p.returned_skips, 0);
+}
+
+/*
+ * With free page reporting, memory just freed is still resident for a moment (Linux reports it 2 s
+ * later): the policy waits POLICY_REPORT_WAIT_MS and inflates only if it is still resident then.
+ */
+Test(policy, with_reporting_waits_for_the_report_before_a_step)
+{
+	uint64_t avail = 400 * MiB, used = RAM - avail;
+	struct policy_decision d;
+
+	in.reporting = true;
+	in.resident = used + 200 * MiB; /* freed a moment ago */
+	d = step(avail);
+	cr_assert_eq(d.action, POLICY_NONE);
+	cr_expect_str_eq(d.why, "above band, waiting for free page reporting");
+	cr_expect_eq(step(avail).action, POLICY_NONE); /* 1 s */
+	in.resident = used + 1 * MiB;		       /* reported: returned */
+	d = step(avail);
+	cr_expect_eq(d.action, POLICY_NONE);
+	cr_expect_str_eq(d.why, "above band, already returned to the host");
+	/* Resident again (page cache, say) and still so 3 s later: a step. */
+	in.resident = used + 100 * MiB;
+	cr_expect_eq(step(avail).action, POLICY_NONE);
+	cr_expect_eq(step(avail).action, POLICY_NONE);
+	cr_expect_eq(step(avail).action, POLICY_NONE);
+	d = step(avail);
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+}

@@ -204,8 +204,10 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	mid = low + (high - low) / 2;
 	max_target = ram > c->floor_bytes ? ram - c->floor_bytes : 0;
 
-	if (!(in->avail > high) || d.guest_pressure)
+	if (!(in->avail > high) || d.guest_pressure) {
 		p->have_base = false; /* the next inflate step starts a new series */
+		p->gain_since_ms = 0;
+	}
 	if (d.guest_pressure || in->avail < low) {
 		/*
 		 * To the band's top, plus what the guest consumed in the last period: a guest that
@@ -253,6 +255,22 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			p->base_actual = in->actual;
 			d.why = "above band, guest allocating";
 			return p->last = d;
+		}
+		/* Nothing of the available memory is resident: it was returned already. */
+		if (in->resident &&
+		    in->resident < ram - MIN(ram, in->avail + in->actual) + POLICY_MIN_GAIN(ram)) {
+			p->gain_since_ms = 0;
+			p->returned_skips++;
+			d.why = "above band, already returned to the host";
+			return p->last = d;
+		}
+		if (in->resident && in->reporting) {
+			if (!p->gain_since_ms)
+				p->gain_since_ms = in->now_ms;
+			if (in->now_ms < p->gain_since_ms + POLICY_REPORT_WAIT_MS) {
+				d.why = "above band, waiting for free page reporting";
+				return p->last = d;
+			}
 		}
 		p->have_base = true;
 		p->base_avail = in->avail;
