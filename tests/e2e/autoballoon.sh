@@ -35,7 +35,8 @@ run_case() {
 	"$VMM" ctl -s "$sock" memory --watch --interval 2s --json >"$SCRATCH/watch-$name.json" \
 		2>"$SCRATCH/watch-$name.err" &
 	wpid=$!
-	trap 'kill "$epid" "$wpid" 2>/dev/null; bg_vmm_cleanup' EXIT
+	# bg_vmm_cleanup looks at the status the scenario ends with, not at kill's
+	trap 'rc=$?; kill "$epid" "$wpid" 2>/dev/null; (exit $rc); bg_vmm_cleanup' EXIT
 
 	wait_for '^@@filled' "$con" 240 || { dump; fail "the guest did not fill 300 MiB"; }
 	peak=$(rss_mib "$vpid")
