@@ -533,3 +533,15 @@ Test(policy, with_reporting_waits_for_the_report_before_a_step)
 	d = step(avail);
 	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
 }
+
+/* A guest reporting more available memory than exists cannot make the gate's sum wrap. */
+Test(policy, hostile_available_memory_cannot_wrap_the_resident_check)
+{
+	struct policy_decision d;
+
+	in.resident = 300 * MiB;
+	in.actual = in.target = 64 * MiB; /* avail + actual would wrap to 64 MiB - 4 KiB */
+	d = step(UINT64_MAX - 4095);
+	cr_assert_eq(d.action, POLICY_INFLATE, "%s", d.why); /* 300 MiB resident: worth a step */
+	cr_expect_leq(d.new_target, RAM - p.cfg.floor_bytes);
+}

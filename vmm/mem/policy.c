@@ -256,9 +256,13 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			d.why = "above band, guest allocating";
 			return p->last = d;
 		}
-		/* Nothing of the available memory is resident: it was returned already. */
+		/*
+		 * Nothing of the available memory is resident: it was returned already. (Both
+		 * figures come from the guest: avail is capped before the sum cannot wrap.)
+		 */
 		if (in->resident &&
-		    in->resident < ram - MIN(ram, in->avail + in->actual) + POLICY_MIN_GAIN(ram)) {
+		    in->resident < ram - MIN(ram, MIN(ram, in->avail) + in->actual) +
+					   POLICY_MIN_GAIN(ram)) {
 			p->gain_since_ms = 0;
 			p->returned_skips++;
 			d.why = "above band, already returned to the host";
