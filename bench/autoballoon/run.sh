@@ -21,8 +21,8 @@ else
 fi
 rc=${PIPESTATUS[0]}
 
-# The samples, one row per second: seconds,vmm,qemu (empty where one run had ended).
-grep -o '@@csv [a-z-]* [0-9]* [0-9]*' "$log" | awk '
+# The samples, one row per second: seconds,vmm,vmm-4k,qemu (empty where one run had ended).
+grep -o '@@csv [a-z0-9-]* [0-9]* [0-9]*' "$log" | awk '
 	{ v[$2, $3] = $4; if ($3 > max) max = $3 }
 	END { print "seconds,vmm_rss_mib,vmm_4k_rss_mib,qemu_rss_mib"
 	      for (t = 0; t <= max; t++) print t "," v["vmm", t] "," v["vmm-4k", t] "," v["qemu", t] }' \
