@@ -5,9 +5,9 @@
 # initramfs/tools/memhash.c: map 200 MiB, 4 passes that read, hash and rewrite every word, timed
 # from CLOCK_MONOTONIC inside the guest) RUNS times, each run started by a line on the guest's
 # stdin (through the virtio console) after IDLE seconds in which neither guest runs memhash.
-# The idle gap is what makes the test hard for the policy: while the guest idles it inflates the
-# balloon down to its band (about 20% of RAM available), so each run starts by needing memory the
-# balloon holds. ROUNDS boots of the pair.
+# The idle gap is what makes the test hard for the policy: while the guest idles, the memory the
+# last run freed is above the band, and a policy that ballooned it (down to about 20% of RAM
+# available) made each run start by needing memory the balloon holds. ROUNDS boots of the pair.
 # SLOWDOWN_MODE=alternate (the default, and the goal's figure): run i goes to one guest, then to
 # the other once it finished (off first in odd runs, on first in even ones, so that a drift in
 # the machine's load cancels out), so each run has the test host's CPU to itself, as the same
