@@ -8,7 +8,7 @@ pkgs=(
 	qemu-system-x86 qemu-system-data seabios ipxe-qemu
 	liburing-dev liblz4-dev libzstd-dev libjson-c-dev libcriterion-dev libseccomp-dev zlib1g-dev
 	clang libclang-rt-14-dev clang-format cppcheck
-	socat util-linux coreutils gzip gnuplot-nox e2fsprogs
+	socat util-linux coreutils procps gzip gnuplot-nox e2fsprogs
 )
 
 installed=" $(dpkg-query -W -f='${Package}=${db:Status-Status} ' "${pkgs[@]}" 2>/dev/null || true) "

@@ -297,6 +297,11 @@ boot() {
 		esac
 	done
 	exec 8<&-
+	if [ $hung = 1 ]; then # QEMU gets 10 s to go on TERM, then KILL (it and timeout(1))
+		for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qpid" 2>/dev/null && sleep 1; done
+		pkill -KILL -P "$qpid" 2>/dev/null
+		kill -KILL "$qpid" 2>/dev/null
+	fi
 	wait "$qpid"
 	qrc=$?
 	cp "$run/console.log" "$run/qemu.err" "$work/" 2>/dev/null || true
