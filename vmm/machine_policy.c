@@ -80,7 +80,7 @@ static void policy_tick(void *opaque)
 	read_guest(m, &in);
 	policy_read_host(&in);
 	/* What an inflate step would gain (a pagemap read: only when above the band). */
-	if (in.have_avail && in.avail > in.guest_ram / 100 * m->policy.cfg.high_pct)
+	if (policy_above_band(&m->policy, &in))
 		in.resident = gm_resident_bytes(&m->vm.gm);
 	d = policy_step(&m->policy, &in);
 	apply(m, &d);

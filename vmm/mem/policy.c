@@ -115,6 +115,21 @@ static struct policy_decision none(struct policy *p, const char *why)
 	return p->last = (struct policy_decision){.action = POLICY_NONE, .why = why};
 }
 
+/* The configured band for @ram bytes of guest RAM: *@low and *@high in bytes available. */
+static void band(const struct policy_config *c, uint64_t ram, uint64_t *low, uint64_t *high)
+{
+	*low = ram / 100 * c->low_pct;
+	*high = ram / 100 * c->high_pct;
+}
+
+bool policy_above_band(const struct policy *p, const struct policy_input *in)
+{
+	uint64_t low, high;
+
+	band(&p->cfg, in->guest_ram, &low, &high);
+	return in->have_avail && in->avail > high;
+}
+
 /* Keep decision @d (made at @now_ms) as the last one; an action becomes the policy's target. */
 static struct policy_decision record(struct policy *p, struct policy_decision d, uint64_t now_ms)
 {
@@ -192,8 +207,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	p->last_swap_in = in->swap_in;
 	p->decisions++;
 
-	low = ram / 100 * c->low_pct;
-	high = ram / 100 * c->high_pct;
+	band(c, ram, &low, &high);
 	if (d.host_pressure && !d.guest_pressure) {
 		uint64_t width = high - low;
 
@@ -342,8 +356,7 @@ struct policy_decision policy_watch(struct policy *p, const struct policy_input 
 	 * until the guest touches it, while each further round (a set, a deflate) stalls the
 	 * allocating program again (bench/slowdown: two rounds of two steps cost it 20%).
 	 */
-	low = in->guest_ram / 100 * p->cfg.low_pct;
-	high = in->guest_ram / 100 * p->cfg.high_pct;
+	band(&p->cfg, in->guest_ram, &low, &high);
 	if (!reached || !in->have_avail || in->stats_seq <= p->watch_reached_seq ||
 	    in->stats_seq == p->watch_seq || in->avail >= low)
 		return d;

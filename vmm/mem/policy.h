@@ -176,6 +176,13 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 struct policy_decision policy_watch(struct policy *p, const struct policy_input *in);
 
 /**
+ * policy_above_band() - whether @in's available memory is above the configured band's top (the
+ * band host pressure has not moved): the glue reads policy_input.resident, a pagemap walk, only
+ * then. Returns false without an available figure.
+ */
+bool policy_above_band(const struct policy *p, const struct policy_input *in);
+
+/**
  * policy_read_host() - fill @in's host fields: PSI memory "some" avg10 (/proc/pressure/memory,
  * host_psi_known false without PSI) and MemTotal/MemAvailable (/proc/meminfo, 0 when unreadable).
  */
