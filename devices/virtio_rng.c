@@ -342,8 +342,7 @@ static void seed_pool_if_needed(void)
 	ret = vmm_thread_create_role(&t, VMM_THREAD_EVENTS, pool_seed, NULL);
 	if (ret) {
 		pr_warn("virtio-rng: the host's entropy pool is not ready and no thread can wait "
-			"for "
-			"it (%s): the guest's requests wait until it is",
+			"for it (%s): the guest's requests wait until it is",
 			strerror(ret));
 		return;
 	}

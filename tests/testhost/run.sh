@@ -313,13 +313,13 @@ set +e
 while :; do
 	boot "${left[@]}"
 	[ $hung = 1 ] && [ $attempt = 1 ] || break
-	rest=()
+	unfinished=()
 	for n in "${left[@]}"; do
-		grep -q "^$n " "$run/results" 2>/dev/null || rest+=("$n")
+		grep -q "^$n " "$run/results" 2>/dev/null || unfinished+=("$n")
 	done
-	echo "testhost: the test host stopped responding (nothing on its protocol port for $idle s$([ -z "$current" ] || echo ", during scenario $current")): booting it again for the ${#rest[@]} scenario(s) left"
-	[ ${#rest[@]} -gt 0 ] || break
-	left=("${rest[@]}") attempt=2
+	echo "testhost: the test host stopped responding (nothing on its protocol port for $idle s$([ -z "$current" ] || echo ", during scenario $current")): booting it again for the ${#unfinished[@]} scenario(s) left"
+	[ ${#unfinished[@]} -gt 0 ] || break
+	left=("${unfinished[@]}") attempt=2
 done
 set -e
 
