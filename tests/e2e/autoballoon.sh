@@ -66,6 +66,9 @@ run_case() {
 		fail "the guest had an OOM kill"
 	fi
 	deflates=$(grep -c '"action":"deflate"' "$ev")
+	# Every decision shows the host's memory, the 100 ms watch's deflates included.
+	! grep '"host_available_mib":0,' "$ev" | head -n1 | grep . ||
+		fail "$name: a memory.policy event without the host's available memory"
 	log "memory.policy deflate decisions: $deflates; last: $(grep deflate "$ev" | tail -n1)"
 	log "policy timeline (time, guest available MiB, major faults, action, new target MiB, why):"
 	sed -n 's/^\([0-9:.]*\) memory.policy .*"guest_available_mib":\([0-9]*\).*"major_faults":\([0-9]*\).*"action":"\([a-z]*\)","target_mib":\([0-9]*\).*"why":"\([^"]*\)".*/    \1 \2 \3 \4 \5 \6/p' "$ev"
