@@ -79,8 +79,8 @@ static void policy_tick(void *opaque)
 
 	read_guest(m, &in);
 	policy_read_host(&in);
-	/* What an inflate step would gain (a pagemap read: only when above the band). */
-	if (policy_above_band(&m->policy, &in))
+	/* What an inflate step would gain (a pagemap read: only when one could be taken). */
+	if (policy_wants_resident(&m->policy, &in))
 		in.resident = gm_resident_bytes(&m->vm.gm);
 	d = policy_step(&m->policy, &in);
 	apply(m, &d);

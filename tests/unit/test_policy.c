@@ -545,3 +545,34 @@ Test(policy, hostile_available_memory_cannot_wrap_the_resident_check)
 	cr_assert_eq(d.action, POLICY_INFLATE, "%s", d.why); /* 300 MiB resident: worth a step */
 	cr_expect_leq(d.new_target, RAM - p.cfg.floor_bytes);
 }
+
+/*
+ * Host pressure lowers the band's top to its configured bottom, so a guest in the configured band
+ * can be inflated: the glue must read resident there too (policy_wants_resident()), or the
+ * policy balloons memory that reporting returned already, as it did before this check.
+ */
+Test(policy, host_pressure_still_skips_memory_already_returned)
+{
+	uint64_t avail = 110 * MiB, used = RAM - avail; /* 21%: in the configured band */
+	uint64_t resident = used + 2 * MiB;		/* the rest was reported */
+	struct policy_decision d;
+
+	cr_expect(!policy_wants_resident(
+		&p, &(struct policy_input){.guest_ram = RAM, .have_avail = true, .avail = avail}));
+	in.host_total = 100 * GiB;
+	in.host_avail = 5 * GiB; /* under 10%: host pressure */
+	in.avail = avail;
+	cr_assert(policy_wants_resident(&p, &in));
+	in.resident = resident; /* as the glue reads it */
+	d = step(avail);
+	cr_expect(d.host_pressure);
+	cr_expect_eq(d.action, POLICY_NONE, "inflated to %llu MiB",
+		     (unsigned long long)(d.new_target / MiB));
+	cr_expect_str_eq(d.why, "above band, already returned to the host");
+	/* Under the lowered bottom too (15% - 10% = 5%): nothing to read, a deflate if anything. */
+	in.avail = 20 * MiB;
+	cr_expect(!policy_wants_resident(&p, &in));
+	in.have_avail = false;
+	in.avail = 400 * MiB;
+	cr_expect(!policy_wants_resident(&p, &in));
+}

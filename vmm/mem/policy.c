@@ -122,12 +122,20 @@ static void band(const struct policy_config *c, uint64_t ram, uint64_t *low, uin
 	*high = ram / 100 * c->high_pct;
 }
 
-bool policy_above_band(const struct policy *p, const struct policy_input *in)
+/* The host is short of memory: PSI memory "some" avg10 or MemAvailable past the config's bounds. */
+static bool host_pressure(const struct policy_config *c, const struct policy_input *in)
+{
+	return (in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
+	       (in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct);
+}
+
+bool policy_wants_resident(const struct policy *p, const struct policy_input *in)
 {
 	uint64_t low, high;
 
 	band(&p->cfg, in->guest_ram, &low, &high);
-	return in->have_avail && in->avail > high;
+	/* Host pressure moves the band's top down to the configured bottom (policy_step()). */
+	return in->have_avail && in->avail > (host_pressure(&p->cfg, in) ? low : high);
 }
 
 /* Keep decision @d (made at @now_ms) as the last one; an action becomes the policy's target. */
@@ -196,9 +204,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	d.guest_pressure =
 		majflt >= c->majflt_per_period || swapin > 0 ||
 		(!first && !recent_inflate && p->last_avail > in->avail + taken + c->step_bytes);
-	d.host_pressure =
-		(in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
-		(in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct);
+	d.host_pressure = host_pressure(c, in);
 	p->last_seq = in->stats_seq;
 	p_last_avail = p->last_avail;
 	p->last_avail = in->avail;

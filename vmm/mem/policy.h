@@ -176,11 +176,13 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 struct policy_decision policy_watch(struct policy *p, const struct policy_input *in);
 
 /**
- * policy_above_band() - whether @in's available memory is above the configured band's top (the
- * band host pressure has not moved): the glue reads policy_input.resident, a pagemap walk, only
- * then. Returns false without an available figure.
+ * policy_wants_resident() - whether policy_step() could take an inflate step on @in, so needs
+ * policy_input.resident: @in's available memory is above the band's top, the one policy_step()
+ * uses (host pressure in @in's host fields lowers it to the configured bottom). The glue reads
+ * resident, a pagemap walk, only then. Reads @in's guest_ram, have_avail, avail and host fields.
+ * Returns false without an available figure.
  */
-bool policy_above_band(const struct policy *p, const struct policy_input *in);
+bool policy_wants_resident(const struct policy *p, const struct policy_input *in);
 
 /**
  * policy_read_host() - fill @in's host fields: PSI memory "some" avg10 (/proc/pressure/memory,
