@@ -318,10 +318,13 @@ Test(rng, rate_limit_waits_on_a_timer_and_is_respected)
 		heads[i] = post(i % 32, 256, 0);
 	kick();
 	t1 = now_ns();
-	/* The burst is served at once; the rest waits, and the kick did not wait for it. */
+	/*
+	 * The burst is served at once; the rest waits, and the kick did not wait for it (waiting
+	 * would take 1.6 s: a loaded machine's scheduling delays stay far under 500 ms).
+	 */
 	cr_assert_eq(counters().bytes, burst);
 	cr_assert_eq(counters().requests, burst / 256);
-	cr_assert_lt(t1 - t0, 50 * 1000000ULL, "queue_notify blocked on the rate limit");
+	cr_assert_lt(t1 - t0, 500 * 1000000ULL, "queue_notify blocked on the rate limit");
 	cr_assert_eq(counters().throttled, 1);
 	/* Further kicks while the request waits do nothing (no spinning on the bucket). */
 	for (int i = 0; i < 100; i++)
@@ -334,7 +337,8 @@ Test(rng, rate_limit_waits_on_a_timer_and_is_respected)
 	cr_assert_leq(bytes, burst + rate * elapsed_ms / 1000 + RNG_MIN_GRANT,
 		      "%llu bytes in %llu ms: more than the bucket allows",
 		      (unsigned long long)bytes, (unsigned long long)elapsed_ms);
-	cr_assert_geq(bytes, burst + rate * 300 / 1000 / 4,
+	/* At least an eighth of what 300 ms allows: the loop thread may be starved a while. */
+	cr_assert_geq(bytes, burst + MAX(rate * 300 / 1000 / 8, (uint64_t)RNG_MIN_GRANT),
 		      "%llu bytes in %llu ms: the timer did not serve the waiting requests",
 		      (unsigned long long)bytes, (unsigned long long)elapsed_ms);
 	/* One timer per wait: bounded by rate / RNG_MIN_GRANT per second, not a busy loop. */
