@@ -22,13 +22,15 @@
 static void emit(struct machine *m, const struct policy_input *in, const struct policy_decision *d)
 {
 	static const char *const actions[] = {"none", "inflate", "deflate"};
-	char data[768];
+	char data[1024];
 
 	snprintf(data, sizeof(data),
 		 "{\"saw\":{\"guest_available_mib\":%" PRIu64 ",\"guest_free_mib\":%" PRIu64
 		 ",\"guest_ram_mib\":%" PRIu64 ",\"major_faults\":%" PRIu64
 		 ",\"target_mib\":%" PRIu64 ",\"actual_mib\":%" PRIu64 ",\"resident_mib\":%" PRIu64
 		 ",\"host_available_mib\":%" PRIu64 ",\"host_psi_some_avg10\":%d"
+		 ",\"cgroup_limit_mib\":%" PRId64 ",\"cgroup_available_mib\":%" PRId64
+		 ",\"cgroup_psi_some_avg10\":%d"
 		 ",\"guest_pressure\":%s,\"host_pressure\":%s},"
 		 "\"did\":{\"action\":\"%s\",\"target_mib\":%" PRIu64 ",\"reclaim_mib\":%" PRIu64
 		 ",\"why\":\"%s\"}}",
@@ -37,6 +39,9 @@ static void emit(struct machine *m, const struct policy_input *in, const struct 
 		 (uint64_t)(in->actual / MiB), (uint64_t)(in->resident / MiB),
 		 (uint64_t)(in->host_avail / MiB),
 		 in->host_psi_known ? (int)in->host_psi_some_avg10_pct : -1,
+		 in->cg_limit ? (int64_t)(in->cg_limit / MiB) : -1,
+		 in->cg_limit ? (int64_t)(in->cg_avail / MiB) : -1,
+		 in->cg_psi_known ? (int)in->cg_psi_some_avg10_pct : -1,
 		 d->guest_pressure ? "true" : "false", d->host_pressure ? "true" : "false",
 		 actions[d->action], (uint64_t)((d->action ? d->new_target : in->target) / MiB),
 		 (uint64_t)(d->reclaim_bytes / MiB), d->why ? d->why : "");

@@ -484,8 +484,10 @@ Test(policy, no_inflate_of_memory_already_returned_to_the_host)
 	/* Just under the gain that makes a step worth it (1/64 of RAM): still nothing. */
 	in.resident = used + POLICY_MIN_GAIN(RAM) - 4096;
 	cr_expect_eq(step(avail).action, POLICY_NONE);
-	/* 100 MiB of it resident (say page cache): a step. */
+	/* 100 MiB of it resident (say page cache): a step, once it stopped growing. */
 	in.resident = used + 100 * MiB;
+	d = step(avail);
+	cr_expect_str_eq(d.why, "above band, guest touching new memory");
 	d = step(avail);
 	cr_assert_eq(d.action, POLICY_INFLATE, "%s", d.why);
 	cr_expect_eq(d.new_target, 64 * MiB);
@@ -525,8 +527,9 @@ Test(policy, with_reporting_waits_for_the_report_before_a_step)
 	d = step(avail);
 	cr_expect_eq(d.action, POLICY_NONE);
 	cr_expect_str_eq(d.why, "above band, already returned to the host");
-	/* Resident again (page cache, say) and still so 3 s later: a step. */
+	/* Resident again (page cache, say), no longer growing, and still so 3 s later: a step. */
 	in.resident = used + 100 * MiB;
+	cr_expect_str_eq(step(avail).why, "above band, guest touching new memory");
 	cr_expect_eq(step(avail).action, POLICY_NONE);
 	cr_expect_eq(step(avail).action, POLICY_NONE);
 	cr_expect_eq(step(avail).action, POLICY_NONE);
@@ -575,4 +578,29 @@ Test(policy, host_pressure_still_skips_memory_already_returned)
 	in.have_avail = false;
 	in.avail = 400 * MiB;
 	cr_expect(!policy_wants_resident(&p, &in));
+}
+
+/*
+ * e2e autoballoon_cgroup: with reporting off, a guest filling 270 MiB was inflated mid-fill. Its
+ * statistics (a period old) still showed 479 MiB available while the resident figure, read now,
+ * had grown by 120 MiB: no step while resident memory grows faster than POLICY_MIN_GAIN a period.
+ */
+Test(policy, no_inflate_while_resident_memory_grows)
+{
+	uint64_t avail = 479 * MiB, used = RAM - avail;
+	struct policy_decision d;
+
+	in.resident = used + 1 * MiB; /* untouched: nothing to take */
+	cr_expect_eq(step(avail).action, POLICY_NONE);
+	in.resident = 152 * MiB; /* the fill, which the statistics do not show yet */
+	d = step(avail);
+	cr_assert_eq(d.action, POLICY_NONE, "inflated to %llu MiB mid-fill",
+		     (unsigned long long)(d.new_target / MiB));
+	cr_expect_str_eq(d.why, "above band, guest touching new memory");
+	cr_expect_eq(p.touching_skips, 1);
+	/* Growth under RAM/64 a period (page cache, logs) is no fill: a step. */
+	in.resident += POLICY_MIN_GAIN(RAM) - 4096;
+	d = step(avail);
+	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
+	cr_expect_eq(p.touching_skips, 1);
 }

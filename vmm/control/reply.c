@@ -499,6 +499,7 @@ static struct json_object *policy_json(const struct ctl_memory_stats *ms)
 	add_u64(o, "oom_deflates", p->oom_deflates);
 	add_u64(o, "fast_deflates", p->fast_deflates);
 	add_u64(o, "returned_skips", p->returned_skips);
+	add_u64(o, "touching_skips", p->touching_skips);
 	add_u64(o, "client_holds", p->holds);
 	add_u64(o, "hold_remaining_ms",
 		p->hold_until_ms > ms->policy_now_ms ? p->hold_until_ms - ms->policy_now_ms : 0);

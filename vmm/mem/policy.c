@@ -122,11 +122,17 @@ static void band(const struct policy_config *c, uint64_t ram, uint64_t *low, uin
 	*high = ram / 100 * c->high_pct;
 }
 
-/* The host is short of memory: PSI memory "some" avg10 or MemAvailable past the config's bounds. */
+/*
+ * The host is short of memory: PSI memory "some" avg10 (the host's or the VMM's cgroup's) at or
+ * above psi_pct, or MemAvailable (the host's, or what the cgroup's limit leaves) under
+ * host_min_avail_pct of host RAM (of the limit).
+ */
 static bool host_pressure(const struct policy_config *c, const struct policy_input *in)
 {
 	return (in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
-	       (in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct);
+	       (in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct) ||
+	       (in->cg_psi_known && in->cg_psi_some_avg10_pct >= c->psi_pct) ||
+	       (in->cg_limit && in->cg_avail * 100 < in->cg_limit * c->host_min_avail_pct);
 }
 
 bool policy_wants_resident(const struct policy *p, const struct policy_input *in)
@@ -162,7 +168,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	const struct policy_config *c = &p->cfg;
 	struct policy_decision d = {.action = POLICY_NONE};
 	uint64_t ram = in->guest_ram, low, high, mid, max_target, want;
-	uint64_t majflt, swapin, taken, p_last_avail;
+	uint64_t majflt, swapin, taken, p_last_avail, p_last_resident;
 	bool recent_inflate;
 	bool first = p->last_seq == 0;
 
@@ -208,6 +214,8 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	p->last_seq = in->stats_seq;
 	p_last_avail = p->last_avail;
 	p->last_avail = in->avail;
+	p_last_resident = p->last_resident;
+	p->last_resident = in->resident;
 	p->last_actual = in->actual;
 	p->last_majflt = in->major_faults;
 	p->last_swap_in = in->swap_in;
@@ -274,6 +282,14 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			p->base_avail = in->avail;
 			p->base_actual = in->actual;
 			d.why = "above band, guest allocating";
+			return p->last = d;
+		}
+		/* Resident memory growing fast: the guest is touching memory its statistics lag. */
+		if (in->resident && p_last_resident &&
+		    in->resident > p_last_resident + POLICY_MIN_GAIN(ram)) {
+			p->gain_since_ms = 0;
+			p->touching_skips++;
+			d.why = "above band, guest touching new memory";
 			return p->last = d;
 		}
 		/*
@@ -371,46 +387,4 @@ struct policy_decision policy_watch(struct policy *p, const struct policy_input 
 	p->fast_deflates++;
 	return watch_deflate(p, in->now_ms, in->target - want,
 			     "below band between periods: deflate at once");
-}
-
-/* "some avg10=1.23 ..." -> 1 (whole percent). */
-static bool read_psi(unsigned int *pct)
-{
-	FILE *f = fopen("/proc/pressure/memory", "re");
-	char line[256];
-	bool ok = false;
-
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		double avg10;
-
-		if (sscanf(line, "some avg10=%lf", &avg10) == 1) {
-			*pct = (unsigned int)avg10;
-			ok = true;
-			break;
-		}
-	}
-	fclose(f);
-	return ok;
-}
-
-void policy_read_host(struct policy_input *in)
-{
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[256];
-
-	in->host_psi_known = read_psi(&in->host_psi_some_avg10_pct);
-	in->host_avail = in->host_total = 0;
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long kib;
-
-		if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
-			in->host_total = kib * KiB;
-		else if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
-			in->host_avail = kib * KiB;
-	}
-	fclose(f);
 }

@@ -16,8 +16,10 @@
  *   - guest pressure (major faults at or above majflt_per_period, swap-ins, or A fell by more
  *     than a step since the last period): deflate at once, by at least two steps;
  *   - host pressure (PSI memory "some" avg10 at or above psi_pct, or MemAvailable under
- *     host_min_avail_pct of host RAM): the band moves down by its own width (the guest keeps less
- *     slack), and the decision asks for cold pages to be compressed (reclaim_bytes);
+ *     host_min_avail_pct of host RAM; the same two of the VMM's cgroup v2 when it has a memory
+ *     limit: its memory.pressure, and what memory.high/memory.max leave): the band moves down by
+ *     its own width (the guest keeps less slack), and the decision asks for cold pages to be
+ *     compressed (reclaim_bytes);
  *   - a target set by someone else (a control client's balloon.set) holds the policy off for
  *     hold_ms;
  *   - after a deflate the guest is settling: no inflate until POLICY_SETTLE_PERIODS periods
@@ -36,12 +38,17 @@
  *     report (pages scattered over 2 MiB blocks) and memory with reporting off stay resident, so
  *     the policy still takes them. With reporting on, memory must have stayed resident for
  *     POLICY_REPORT_WAIT_MS first: Linux reports freed pages 2 s after they are freed, and a
- *     step taken at once would balloon memory reporting was about to return.
+ *     step taken at once would balloon memory reporting was about to return;
+ *   - no inflate step while R grew by more than POLICY_MIN_GAIN(RAM) since the last period: the
+ *     guest is touching new memory right now, and its statistics (a period old) do not show it
+ *     yet (the e2e autoballoon_cgroup run: a step taken during a 270 MiB fill, deflated 2 s
+ *     later).
  */
 #ifndef VMM_MEM_POLICY_H
 #define VMM_MEM_POLICY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Periods after a deflate before the policy may inflate again (see "settling" above). */
@@ -102,6 +109,11 @@ struct policy_input {
 	unsigned int host_psi_some_avg10_pct; /* /proc/pressure/memory some avg10, whole percent */
 	uint64_t host_avail;		      /* /proc/meminfo MemAvailable (0: unknown) */
 	uint64_t host_total;		      /* /proc/meminfo MemTotal */
+	/* The VMM's cgroup v2 (policy_read_cgroup()); all 0/false without one. */
+	uint64_t cg_limit; /* min(memory.high, memory.max) (0: no limit) */
+	uint64_t cg_avail; /* limit - memory.current + inactive_file (if limited) */
+	bool cg_psi_known; /* memory.pressure read */
+	unsigned int cg_psi_some_avg10_pct; /* memory.pressure some avg10, whole percent */
 };
 
 enum policy_action { POLICY_NONE, POLICY_INFLATE, POLICY_DEFLATE };
@@ -128,6 +140,7 @@ struct policy {
 	uint64_t base_avail, base_actual;
 	uint64_t last_majflt;
 	uint64_t last_swap_in;
+	uint64_t last_resident;	    /* policy_input.resident at the last decision (0: not read) */
 	uint64_t last_set_target;   /* what this policy last set (UINT64_MAX: nothing yet) */
 	uint64_t watch_actual;	    /* balloon actual at the last policy_watch() */
 	uint64_t watch_target;	    /* balloon target at the last policy_watch() */
@@ -136,6 +149,7 @@ struct policy {
 	uint64_t oom_deflates;	    /* policy_watch() deflates answering an OOM (in deflates) */
 	uint64_t fast_deflates;	    /* policy_watch() deflates below the band (in deflates) */
 	uint64_t returned_skips;    /* periods above the band with nothing resident to take */
+	uint64_t touching_skips;    /* periods above the band with resident memory growing */
 	uint64_t gain_since_ms;	    /* resident available memory seen since then (0: not now) */
 	uint64_t hold_until_ms;	    /* a client's target holds the policy off until then */
 	bool following;		    /* a target was set and the guest has not reached it yet */
@@ -186,8 +200,27 @@ bool policy_wants_resident(const struct policy *p, const struct policy_input *in
 
 /**
  * policy_read_host() - fill @in's host fields: PSI memory "some" avg10 (/proc/pressure/memory,
- * host_psi_known false without PSI) and MemTotal/MemAvailable (/proc/meminfo, 0 when unreadable).
+ * host_psi_known false without PSI), MemTotal/MemAvailable (/proc/meminfo, 0 when unreadable),
+ * and the cg_* fields from the VMM's cgroup v2 (policy_cgroup_dir(), found once; none on a
+ * cgroup v1 memory controller, or in the root cgroup). Opens and reads files only.
  */
 void policy_read_host(struct policy_input *in);
+
+/**
+ * policy_cgroup_dir() - the directory of this process's cgroup v2 (Documentation/admin-guide/
+ * cgroup-v2.rst): the cgroup2 mount point in @mountinfo (a /proc/PID/mountinfo text) joined with
+ * the "0::PATH" line of @cgroup (a /proc/PID/cgroup text), into @buf (@len bytes). Returns 0, or
+ * -ENOENT when there is no cgroup2 mount or no v2 line, -ENAMETOOLONG when @buf is too small.
+ */
+int policy_cgroup_dir(const char *mountinfo, const char *cgroup, char *buf, size_t len);
+
+/**
+ * policy_read_cgroup() - fill @in's cg_* fields from the cgroup v2 directory @dir:
+ * memory.high and memory.max ("max": no limit), memory.current, memory.stat's inactive_file
+ * (page cache the kernel drops first, counted as available as MemAvailable does) and
+ * memory.pressure's some avg10. Without a limit cg_limit and cg_avail stay 0; unreadable files
+ * leave their fields 0/false.
+ */
+void policy_read_cgroup(const char *dir, struct policy_input *in);
 
 #endif
