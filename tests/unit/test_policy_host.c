@@ -172,4 +172,15 @@ Test(policy_cgroup, a_cgroup_near_its_limit_is_host_pressure)
 	in.cg_psi_known = true;
 	in.cg_psi_some_avg10_pct = 25;
 	cr_expect(policy_step(&p, &in).host_pressure);
+	/* A limit set near 2^64 (not "max") cannot wrap the headroom test either way. */
+	in.now_ms += 1000;
+	in.stats_seq++;
+	in.cg_psi_known = false;
+	in.cg_limit = UINT64_MAX - 1;
+	in.cg_avail = in.cg_limit / 2;
+	cr_expect(!policy_step(&p, &in).host_pressure);
+	in.now_ms += 1000;
+	in.stats_seq++;
+	in.cg_avail = in.cg_limit / 100;
+	cr_expect(policy_step(&p, &in).host_pressure);
 }

@@ -132,7 +132,8 @@ static bool host_pressure(const struct policy_config *c, const struct policy_inp
 	return (in->host_psi_known && in->host_psi_some_avg10_pct >= c->psi_pct) ||
 	       (in->host_total && in->host_avail * 100 < in->host_total * c->host_min_avail_pct) ||
 	       (in->cg_psi_known && in->cg_psi_some_avg10_pct >= c->psi_pct) ||
-	       (in->cg_limit && in->cg_avail * 100 < in->cg_limit * c->host_min_avail_pct);
+	       /* Divided, not multiplied: memory.high may be set to any 64-bit figure. */
+	       (in->cg_limit && in->cg_avail < in->cg_limit / 100 * c->host_min_avail_pct);
 }
 
 bool policy_wants_resident(const struct policy *p, const struct policy_input *in)
