@@ -176,8 +176,7 @@ int smaps_read(int fd, uint64_t start, uint64_t end, struct ksm_stats *out)
 	return out->have_smaps ? 0 : -ENOENT;
 }
 
-/* Read a whole /proc or /sys file into a malloc'd NUL-terminated buffer (NULL on failure). */
-static char *read_text(const char *path)
+char *host_read_text(const char *path)
 {
 	size_t len = 0, cap = 16384;
 	char *buf = malloc(cap);
@@ -218,7 +217,7 @@ err:
 /* A number from a one-line /proc or /sys file, -1 when unreadable. */
 static int64_t read_num(const char *path)
 {
-	char *text = read_text(path);
+	char *text = host_read_text(path);
 	int64_t v = text && *text >= '0' && *text <= '9' ? strtoll(text, NULL, 10) : -1;
 
 	free(text);
@@ -237,7 +236,7 @@ void host_ksm_read(const void *base, uint64_t size, bool mergeable, struct ksm_s
 	k->pages_shared = read_num("/sys/kernel/mm/ksm/pages_shared");
 	k->pages_sharing = read_num("/sys/kernel/mm/ksm/pages_sharing");
 	k->full_scans = read_num("/sys/kernel/mm/ksm/full_scans");
-	text = read_text("/proc/self/ksm_stat");
+	text = host_read_text("/proc/self/ksm_stat");
 	if (text)
 		ksm_parse_stat(text, k);
 	free(text);

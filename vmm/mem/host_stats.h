@@ -28,6 +28,13 @@ struct ksm_stats {
 };
 
 /**
+ * host_read_text() - read the whole /proc, /sys or cgroup file @path into a malloc'd
+ * NUL-terminated buffer, which the caller frees. Returns NULL when it cannot be opened or read,
+ * or is larger than 1 MiB.
+ */
+char *host_read_text(const char *path);
+
+/**
  * ksm_parse_stat() - fill the ksm_stat fields of @out from the text of /proc/self/ksm_stat
  * ("ksm_rmap_items 12\n..."); unknown lines are ignored. Sets out->have_ksm_stat.
  * Returns 0, or -EINVAL when no known field was found.

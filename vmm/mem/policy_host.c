@@ -7,53 +7,19 @@
 #include "policy.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../util.h"
-
-/* Reads @path whole into a NUL-terminated malloc'd buffer (at most @max bytes); NULL on error. */
-static char *slurp(const char *path, size_t max)
-{
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t r;
-
-	if (!buf || fd < 0)
-		goto fail;
-	while ((r = read(fd, buf + n, cap - 1 - n)) > 0) {
-		n += (size_t)r;
-		if (n == cap - 1) {
-			char *nb = cap * 2 <= max ? realloc(buf, cap * 2) : NULL;
-
-			if (!nb)
-				goto fail;
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	if (r < 0)
-		goto fail;
-	close(fd);
-	buf[n] = '\0';
-	return buf;
-fail:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return NULL;
-}
+#include "host_stats.h"
 
 /* "some avg10=1.23 ..." in a PSI file (Documentation/accounting/psi.rst) -> 1 (whole percent). */
 static bool read_psi(const char *path, unsigned int *pct)
 {
-	char *text = slurp(path, 4096), *p;
+	char *text = host_read_text(path), *p;
 	double avg10;
 	bool ok = false;
 
@@ -76,7 +42,7 @@ static bool read_value(const char *dir, const char *name, uint64_t *v)
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return false;
-	text = slurp(path, 4096);
+	text = host_read_text(path);
 	if (!text)
 		return false;
 	if (!strncmp(text, "max", 3)) {
@@ -103,7 +69,7 @@ static uint64_t read_inactive_file(const char *dir)
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/memory.stat", dir) >= sizeof(path))
 		return 0;
-	text = slurp(path, 64 * 1024);
+	text = host_read_text(path);
 	if (!text)
 		return 0;
 	for (p = text; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
@@ -203,8 +169,8 @@ static pthread_once_t cg_once = PTHREAD_ONCE_INIT;
 
 static void find_cgroup(void)
 {
-	char *mi = slurp("/proc/self/mountinfo", 4 * 1024 * 1024);
-	char *cg = slurp("/proc/self/cgroup", 64 * 1024);
+	char *mi = host_read_text("/proc/self/mountinfo");
+	char *cg = host_read_text("/proc/self/cgroup");
 
 	cg_found = mi && cg && !policy_cgroup_dir(mi, cg, cg_dir, sizeof(cg_dir));
 	free(mi);
@@ -213,7 +179,7 @@ static void find_cgroup(void)
 
 void policy_read_host(struct policy_input *in)
 {
-	char *text = slurp("/proc/meminfo", 64 * 1024), *p;
+	char *text = host_read_text("/proc/meminfo"), *p;
 
 	in->host_psi_known = read_psi("/proc/pressure/memory", &in->host_psi_some_avg10_pct);
 	in->host_avail = in->host_total = 0;
