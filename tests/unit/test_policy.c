@@ -604,3 +604,86 @@ Test(policy, no_inflate_while_resident_memory_grows)
 	cr_expect_eq(d.action, POLICY_INFLATE, "%s", d.why);
 	cr_expect_eq(p.touching_skips, 1);
 }
+
+/*
+ * One period as the glue makes it (machine_policy.c): resident memory @res is read (a pagemap
+ * walk) only when policy_wants_resident() says so; *@read tells whether it was.
+ */
+static struct policy_decision glue_step(uint64_t avail, uint64_t res, bool *read)
+{
+	in.avail = avail;
+	in.now_ms += 1000;
+	*read = policy_wants_resident(&p, &in);
+	in.now_ms -= 1000; /* step() moves the clock */
+	in.resident = *read ? res : 0;
+	return step(avail);
+}
+
+/*
+ * An idle guest above the band whose free memory reporting returned: after the first "already
+ * returned" skip, resident memory is read again after 2, 4, 8, then every 16 periods, not every
+ * period (a pagemap walk of 2 MiB per GiB of RAM: 18 ms a second for an idle 16 GiB guest on
+ * 4 KiB pages, measured). Every period in between is a skip too, never an inflate step.
+ */
+Test(policy, returned_memory_is_rechecked_less_and_less_often)
+{
+	uint64_t avail = 400 * MiB, used = RAM - avail;
+	unsigned int reads = 0, t;
+	bool read;
+	struct policy_decision d;
+
+	in.free = 380 * MiB;
+	for (t = 0; t < 64; t++) {
+		d = glue_step(avail, used + 1 * MiB, &read);
+		cr_assert_eq(d.action, POLICY_NONE, "period %u: %s", t, d.why);
+		reads += read;
+	}
+	/* Periods 0, 2, 6, 14, 30, 46, 62: 7 walks in 64 periods. */
+	cr_expect_eq(reads, 7);
+	cr_expect_eq(p.returned_skips, 64);
+}
+
+/*
+ * What the guest shows can make memory resident again before the recheck is due: the walk is made
+ * at once when the guest frees memory (available up), fills page cache (free down) or the balloon
+ * moves; then a step is taken on the memory found resident.
+ */
+Test(policy, returned_memory_is_rechecked_when_the_guest_changes)
+{
+	uint64_t avail = 400 * MiB, used = RAM - avail;
+	bool read;
+	struct policy_decision d;
+
+	in.free = 380 * MiB;
+	glue_step(avail, used + 1 * MiB, &read);
+	cr_assert(read);
+	/* The recheck is not due, and small changes (under 1/64 of RAM) keep it so. */
+	in.free -= 4 * MiB;
+	glue_step(avail + 4 * MiB, used + 1 * MiB, &read);
+	cr_assert(!read, "the recheck is not due");
+	/* Page cache filled: free memory down by 100 MiB, available the same. */
+	in.free -= 100 * MiB;
+	d = glue_step(avail, used + 101 * MiB, &read);
+	cr_expect(read, "page cache filled: resident again");
+	cr_expect_str_eq(d.why, "above band, guest touching new memory");
+	/* Freed memory: available up by 50 MiB (reported 2 s later). */
+	setup();
+	in.free = 380 * MiB;
+	glue_step(avail, used + 1 * MiB, &read);
+	glue_step(avail + 50 * MiB, used - 50 * MiB + 1 * MiB, &read);
+	cr_expect(read, "memory freed: read again");
+	/* The balloon moved (a client, say): read again. */
+	setup();
+	glue_step(avail, used + 1 * MiB, &read);
+	in.actual = 16 * MiB;
+	policy_wants_resident(&p, &in);
+	in.now_ms += 1000;
+	cr_expect(policy_wants_resident(&p, &in), "the balloon moved: read again");
+	/* Below the band, then above it again: a fresh walk at once. */
+	setup();
+	glue_step(avail, used + 1 * MiB, &read);
+	glue_step(100 * MiB, 0, &read);
+	d = glue_step(avail, used + 1 * MiB, &read);
+	cr_expect(read);
+	cr_expect_str_eq(d.why, "above band, already returned to the host");
+}

@@ -136,13 +136,30 @@ static bool host_pressure(const struct policy_config *c, const struct policy_inp
 	       (in->cg_limit && in->cg_avail < in->cg_limit / 100 * c->host_min_avail_pct);
 }
 
+/*
+ * A recent "already returned" skip still holds: its recheck is not due, and nothing the guest
+ * shows since can have made memory resident again (the balloon moved, available memory rose:
+ * memory freed since, or free memory fell: page cache filled).
+ */
+static bool returned_holds(const struct policy *p, const struct policy_input *in)
+{
+	uint64_t ram = in->guest_ram, gain = POLICY_MIN_GAIN(ram);
+
+	/* Guest figures capped at RAM (as skip_*: they were capped the same way), so no sum wraps.
+	 */
+	return p->recheck_ms && in->now_ms < p->recheck_ms && in->actual == p->skip_actual &&
+	       MIN(in->avail, ram) <= p->skip_avail + gain &&
+	       MIN(in->free, ram) + gain >= p->skip_free;
+}
+
 bool policy_wants_resident(const struct policy *p, const struct policy_input *in)
 {
 	uint64_t low, high;
 
 	band(&p->cfg, in->guest_ram, &low, &high);
 	/* Host pressure moves the band's top down to the configured bottom (policy_step()). */
-	return in->have_avail && in->avail > (host_pressure(&p->cfg, in) ? low : high);
+	return in->have_avail && in->avail > (host_pressure(&p->cfg, in) ? low : high) &&
+	       !returned_holds(p, in);
 }
 
 /* Keep decision @d (made at @now_ms) as the last one; an action becomes the policy's target. */
@@ -216,7 +233,9 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	p_last_avail = p->last_avail;
 	p->last_avail = in->avail;
 	p_last_resident = p->last_resident;
-	p->last_resident = in->resident;
+	/* Kept over the periods a returned skip spares the walk: growth since is touching too. */
+	if (in->resident || !returned_holds(p, in))
+		p->last_resident = in->resident;
 	p->last_actual = in->actual;
 	p->last_majflt = in->major_faults;
 	p->last_swap_in = in->swap_in;
@@ -236,6 +255,8 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	if (!(in->avail > high) || d.guest_pressure) {
 		p->have_base = false; /* the next inflate step starts a new series */
 		p->gain_since_ms = 0;
+		p->recheck_ms = 0;
+		p->recheck_periods = 0;
 	}
 	if (d.guest_pressure || in->avail < low) {
 		/*
@@ -285,6 +306,13 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			d.why = "above band, guest allocating";
 			return p->last = d;
 		}
+		/* Returned a moment ago, and nothing changed since: no pagemap walk was made. */
+		if (!in->resident && returned_holds(p, in)) {
+			p->returned_skips++;
+			d.why = "above band, already returned to the host (checked again later)";
+			return p->last = d;
+		}
+		p->recheck_ms = 0;
 		/* Resident memory growing fast: the guest is touching memory its statistics lag. */
 		if (in->resident && p_last_resident &&
 		    in->resident > p_last_resident + POLICY_MIN_GAIN(ram)) {
@@ -302,9 +330,18 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 					   POLICY_MIN_GAIN(ram)) {
 			p->gain_since_ms = 0;
 			p->returned_skips++;
+			p->recheck_periods = p->recheck_periods
+						     ? MIN(2 * p->recheck_periods,
+							   (unsigned int)POLICY_RECHECK_MAX_PERIODS)
+						     : 2;
+			p->recheck_ms = in->now_ms + (uint64_t)p->recheck_periods * c->period_ms;
+			p->skip_avail = MIN(in->avail, ram);
+			p->skip_free = MIN(in->free, ram);
+			p->skip_actual = in->actual;
 			d.why = "above band, already returned to the host";
 			return p->last = d;
 		}
+		p->recheck_periods = 0;
 		if (in->resident && in->reporting) {
 			if (!p->gain_since_ms)
 				p->gain_since_ms = in->now_ms;

@@ -39,6 +39,11 @@
  *     the policy still takes them. With reporting on, memory must have stayed resident for
  *     POLICY_REPORT_WAIT_MS first: Linux reports freed pages 2 s after they are freed, and a
  *     step taken at once would balloon memory reporting was about to return;
+ *   - after such a skip R is not read again (a pagemap walk: 2 MiB of it per GiB of RAM) for 2,
+ *     then 4, 8, up to POLICY_RECHECK_MAX_PERIODS periods while the guest's figures stay as they
+ *     were: balloon actual unchanged, A not up and free memory not down by POLICY_MIN_GAIN(RAM)
+ *     (memory freed since, or page cache filled, which may be resident). Those periods count as
+ *     skips too. An idle guest above the band costs one walk per 16 s instead of one a second;
  *   - no inflate step while R grew by more than POLICY_MIN_GAIN(RAM) since the last period: the
  *     guest is touching new memory right now, and its statistics (a period old) do not show it
  *     yet (the e2e autoballoon_cgroup run: a step taken during a 270 MiB fill, deflated 2 s
@@ -62,6 +67,9 @@
 
 /* With free page reporting, how long resident available memory must last before a step (ms). */
 #define POLICY_REPORT_WAIT_MS 3000
+
+/* After an "already returned" skip, the most periods before resident memory is read again. */
+#define POLICY_RECHECK_MAX_PERIODS 16
 
 /* How often policy_watch() looks at the balloon between periods (ms). */
 #define POLICY_WATCH_MS 100
@@ -140,21 +148,24 @@ struct policy {
 	uint64_t base_avail, base_actual;
 	uint64_t last_majflt;
 	uint64_t last_swap_in;
-	uint64_t last_resident;	    /* policy_input.resident at the last decision (0: not read) */
-	uint64_t last_set_target;   /* what this policy last set (UINT64_MAX: nothing yet) */
-	uint64_t watch_actual;	    /* balloon actual at the last policy_watch() */
-	uint64_t watch_target;	    /* balloon target at the last policy_watch() */
-	uint64_t watch_reached_seq; /* stats sets up to this one may predate watch_target */
-	uint64_t watch_seq;	    /* the stats set policy_watch() last deflated on */
-	uint64_t oom_deflates;	    /* policy_watch() deflates answering an OOM (in deflates) */
-	uint64_t fast_deflates;	    /* policy_watch() deflates below the band (in deflates) */
-	uint64_t returned_skips;    /* periods above the band with nothing resident to take */
-	uint64_t touching_skips;    /* periods above the band with resident memory growing */
-	uint64_t gain_since_ms;	    /* resident available memory seen since then (0: not now) */
-	uint64_t hold_until_ms;	    /* a client's target holds the policy off until then */
-	bool following;		    /* a target was set and the guest has not reached it yet */
-	uint64_t settled_seq;	    /* stats sets up to this one predate the guest reaching it */
-	uint64_t decisions;	    /* counters for memory.stats */
+	uint64_t last_resident;	      /* policy_input.resident at the last decision (0: not read) */
+	uint64_t last_set_target;     /* what this policy last set (UINT64_MAX: nothing yet) */
+	uint64_t watch_actual;	      /* balloon actual at the last policy_watch() */
+	uint64_t watch_target;	      /* balloon target at the last policy_watch() */
+	uint64_t watch_reached_seq;   /* stats sets up to this one may predate watch_target */
+	uint64_t watch_seq;	      /* the stats set policy_watch() last deflated on */
+	uint64_t oom_deflates;	      /* policy_watch() deflates answering an OOM (in deflates) */
+	uint64_t fast_deflates;	      /* policy_watch() deflates below the band (in deflates) */
+	uint64_t returned_skips;      /* periods above the band with nothing resident to take */
+	uint64_t touching_skips;      /* periods above the band with resident memory growing */
+	uint64_t gain_since_ms;	      /* resident available memory seen since then (0: not now) */
+	uint64_t recheck_ms;	      /* after a returned skip: no resident read before (0: none) */
+	unsigned int recheck_periods; /* the wait that set it (doubles per skip) */
+	uint64_t skip_avail, skip_free, skip_actual; /* the set that returned skip decided on */
+	uint64_t hold_until_ms; /* a client's target holds the policy off until then */
+	bool following;		/* a target was set and the guest has not reached it yet */
+	uint64_t settled_seq;	/* stats sets up to this one predate the guest reaching it */
+	uint64_t decisions;	/* counters for memory.stats */
 	uint64_t inflates, deflates, holds;
 	struct policy_decision last;
 };
@@ -193,8 +204,10 @@ struct policy_decision policy_watch(struct policy *p, const struct policy_input 
  * policy_wants_resident() - whether policy_step() could take an inflate step on @in, so needs
  * policy_input.resident: @in's available memory is above the band's top, the one policy_step()
  * uses (host pressure in @in's host fields lowers it to the configured bottom). The glue reads
- * resident, a pagemap walk, only then. Reads @in's guest_ram, have_avail, avail and host fields.
- * Returns false without an available figure.
+ * resident, a pagemap walk, only then; and not while a recent "already returned" skip still
+ * holds (the guest's figures unchanged since, the recheck not due: see the policy above).
+ * Reads @in's now_ms, guest_ram, have_avail, avail, free, actual and host fields. Returns false
+ * without an available figure.
  */
 bool policy_wants_resident(const struct policy *p, const struct policy_input *in);
 
