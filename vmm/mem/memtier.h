@@ -112,8 +112,9 @@ int memtier_create(struct guest_mem *gm, const struct memtier_config *cfg, struc
 
 /**
  * memtier_destroy() - stop the worker (it finishes its batch) and the userfaultfd thread, free the
- * store. Call after every thread that may touch guest RAM is joined (vCPUs, the event loop).
- * NULL is a no-op.
+ * store. A memtier_reclaim() job accepted before still gets its result through @done (why
+ * "stopped" if it had not begun). Call after every thread that may touch guest RAM is joined
+ * (vCPUs, the event loop). NULL is a no-op.
  */
 void memtier_destroy(struct memtier *t);
 

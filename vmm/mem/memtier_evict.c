@@ -433,10 +433,14 @@ static void *worker_main(void *arg)
 	uint64_t next_check = now_ns() + period;
 
 	pthread_mutex_lock(&t->wlock);
-	while (!t->stop) {
+	for (;;) {
 		struct memtier_result r;
 		uint64_t now = now_ns();
 
+		/*
+		 * A job accepted before the stop is run even so (reclaim() ends it at once,
+		 * "stopped"): its client is owed a result.
+		 */
 		if (t->job_pending) {
 			uint64_t job = t->job, target = t->job_target, tmo = t->job_timeout_ms;
 
@@ -457,6 +461,8 @@ static void *worker_main(void *arg)
 			pthread_mutex_lock(&t->wlock);
 			continue;
 		}
+		if (t->stop)
+			break;
 		if (t->cfg.mem_limit_bytes && now >= next_check) {
 			uint64_t limit = t->cfg.mem_limit_bytes;
 
