@@ -135,7 +135,8 @@ struct machine {
 	struct policy policy;	 /* the autopilot's state (loop thread only) */
 	int mem_fd;	  /* the snapshot memory file guest RAM is mapped from (a restore), or -1 */
 	int policy_timer; /* its loop timer, or 0 when off */
-	int policy_watch_timer; /* its 100 ms watch (policy_watch()), or 0 when off */
+	int policy_watch_timer; /* its 100 ms watch (policy_watch()) while the balloon holds memory,
+				   or -1 */
 };
 
 /**

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../devices/virtio_balloon.h"
 #include "loop.h"
@@ -75,6 +76,29 @@ static void apply(struct machine *m, const struct policy_decision *d)
 			(uint64_t)(d->new_target / MiB));
 }
 
+static void policy_watch_tick(void *opaque);
+
+/*
+ * The watch runs only while the balloon holds memory (a target above 0): with nothing in it,
+ * policy_watch() has nothing to answer, and an idle guest's VMM would wake 10 times a second
+ * for nothing. A timer that cannot be made now is tried again on the next period.
+ */
+static void watch_arm(struct machine *m, bool on)
+{
+	if (on && m->policy_watch_timer < 0) {
+		m->policy_watch_timer =
+			loop_add_timer(m->vm.loop, POLICY_WATCH_MS, true, policy_watch_tick, m);
+		if (m->policy_watch_timer < 0) {
+			pr_warn_ratelimited("auto-balloon: no watch timer: %s",
+					    strerror(-m->policy_watch_timer));
+			m->policy_watch_timer = -1;
+		}
+	} else if (!on && m->policy_watch_timer >= 0) {
+		loop_del_timer(m->vm.loop, m->policy_watch_timer);
+		m->policy_watch_timer = -1;
+	}
+}
+
 static void policy_tick(void *opaque)
 {
 	struct machine *m = opaque;
@@ -101,6 +125,7 @@ static void policy_tick(void *opaque)
 	if (d.action != POLICY_NONE || d.host_pressure || m->policy.holds != holds)
 		emit(m, &in, &d);
 	balloon_request_stats(m->balloon); /* the next period decides on a fresh set */
+	watch_arm(m, (d.action != POLICY_NONE ? d.new_target : in.target) > 0);
 }
 
 /*
@@ -126,10 +151,14 @@ static void policy_watch_tick(void *opaque)
 	/* A client's target holds the policy off: the watch would not act on a fresh set. */
 	if (in.target && in.now_ms >= m->policy.hold_until_ms)
 		balloon_request_stats(m->balloon);
+	if (!(d.action != POLICY_NONE ? d.new_target : in.target))
+		watch_arm(m, false); /* the balloon is empty: nothing to watch until it is not */
 }
 
 int machine_policy_start(struct machine *m)
 {
+	struct balloon_counters bc;
+
 	if (!m->cfg.auto_balloon)
 		return 0;
 	if (!m->balloon || !m->cfg.balloon.stats) {
@@ -140,7 +169,9 @@ int machine_policy_start(struct machine *m)
 	m->policy_timer = loop_add_timer(m->vm.loop, m->cfg.policy.period_ms, true, policy_tick, m);
 	if (m->policy_timer < 0)
 		return m->policy_timer;
-	m->policy_watch_timer =
-		loop_add_timer(m->vm.loop, POLICY_WATCH_MS, true, policy_watch_tick, m);
-	return m->policy_watch_timer < 0 ? m->policy_watch_timer : 0;
+	/* A restored balloon may hold memory already. */
+	balloon_get_counters(m->balloon, &bc);
+	m->policy_watch_timer = -1;
+	watch_arm(m, bc.target_pages > 0);
+	return 0;
 }
