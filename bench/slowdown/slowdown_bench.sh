@@ -7,7 +7,7 @@
 # stdin (through the virtio console) after IDLE seconds in which neither guest runs memhash.
 # The idle gap is what makes the test hard for the policy: while the guest idles, the memory the
 # last run freed is above the band, and a policy that ballooned it (down to about 20% of RAM
-# available) made each run start by needing memory the balloon holds. ROUNDS boots of the pair.
+# available) made each run start by needing memory the balloon holds. ROUNDS boots of the guests.
 # SLOWDOWN_MODE=alternate (the default, and the goal's figure): run i goes to one guest, then to
 # the other once it finished (off first in odd runs, on first in even ones, so that a drift in
 # the machine's load cancels out), so each run has the test host's CPU to itself, as the same
@@ -22,7 +22,7 @@
 # of each guest, the median of the per-run ratios on/off (and aa/off), the slowdown in percent
 # (goal: < 3%), and the CPU time each VMM's own threads (all but its vCPU threads) used in the
 # round: what the policy's reads and timers cost the host, free of the run-to-run noise.
-# Environment: SLOWDOWN_MODE (alternate), SLOWDOWN_ROUNDS (3), SLOWDOWN_AA (1), SLOWDOWN_RUNS (runs per boot, 4), SLOWDOWN_IDLE (s, 12),
+# Environment: SLOWDOWN_MODE (alternate), SLOWDOWN_ROUNDS (6), SLOWDOWN_AA (1), SLOWDOWN_RUNS (runs per boot, 4), SLOWDOWN_IDLE (s, 12),
 # SLOWDOWN_MIB (200), SLOWDOWN_PASSES (4), SLOWDOWN_VMM_ARGS (extra options for the "on" guest,
 # e.g. policy settings to compare), SLOWDOWN_EVENTS (non-empty: print every memory.policy event,
 # with the test host's uptime, next to the runs' spans "ROUND I GO_S DONE_S").
@@ -35,7 +35,7 @@ need_kvm
 mem=512
 mode=${SLOWDOWN_MODE:-alternate}
 case $mode in alternate | together) ;; *) fail "SLOWDOWN_MODE must be alternate or together, not '$mode'" ;; esac
-rounds=${SLOWDOWN_ROUNDS:-3}
+rounds=${SLOWDOWN_ROUNDS:-6}
 configs="off on"
 [ "${SLOWDOWN_AA:-1}" = 0 ] || configs="off on aa"
 runs=${SLOWDOWN_RUNS:-4}
