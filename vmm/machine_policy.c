@@ -69,11 +69,16 @@ static void read_guest(struct machine *m, struct policy_input *in)
 	in->reporting = bc.features & (1ULL << VIRTIO_BALLOON_F_REPORTING);
 }
 
-static void apply(struct machine *m, const struct policy_decision *d)
+/* Sets @d's target, if it acts. Returns the target in effect after it (bytes; @in's otherwise). */
+static uint64_t apply(struct machine *m, const struct policy_input *in,
+		      const struct policy_decision *d)
 {
-	if (d->action != POLICY_NONE && balloon_set_target(m->balloon, d->new_target / 4096) < 0)
+	if (d->action == POLICY_NONE)
+		return in->target;
+	if (balloon_set_target(m->balloon, d->new_target / 4096) < 0)
 		pr_warn("auto-balloon: target %" PRIu64 " MiB refused",
 			(uint64_t)(d->new_target / MiB));
+	return d->new_target;
 }
 
 static void policy_watch_tick(void *opaque);
@@ -104,7 +109,7 @@ static void policy_tick(void *opaque)
 	struct machine *m = opaque;
 	struct policy_input in;
 	struct policy_decision d;
-	uint64_t holds = m->policy.holds;
+	uint64_t holds = m->policy.holds, target;
 
 	read_guest(m, &in);
 	policy_read_host(&in);
@@ -112,7 +117,7 @@ static void policy_tick(void *opaque)
 	if (policy_wants_resident(&m->policy, &in))
 		in.resident = gm_resident_bytes(&m->vm.gm);
 	d = policy_step(&m->policy, &in);
-	apply(m, &d);
+	target = apply(m, &in, &d);
 	if (d.reclaim_bytes && m->memtier) {
 		uint64_t res = gm_resident_bytes(&m->vm.gm), job;
 
@@ -125,7 +130,7 @@ static void policy_tick(void *opaque)
 	if (d.action != POLICY_NONE || d.host_pressure || m->policy.holds != holds)
 		emit(m, &in, &d);
 	balloon_request_stats(m->balloon); /* the next period decides on a fresh set */
-	watch_arm(m, (d.action != POLICY_NONE ? d.new_target : in.target) > 0);
+	watch_arm(m, target > 0);
 }
 
 /*
@@ -139,10 +144,11 @@ static void policy_watch_tick(void *opaque)
 	struct machine *m = opaque;
 	struct policy_input in;
 	struct policy_decision d;
+	uint64_t target;
 
 	read_guest(m, &in);
 	d = policy_watch(&m->policy, &in);
-	apply(m, &d);
+	target = apply(m, &in, &d);
 	if (d.action != POLICY_NONE) {
 		/* The host's figures for the event only: the watch itself does not read them. */
 		policy_read_host(&in);
@@ -151,7 +157,7 @@ static void policy_watch_tick(void *opaque)
 	/* A client's target holds the policy off: the watch would not act on a fresh set. */
 	if (in.target && in.now_ms >= m->policy.hold_until_ms)
 		balloon_request_stats(m->balloon);
-	if (!(d.action != POLICY_NONE ? d.new_target : in.target))
+	if (!target)
 		watch_arm(m, false); /* the balloon is empty: nothing to watch until it is not */
 }
 

@@ -187,7 +187,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 	struct policy_decision d = {.action = POLICY_NONE};
 	uint64_t ram = in->guest_ram, low, high, mid, max_target, want;
 	uint64_t majflt, swapin, taken, p_last_avail, p_last_resident;
-	bool recent_inflate;
+	bool recent_inflate, spared;
 	bool first = p->last_seq == 0;
 
 	if (!ram)
@@ -229,12 +229,14 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 		majflt >= c->majflt_per_period || swapin > 0 ||
 		(!first && !recent_inflate && p->last_avail > in->avail + taken + c->step_bytes);
 	d.host_pressure = host_pressure(c, in);
+	/* A recent returned skip spared this period's pagemap walk (policy_wants_resident()). */
+	spared = !in->resident && returned_holds(p, in);
 	p->last_seq = in->stats_seq;
 	p_last_avail = p->last_avail;
 	p->last_avail = in->avail;
 	p_last_resident = p->last_resident;
 	/* Kept over the periods a returned skip spares the walk: growth since is touching too. */
-	if (in->resident || !returned_holds(p, in))
+	if (!spared)
 		p->last_resident = in->resident;
 	p->last_actual = in->actual;
 	p->last_majflt = in->major_faults;
@@ -307,7 +309,7 @@ struct policy_decision policy_step(struct policy *p, const struct policy_input *
 			return p->last = d;
 		}
 		/* Returned a moment ago, and nothing changed since: no pagemap walk was made. */
-		if (!in->resident && returned_holds(p, in)) {
+		if (spared) {
 			p->returned_skips++;
 			d.why = "above band, already returned to the host (checked again later)";
 			return p->last = d;
