@@ -71,15 +71,6 @@ stop() {
 	pid=
 }
 
-# host_cpu_ns PID: CPU time (ns) of the process's threads that are not vCPUs (vmm: vcpuN;
-# QEMU: "CPU N/KVM"), from /proc/PID/task/*/schedstat.
-host_cpu_ns() {
-	for _t in /proc/"$1"/task/*; do
-		case "$(cat "$_t/comm" 2>/dev/null)" in vcpu* | CPU*) continue ;; esac
-		cut -d' ' -f1 "$_t/schedstat" 2>/dev/null
-	done | awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
-
 # field NAME: NAME=VALUE from the line on stdin.
 field() {
 	tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1

@@ -73,14 +73,10 @@ wait_run() {
 	runs_done "$1" "$2" "$3" || { cat "$SCRATCH/$1-$2.console" "$SCRATCH/$1-$2.err" >&2; fail "$1 round $2: run $3 did not finish"; }
 }
 
-# own_cpu_ms PID: the CPU time (user + system, ms) the VMM's threads other than its vCPU threads
-# (the main loop, the uffd and reclaim workers) used so far.
+# own_cpu_ms PID: the CPU time (ms) the VMM's threads other than its vCPU threads (the main
+# loop, the uffd and reclaim workers) used so far.
 own_cpu_ms() {
-	for _t in /proc/"$1"/task/*; do
-		case $(cat "$_t/comm" 2>/dev/null) in vcpu*) continue ;; esac
-		cat "$_t/stat" 2>/dev/null
-	done | awk -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
-		'{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%d", t * 1000 / hz }'
+	echo $(($(host_cpu_ns "$1") / 1000000))
 }
 
 # finish CONFIG ROUND: print the guest's state and its @@run lines, stop it.

@@ -152,6 +152,15 @@ pss_mib() {
 		"/proc/$1/smaps_rollup"
 }
 
+# host_cpu_ns PID: CPU time (ns) of the process's threads that are not vCPUs (vmm: vcpuN;
+# QEMU: "CPU N/KVM"), from /proc/PID/task/*/schedstat.
+host_cpu_ns() {
+	for _t in /proc/"$1"/task/*; do
+		case "$(cat "$_t/comm" 2>/dev/null)" in vcpu* | CPU*) continue ;; esac
+		cut -d' ' -f1 "$_t/schedstat" 2>/dev/null
+	done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
 # b64 STRING: base64 of STRING on one line (what the vmm puts in vmm.cmd=).
 b64() {
 	printf '%s' "$1" | base64 | tr -d '\n'
