@@ -2,7 +2,7 @@
 # tests/lib/test-testhost.sh: the nested test host's runner (tests/testhost/run.sh) against a fake
 # QEMU that speaks the /init protocol (tests/testhost/init.sh) on its stdout: a test host that
 # hangs once is booted again for the scenarios left only (the hung one included) and they pass;
-# one that hangs on every boot fails them as hung and not run; a silent scenario whose test host
+# one that hangs on every boot (3 by default, TESTHOST_BOOTS) fails them as hung and not run; a silent scenario whose test host
 # still says "alive" is not taken for a hang. Ends with "N passed, N failed".
 set -uo pipefail
 
@@ -51,7 +51,7 @@ expect() {
 	shift 3
 	rm -rf "$tmp/state" && mkdir -p "$tmp/state"
 	out=$(B=$tmp/build FAKE_MODE=$mode FAKE_STATE=$tmp/state TESTHOST_QEMU=$tmp/qemu \
-		TESTHOST_KERNEL=$tmp/bzImage TESTHOST_IDLE=2 \
+		TESTHOST_KERNEL=$tmp/bzImage TESTHOST_IDLE=2 TESTHOST_BOOTS=${boots:-3} \
 		"$root/tests/testhost/run.sh" "$tmp/a.sh" "$tmp/b.sh" "$tmp/c.sh" ${extra:-} 2>&1)
 	rc=$?
 	out+=$'\n'$(cat "$tmp/state/lists" 2>/dev/null)
@@ -78,10 +78,23 @@ if grep -q 'running b in boot 1' "$tmp/build/testhost/logs/b.hung.log" 2>/dev/nu
 else
 	failed=$((failed + 1)) && echo "FAIL b.hung.log / b.log do not hold boot 1's / boot 2's run"
 fi
-expect "hang twice: hung and not run" hang-always 1 \
-	'^hung: the test host stopped responding .* in both boots\) before scenario a ended' \
+expect "a hang in every boot: three boots, then hung and not run" hang-always 1 \
+	'^hung: the test host stopped responding .* in each of 3 boot\(s\)\) before scenario a ended' \
 	'^not run: the test host stopped responding .* before scenario c started' \
+	'^boot 2: a b c $' '^boot 3: a b c $' '^0 passed, 3 failed$'
+if ! grep -q '^boot 4' "$tmp/state/lists"; then
+	passed=$((passed + 1)) && echo "ok   no fourth boot"
+else
+	failed=$((failed + 1)) && echo "FAIL a fourth boot after three hangs"
+fi
+boots=2 expect "TESTHOST_BOOTS=2: two boots" hang-always 1 \
+	'^hung: the test host stopped responding .* in each of 2 boot\(s\)\) before scenario a ended' \
 	'^boot 2: a b c $' '^0 passed, 3 failed$'
+if ! grep -q '^boot 3' "$tmp/state/lists"; then
+	passed=$((passed + 1)) && echo "ok   TESTHOST_BOOTS=2: no third boot"
+else
+	failed=$((failed + 1)) && echo "FAIL TESTHOST_BOOTS=2: a third boot"
+fi
 expect "a silent scenario with a live test host is no hang" alive 0 '^3 passed, 0 failed$' \
 	'^boot 1: a b c $'
 echo "$passed passed, $failed failed"

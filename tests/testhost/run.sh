@@ -23,7 +23,8 @@
 # Scenarios see VMM, GUEST_DIR, QEMU, TESTLIB, TEST_MODE=testhost and SCRATCH (see tests/lib/scenario.sh).
 # Environment: TESTHOST_SMP (default vCPUs), TESTHOST_DEADLINE (override a boot's deadline, by
 # default the sum of its scenario deadlines + 60 s + 10 s per scenario), TESTHOST_IDLE (seconds of
-# silence that mean the test host hung, 120: see "boot" below), TESTHOST_QEMU and TESTHOST_KERNEL
+# silence that mean the test host hung, 120: see "boot" below), TESTHOST_BOOTS (how many boots the
+# scenarios get in all when the test host hangs, 3), TESTHOST_QEMU and TESTHOST_KERNEL
 # (replace qemu-system-x86_64 and the test host kernel; the harness's own test uses a fake),
 # VMM_CACHE, BUSYBOX.
 set -euo pipefail
@@ -199,8 +200,11 @@ add_file /testhost/env "$run/env" 0644
 # ../shared/environment.md), which no deadline inside it can catch. Its /init says "alive" on the
 # protocol port every 10 s, so TESTHOST_IDLE seconds (default 120) with nothing on that port mean
 # it stopped responding: QEMU is killed, and the scenarios that had not ended (the one running
-# included) get one more boot. A second hang fails them as hung.
+# included) get another boot, up to TESTHOST_BOOTS boots in all (default 3: one clean-clone
+# make test hung twice in a row, in the same shard). A hang in the last boot fails them as hung.
 idle=${TESTHOST_IDLE:-120}
+boots=${TESTHOST_BOOTS:-3}
+[[ $boots =~ ^[1-9][0-9]*$ ]] || { echo "testhost: TESTHOST_BOOTS must be a number >= 1, not '$boots'" >&2; exit 2; }
 accel=tcg
 [ "$smp" -gt 1 ] && accel=tcg,thread=multi
 # Under TCG the test host often cannot calibrate its TSC ("Unable to calibrate against PIT", no
@@ -307,19 +311,19 @@ boot() {
 	cp "$run/console.log" "$run/qemu.err" "$work/" 2>/dev/null || true
 }
 
-# One boot for all; if the test host stopped responding, one more for the scenarios left.
+# One boot for all; each time the test host stopped responding, another for the scenarios left.
 left=("${names[@]}") attempt=1
 set +e
 while :; do
 	boot "${left[@]}"
-	[ $hung = 1 ] && [ $attempt = 1 ] || break
+	[ $hung = 1 ] && [ "$attempt" -lt "$boots" ] || break
 	unfinished=()
 	for n in "${left[@]}"; do
 		grep -q "^$n " "$run/results" 2>/dev/null || unfinished+=("$n")
 	done
 	echo "testhost: the test host stopped responding (nothing on its protocol port for $idle s$([ -z "$current" ] || echo ", during scenario $current")): booting it again for the ${#unfinished[@]} scenario(s) left"
 	[ ${#unfinished[@]} -gt 0 ] || break
-	left=("${unfinished[@]}") attempt=2
+	left=("${unfinished[@]}") attempt=$((attempt + 1))
 done
 set -e
 
@@ -329,7 +333,7 @@ for n in "${names[@]}"; do
 	if [ -z "$st" ]; then
 		st=FAIL
 		if [ $hung = 1 ]; then
-			stop="the test host stopped responding (nothing on its protocol port for $idle s, in both boots)"
+			stop="the test host stopped responding (nothing on its protocol port for $idle s, in each of $attempt boot(s))"
 		else
 			stop="the test host stopped (QEMU status $qrc)"
 		fi
